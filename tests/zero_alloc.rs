@@ -1,0 +1,114 @@
+//! After warm-up, processing a frame allocates nothing on the Rust heap.
+//!
+//! A counting global allocator counts the allocations (and reallocations) made by this thread
+//! while armed. The whole per-frame path runs armed: pre-processing (resize + tensor write),
+//! the ONNX Runtime call through `ort`, and post-processing (decode, NMS, mapping back).
+//! ONNX Runtime's own C++ allocations do not go through the Rust allocator; its CPU arena keeps
+//! them out of the steady state (enabled by default).
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use lookout::image::{ImageView, PixelEncoding};
+use lookout::model::Model;
+use lookout::pipeline::Detector;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn note() {
+    // `try_with`: the allocator may run while thread-locals are being torn down.
+    if ARMED.try_with(Cell::get).unwrap_or(false) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: forwards every call unchanged to the system allocator; the counting has no effect on
+// the memory returned.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made by `f` on this thread.
+fn allocations_in(f: impl FnOnce()) -> u64 {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    ARMED.with(|a| a.set(true));
+    f();
+    ARMED.with(|a| a.set(false));
+    ALLOCATIONS.load(Ordering::Relaxed) - before
+}
+
+#[test]
+fn the_counter_sees_allocations() {
+    // Positive control: if this fails, a zero below would mean nothing.
+    let n = allocations_in(|| {
+        let v: Vec<u8> = Vec::with_capacity(std::hint::black_box(64));
+        std::hint::black_box(v);
+    });
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn steady_state_frames_allocate_nothing() {
+    let model = Model::load(&common::default_manifest()).unwrap();
+    let mut det = Detector::new(model, &common::cpu_engine(), None).unwrap();
+
+    // A real photo (rgb8, 810x1080) and a synthetic full-HD bgr8 frame with a padded row step.
+    let (w, h, enc, bus) = common::load_rgb(&common::image("bus.jpg"));
+    let step = 1920 * 3 + 64;
+    let hd: Vec<u8> = (0..step * 1080).map(|i| (i * 7 % 251) as u8).collect();
+
+    let frames = [
+        ImageView::packed(w, h, enc, &bus).unwrap(),
+        ImageView::new(1920, 1080, step, PixelEncoding::Bgr8, &hd).unwrap(),
+    ];
+    // Warm-up: the first frame of each size sizes the resizer's scratch buffers.
+    for f in &frames {
+        det.detect(f).unwrap();
+    }
+    let mut found = 0usize;
+    let n = allocations_in(|| {
+        for _ in 0..5 {
+            for f in &frames {
+                match det.detect(f) {
+                    Ok(r) => found += r.detections.len(),
+                    Err(_) => found = usize::MAX,
+                }
+            }
+        }
+    });
+    assert!(
+        found > 0 && found != usize::MAX,
+        "frames were not processed"
+    );
+    assert_eq!(n, 0, "{n} heap allocations in 10 steady-state frames");
+}
