@@ -261,6 +261,9 @@ export RMW_IMPLEMENTATION="\${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 # Library search dirs (-L) for lookout's r2r build: ROS libraries, the
 # librmw_implementation symlink, the vendored .libs dirs and the libpython dir.
 export LOOKOUT_ROS_LINK_DIRS="$link_dirs"
+# librcl from the wheels needs libpython symbols (quirk 4): lookout's build.rs links this
+# library with --no-as-needed when set.
+export LOOKOUT_ROS_LINK_PYTHON="python${py_ver}"
 
 unset -f _lookout_append
 EOF

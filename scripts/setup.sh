@@ -194,6 +194,20 @@ source "$home/ros_env.sh"
 # r2r's build script needs ROS_DISTRO; IDL_PACKAGE_FILTER keeps its message generation small.
 export ROS_DISTRO="\${ROS_DISTRO:-jazzy}"
 export IDL_PACKAGE_FILTER="\${IDL_PACKAGE_FILTER:-std_msgs;builtin_interfaces;sensor_msgs;geometry_msgs;vision_msgs;diagnostic_msgs;rosgraph_msgs;rcl_interfaces}"
+# Linking against the PyPI-wheel prefix (quirks 2-4): -L for every library dir (also needed by
+# r2r's own build script, hence RUSTFLAGS rather than a build.rs), and libpython linked
+# explicitly because the wheels' librcl needs its symbols. Not set with a regular ROS 2 install.
+if [ -n "\${LOOKOUT_ROS_LINK_DIRS:-}" ]; then
+  _lookout_flags=""
+  _lookout_ifs=\$IFS; IFS=:
+  for _lookout_dir in \$LOOKOUT_ROS_LINK_DIRS; do _lookout_flags="\$_lookout_flags -L native=\$_lookout_dir"; done
+  IFS=\$_lookout_ifs
+  export RUSTFLAGS="\${_lookout_flags# } -C link-arg=-Wl,--no-as-needed -C link-arg=-l\$LOOKOUT_ROS_LINK_PYTHON -C link-arg=-Wl,--as-needed"
+  unset _lookout_flags _lookout_ifs _lookout_dir
+fi
+# Fast DDS: shared-memory segments large enough for raw camera frames (see config/fastdds.xml);
+# a profile chosen by the user or the vehicle is kept.
+export FASTRTPS_DEFAULT_PROFILES_FILE="\${FASTRTPS_DEFAULT_PROFILES_FILE:-$repo/config/fastdds.xml}"
 # Python with rclpy, rosbags, onnxruntime: used by the tests' ROS peers and bag writers.
 export LOOKOUT_PYTHON="$venv/bin/python"
 EOF

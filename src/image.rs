@@ -129,6 +129,14 @@ pub enum FrameError {
     /// A compressed frame's format string is neither JPEG nor PNG.
     #[error("unsupported compressed format (supported: jpeg, png)")]
     UnsupportedFormat,
+    /// The header's `frame_id` does not fit the frame slot.
+    #[error("frame_id is {len_bytes} B, more than the {max_bytes} B reserved")]
+    FrameIdTooLong {
+        /// Length of the id.
+        len_bytes: usize,
+        /// Bytes reserved.
+        max_bytes: usize,
+    },
     /// A frame is larger than the configured maximum.
     #[error("frame {width}x{height} exceeds the maximum {max_width}x{max_height}")]
     TooLarge {

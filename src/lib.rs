@@ -19,11 +19,16 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod config;
 pub mod decode;
 pub mod geometry;
 pub mod image;
 pub mod infer;
+pub mod ingest;
 pub mod model;
 pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
+#[cfg(feature = "ros")]
+pub mod ros;
+pub mod runtime;

@@ -32,6 +32,28 @@ enum Command {
     ///  "detections": [{"class": "bus", "score": 0.87, "bbox": [x1, y1, x2, y2]}]}
     /// Boxes are in the image's pixels. Exits 1 if any image could not be processed.
     Detect(DetectArgs),
+    /// Run the live ROS 2 node: subscribe to the configured camera topics, publish
+    /// vision_msgs/Detection2DArray per camera.
+    ///
+    /// Parameters come from --params-file (default: config/lookout.yaml, unless --ros-args
+    /// carries its own --params-file), then from the standard ROS arguments (-p key:=value,
+    /// --params-file). Remapping (-r), namespace (-r __ns:=/ns), node name (-r __node:=name),
+    /// use_sim_time and --log-level work as for any ROS 2 node. Stops cleanly on SIGINT/SIGTERM
+    /// and prints a per-camera summary.
+    #[cfg(feature = "ros")]
+    Run(RunArgs),
+}
+
+#[cfg(feature = "ros")]
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// ROS 2 parameters file (see config/lookout.yaml for every key).
+    #[arg(long, value_name = "FILE")]
+    params_file: Option<PathBuf>,
+
+    /// Standard ROS 2 arguments, passed to rcl unchanged (everything after --ros-args).
+    #[arg(long = "ros-args", num_args = 0.., allow_hyphen_values = true, value_name = "ARGS")]
+    ros_args: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -80,15 +102,11 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(&cli.command);
     let result = match cli.command {
         Command::Detect(args) => detect(&args),
+        #[cfg(feature = "ros")]
+        Command::Run(args) => run(&args),
     };
     match result {
         Ok(code) => code,
@@ -97,6 +115,70 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs go to stderr through `tracing` (filter: RUST_LOG; default `info` for `run`, `warn`
+/// otherwise, ONNX Runtime's own logs at `warn`); with the live node, warnings and errors also go to the ROS log (/rosout).
+fn init_logging(command: &Command) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let default = match command {
+        Command::Detect(_) => "warn",
+        #[cfg(feature = "ros")]
+        Command::Run(_) => "info,ort=warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    #[cfg(feature = "ros")]
+    let registry = registry.with(lookout::ros::RosLogLayer);
+    registry.init();
+}
+
+#[cfg(feature = "ros")]
+fn run(args: &RunArgs) -> Result<ExitCode> {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while shutting down exits at once.
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    // rcl reads the process arguments itself; note whether they carry a params file.
+    let ros_params_file = std::env::args()
+        .skip_while(|a| a != "--ros-args")
+        .any(|a| a == "--params-file");
+    let _ = &args.ros_args;
+    let options = lookout::ros::NodeOptions {
+        params_file: args.params_file.clone(),
+        ros_params_file,
+    };
+    let summary = lookout::ros::run(&options, stop)?;
+    for cam in &summary.cameras {
+        let c = cam.counters;
+        let mean_ms = |total_ns: u64| total_ns as f64 / 1e6 / c.processed.max(1) as f64;
+        eprintln!(
+            "lookout: summary camera={} received={} processed={} published={} dropped_ring_full={} dropped_superseded={} bad_input={} inference_errors={} dropped_output={} qos_incompatible={} preprocess_ms_mean={:.2} inference_ms_mean={:.2} postprocess_ms_mean={:.2}",
+            cam.name,
+            c.received,
+            c.processed,
+            c.published,
+            c.dropped_ring_full,
+            c.dropped_superseded,
+            c.bad_input,
+            c.inference_errors,
+            c.dropped_output,
+            c.qos_incompatible_events,
+            mean_ms(c.preprocess_ns),
+            mean_ms(c.inference_ns),
+            mean_ms(c.postprocess_ns)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn detect(args: &DetectArgs) -> Result<ExitCode> {

@@ -1,0 +1,755 @@
+//! Ingest: per-camera frame queues between the transport (ROS subscription, bag reader) and the
+//! inference loop.
+//!
+//! Each camera owns `ring_capacity + 2` preallocated [`Frame`] slots (every page touched at
+//! start-up) that circulate without ever being allocated again:
+//!
+//! ```text
+//!             free slots (rtrb SPSC ring)
+//!   ┌───────────────────────────────────────────────────────┐
+//!   ▼                                                       │
+//! FrameProducer ── copy once ──► frame queue ──► FrameConsumer ──► inference loop
+//! (transport thread)   (ArrayQueue, ring_capacity)  (inference thread, stages one frame)
+//! ```
+//!
+//! The transport copies each frame once into a free slot ([`FrameProducer::push_raw`],
+//! [`FrameProducer::push_compressed`]) and queues it. When the queue is full the configured
+//! policy applies, and every drop is counted:
+//! - [`QueuePolicy::KeepNewest`] (default): the **oldest** queued frame is evicted
+//!   (`dropped_ring_full`) and its slot reused, so the newest frame always gets in. When the
+//!   inference loop takes a frame it takes the newest and recycles the older ones it skips
+//!   (`dropped_superseded`).
+//! - [`QueuePolicy::Fifo`]: frames are taken in arrival order; a frame that finds the queue full
+//!   is dropped (`dropped_ring_full`).
+//!
+//! The frame queue is crossbeam's lock-free bounded `ArrayQueue` because keep-newest needs the
+//! producer to evict the oldest entry (`force_push`), which an SPSC ring such as rtrb cannot do
+//! from the producer side; the free slots return through an rtrb ring.
+//!
+//! [`next_frame`] picks which camera's frame the single inference loop takes next: among each
+//! camera's candidate (its newest or oldest queued frame, by policy), the one with the earliest
+//! header stamp, ties broken by camera order. The choice is a pure function of the queued frames'
+//! stamps and the policies, never of thread timing.
+//!
+//! Contract: [`camera_ring`] allocates every slot (`slot_bytes` each). Pushing, taking and
+//! recycling never allocate, never block and never fail except by dropping a frame, which is
+//! counted. Waking the inference thread is a futex `unpark`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::thread::Thread;
+use std::time::Instant;
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::config::QueuePolicy;
+use crate::decode::CompressedFormat;
+use crate::image::{FrameError, ImageView, PixelEncoding};
+
+/// Bytes reserved for a frame's `frame_id` (longer ids are bad input).
+pub const FRAME_ID_CAPACITY: usize = 256;
+
+/// A ROS time stamp (`builtin_interfaces/Time`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Stamp {
+    /// Seconds.
+    pub sec: i32,
+    /// Nanoseconds within the second.
+    pub nanosec: u32,
+}
+
+impl Stamp {
+    /// Nanoseconds since the epoch of the clock.
+    pub fn as_nanos(&self) -> i64 {
+        i64::from(self.sec) * 1_000_000_000 + i64::from(self.nanosec)
+    }
+
+    /// From nanoseconds since the epoch.
+    pub fn from_nanos(ns: i64) -> Self {
+        Self {
+            sec: ns.div_euclid(1_000_000_000) as i32,
+            nanosec: ns.rem_euclid(1_000_000_000) as u32,
+        }
+    }
+}
+
+/// How the bytes of a frame are to be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameFormat {
+    /// A raw image (`sensor_msgs/Image`).
+    Raw {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+        /// Row step in bytes.
+        step_bytes: usize,
+        /// Pixel encoding.
+        encoding: PixelEncoding,
+    },
+    /// A compressed image (`sensor_msgs/CompressedImage`).
+    Compressed(CompressedFormat),
+}
+
+/// One frame slot: metadata plus a byte buffer allocated once for the camera's largest frame.
+#[derive(Debug)]
+pub struct Frame {
+    /// Index of the camera in the configuration.
+    pub camera: usize,
+    /// Arrival number on this camera (0, 1, 2, ...), counting dropped frames too.
+    pub seq: u64,
+    /// Header stamp, copied unchanged.
+    pub stamp: Stamp,
+    /// Layout of `data`.
+    pub format: FrameFormat,
+    /// Monotonic time the transport received the frame (callback entry).
+    pub received: Instant,
+    /// Monotonic time the frame entered the ring.
+    pub enqueued: Instant,
+    frame_id: String,
+    data: Vec<u8>,
+}
+
+impl Frame {
+    fn new(camera: usize, slot_bytes: usize) -> Self {
+        let now = Instant::now();
+        // Touch every page now, so the first frames do not pay page faults on the hot path.
+        let mut data = vec![0u8; 0];
+        data.reserve_exact(slot_bytes);
+        data.resize(slot_bytes, 0);
+        data.clear();
+        Self {
+            camera,
+            seq: 0,
+            stamp: Stamp::default(),
+            format: FrameFormat::Compressed(CompressedFormat::Jpeg),
+            received: now,
+            enqueued: now,
+            frame_id: String::with_capacity(FRAME_ID_CAPACITY),
+            data,
+        }
+    }
+
+    /// Header `frame_id`, copied unchanged.
+    pub fn frame_id(&self) -> &str {
+        &self.frame_id
+    }
+
+    /// The frame's bytes (raw pixels with row padding, or the compressed stream).
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// A view of a raw frame (`None` for a compressed one).
+    pub fn raw_view(&self) -> Option<Result<ImageView<'_>, FrameError>> {
+        match self.format {
+            FrameFormat::Raw {
+                width,
+                height,
+                step_bytes,
+                encoding,
+            } => Some(ImageView::new(
+                width, height, step_bytes, encoding, &self.data,
+            )),
+            FrameFormat::Compressed(_) => None,
+        }
+    }
+}
+
+/// Kinds of bad input, each logged once per camera.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum BadInputKind {
+    /// Unsupported pixel encoding.
+    Encoding = 0,
+    /// Width, height, step and data length disagree.
+    Geometry = 1,
+    /// Larger than the slot (`max_width x max_height`).
+    TooLarge = 2,
+    /// Compressed format not JPEG/PNG, or the stream does not decode.
+    Compressed = 3,
+    /// `frame_id` longer than [`FRAME_ID_CAPACITY`].
+    FrameId = 4,
+}
+
+impl BadInputKind {
+    /// Classifies a frame error.
+    pub fn of(e: &FrameError) -> Self {
+        match e {
+            FrameError::UnsupportedEncoding => Self::Encoding,
+            FrameError::Empty { .. }
+            | FrameError::StepTooSmall { .. }
+            | FrameError::DataTooShort { .. } => Self::Geometry,
+            FrameError::TooLarge { .. } => Self::TooLarge,
+            FrameError::Decode { .. } | FrameError::UnsupportedFormat => Self::Compressed,
+            FrameError::FrameIdTooLong { .. } => Self::FrameId,
+        }
+    }
+}
+
+/// A frame the producer refused: why, and whether it is the first of its kind on this camera
+/// (log it then; later ones are only counted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Kind of bad input.
+    pub kind: BadInputKind,
+    /// The error.
+    pub error: FrameError,
+    /// First time this kind is seen on this camera.
+    pub first_of_kind: bool,
+}
+
+/// Counters of one camera, shared by the transport and inference threads (relaxed atomics).
+#[derive(Debug, Default)]
+pub struct CameraCounters {
+    /// Frames that arrived (including dropped and bad ones).
+    pub received: AtomicU64,
+    /// Frames dropped because no slot was free.
+    pub dropped_ring_full: AtomicU64,
+    /// Queued frames skipped because a newer one arrived ([`QueuePolicy::KeepNewest`]).
+    pub dropped_superseded: AtomicU64,
+    /// Frames rejected as bad input.
+    pub bad_input: AtomicU64,
+    /// Frames that went through inference.
+    pub processed: AtomicU64,
+    /// Inference runs that failed.
+    pub inference_errors: AtomicU64,
+    /// Results dropped because the publishing side was full.
+    pub dropped_output: AtomicU64,
+    /// Results published.
+    pub published: AtomicU64,
+    /// Sum of pre-processing times, ns.
+    pub preprocess_ns: AtomicU64,
+    /// Sum of inference times, ns.
+    pub inference_ns: AtomicU64,
+    /// Sum of post-processing times, ns.
+    pub postprocess_ns: AtomicU64,
+    /// Publishers on the input topic whose QoS or type cannot match ours (current count).
+    pub qos_incompatible: AtomicU64,
+    /// Incompatible publishers seen since start.
+    pub qos_incompatible_events: AtomicU64,
+    logged: AtomicU32,
+}
+
+impl CameraCounters {
+    /// Counts a bad input; returns true the first time this kind is seen (log it then).
+    pub fn bad(&self, kind: BadInputKind) -> bool {
+        self.bad_input.fetch_add(1, Ordering::Relaxed);
+        let bit = 1u32 << (kind as u32);
+        self.logged.fetch_or(bit, Ordering::Relaxed) & bit == 0
+    }
+
+    /// Returns true the first time an inference error is noted on this camera (log it then).
+    pub fn first_inference_error(&self) -> bool {
+        const BIT: u32 = 1 << 31;
+        self.logged.fetch_or(BIT, Ordering::Relaxed) & BIT == 0
+    }
+
+    /// Returns true the first time a publish error is noted on this camera (log it then).
+    pub fn first_publish_error(&self) -> bool {
+        const BIT: u32 = 1 << 30;
+        self.logged.fetch_or(BIT, Ordering::Relaxed) & BIT == 0
+    }
+
+    /// A plain copy of every counter.
+    pub fn snapshot(&self) -> CounterSnapshot {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CounterSnapshot {
+            received: g(&self.received),
+            dropped_ring_full: g(&self.dropped_ring_full),
+            dropped_superseded: g(&self.dropped_superseded),
+            bad_input: g(&self.bad_input),
+            processed: g(&self.processed),
+            inference_errors: g(&self.inference_errors),
+            dropped_output: g(&self.dropped_output),
+            published: g(&self.published),
+            qos_incompatible_events: g(&self.qos_incompatible_events),
+            preprocess_ns: g(&self.preprocess_ns),
+            inference_ns: g(&self.inference_ns),
+            postprocess_ns: g(&self.postprocess_ns),
+        }
+    }
+}
+
+/// A copy of [`CameraCounters`] at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CounterSnapshot {
+    /// Frames that arrived.
+    pub received: u64,
+    /// Dropped, no free slot.
+    pub dropped_ring_full: u64,
+    /// Dropped, superseded by a newer frame.
+    pub dropped_superseded: u64,
+    /// Bad input.
+    pub bad_input: u64,
+    /// Went through inference.
+    pub processed: u64,
+    /// Inference failures.
+    pub inference_errors: u64,
+    /// Dropped on the output side.
+    pub dropped_output: u64,
+    /// Published.
+    pub published: u64,
+    /// Incompatible publishers seen.
+    pub qos_incompatible_events: u64,
+    /// Sum of pre-processing times, ns.
+    pub preprocess_ns: u64,
+    /// Sum of inference times, ns.
+    pub inference_ns: u64,
+    /// Sum of post-processing times, ns.
+    pub postprocess_ns: u64,
+}
+
+/// The transport's end of a camera ring.
+pub struct FrameProducer {
+    camera: usize,
+    free: rtrb::Consumer<Frame>,
+    queue: Arc<ArrayQueue<Frame>>,
+    /// A slot taken back from the queue (evicted, or refused when full), reused next.
+    spare: Option<Frame>,
+    policy: QueuePolicy,
+    counters: Arc<CameraCounters>,
+    wake: Option<Thread>,
+    next_seq: u64,
+    slot_bytes: usize,
+    max_width: u32,
+    max_height: u32,
+}
+
+/// The inference loop's end of a camera ring.
+pub struct FrameConsumer {
+    queue: Arc<ArrayQueue<Frame>>,
+    /// The frame [`next_frame`] would take from this camera.
+    staged: Option<Frame>,
+    free: rtrb::Producer<Frame>,
+    policy: QueuePolicy,
+    counters: Arc<CameraCounters>,
+}
+
+/// Creates camera `camera`'s queue: room for `ring_capacity` waiting frames, `ring_capacity + 2`
+/// slots of `max_width x max_height x 4` bytes (one being inferred, one being filled). Allocates
+/// and touches all of them.
+pub fn camera_ring(
+    camera: usize,
+    ring_capacity: usize,
+    max_width: u32,
+    max_height: u32,
+    policy: QueuePolicy,
+) -> (FrameProducer, FrameConsumer, Arc<CameraCounters>) {
+    let capacity = ring_capacity.max(1);
+    let slots = capacity + 2;
+    let slot_bytes = max_width as usize * max_height as usize * 4;
+    let (mut free_tx, free_rx) = rtrb::RingBuffer::new(slots);
+    for _ in 0..slots {
+        // Cannot fail: the ring has exactly `slots` places.
+        let _ = free_tx.push(Frame::new(camera, slot_bytes));
+    }
+    let queue = Arc::new(ArrayQueue::new(capacity));
+    let counters = Arc::new(CameraCounters::default());
+    (
+        FrameProducer {
+            camera,
+            free: free_rx,
+            queue: Arc::clone(&queue),
+            spare: None,
+            policy,
+            counters: Arc::clone(&counters),
+            wake: None,
+            next_seq: 0,
+            slot_bytes,
+            max_width,
+            max_height,
+        },
+        FrameConsumer {
+            queue,
+            staged: None,
+            free: free_tx,
+            policy,
+            counters: Arc::clone(&counters),
+        },
+        counters,
+    )
+}
+
+impl FrameProducer {
+    /// The thread to unpark after each pushed frame (the inference thread).
+    pub fn set_wake(&mut self, thread: Thread) {
+        self.wake = Some(thread);
+    }
+
+    /// This camera's counters.
+    pub fn counters(&self) -> &CameraCounters {
+        &self.counters
+    }
+
+    /// Counts an arrival and hands out a free slot, or counts a drop when none is free.
+    fn acquire(&mut self, received: Instant) -> Option<(Frame, u64)> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        match self.spare.take().or_else(|| self.free.pop().ok()) {
+            Some(mut f) => {
+                f.received = received;
+                Some((f, seq))
+            }
+            // Not reachable with `ring_capacity + 2` slots; counted rather than assumed.
+            None => {
+                self.counters
+                    .dropped_ring_full
+                    .fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Queues a filled slot, applying the policy when the queue is full. Returns whether this
+    /// frame is queued (false: FIFO refused it).
+    fn submit(&mut self, mut frame: Frame) -> bool {
+        frame.enqueued = Instant::now();
+        let queued = match self.policy {
+            QueuePolicy::KeepNewest => {
+                if let Some(oldest) = self.queue.force_push(frame) {
+                    self.counters
+                        .dropped_ring_full
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.spare = Some(oldest);
+                }
+                true
+            }
+            QueuePolicy::Fifo => match self.queue.push(frame) {
+                Ok(()) => true,
+                Err(refused) => {
+                    self.counters
+                        .dropped_ring_full
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.spare = Some(refused);
+                    false
+                }
+            },
+        };
+        if queued && let Some(t) = &self.wake {
+            t.unpark();
+        }
+        queued
+    }
+
+    fn fill(
+        frame: &mut Frame,
+        camera: usize,
+        seq: u64,
+        stamp: Stamp,
+        frame_id: &str,
+        format: FrameFormat,
+        data: &[u8],
+    ) {
+        frame.camera = camera;
+        frame.seq = seq;
+        frame.stamp = stamp;
+        frame.format = format;
+        frame.frame_id.clear();
+        frame.frame_id.push_str(frame_id);
+        frame.data.clear();
+        frame.data.extend_from_slice(data);
+    }
+
+    /// Copies a raw frame into a slot. Bad frames (unknown encoding, inconsistent geometry,
+    /// larger than the slot, over-long `frame_id`) are counted and returned as errors. Returns
+    /// `Ok(true)` when the frame is queued, `Ok(false)` when the policy dropped it (counted).
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_raw(
+        &mut self,
+        received: Instant,
+        stamp: Stamp,
+        frame_id: &str,
+        width: u32,
+        height: u32,
+        step_bytes: usize,
+        encoding: &str,
+        data: &[u8],
+    ) -> Result<bool, Rejected> {
+        let checked = PixelEncoding::from_ros(encoding)
+            .and_then(|e| ImageView::new(width, height, step_bytes, e, data).map(|v| (e, v)));
+        let (encoding, _) = match checked {
+            Ok(ok) => ok,
+            Err(e) => return Err(self.reject(e)),
+        };
+        if width > self.max_width || height > self.max_height || data.len() > self.slot_bytes {
+            return Err(self.reject(FrameError::TooLarge {
+                width,
+                height,
+                max_width: self.max_width,
+                max_height: self.max_height,
+            }));
+        }
+        if frame_id.len() > FRAME_ID_CAPACITY {
+            return Err(self.reject(FrameError::FrameIdTooLong {
+                len_bytes: frame_id.len(),
+                max_bytes: FRAME_ID_CAPACITY,
+            }));
+        }
+        let Some((mut frame, seq)) = self.acquire(received) else {
+            return Ok(false);
+        };
+        let format = FrameFormat::Raw {
+            width,
+            height,
+            step_bytes,
+            encoding,
+        };
+        Self::fill(&mut frame, self.camera, seq, stamp, frame_id, format, data);
+        Ok(self.submit(frame))
+    }
+
+    /// Copies a compressed frame into a slot (decoded later by the inference loop). Same
+    /// contract as [`Self::push_raw`].
+    pub fn push_compressed(
+        &mut self,
+        received: Instant,
+        stamp: Stamp,
+        frame_id: &str,
+        format: &str,
+        data: &[u8],
+    ) -> Result<bool, Rejected> {
+        let format = match CompressedFormat::from_ros(format) {
+            Ok(f) => f,
+            Err(e) => return Err(self.reject(e)),
+        };
+        if frame_id.len() > FRAME_ID_CAPACITY {
+            return Err(self.reject(FrameError::FrameIdTooLong {
+                len_bytes: frame_id.len(),
+                max_bytes: FRAME_ID_CAPACITY,
+            }));
+        }
+        if data.len() > self.slot_bytes {
+            return Err(self.reject(FrameError::TooLarge {
+                width: 0,
+                height: 0,
+                max_width: self.max_width,
+                max_height: self.max_height,
+            }));
+        }
+        let Some((mut frame, seq)) = self.acquire(received) else {
+            return Ok(false);
+        };
+        Self::fill(
+            &mut frame,
+            self.camera,
+            seq,
+            stamp,
+            frame_id,
+            FrameFormat::Compressed(format),
+            data,
+        );
+        Ok(self.submit(frame))
+    }
+
+    fn reject(&mut self, error: FrameError) -> Rejected {
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        self.next_seq += 1;
+        let kind = BadInputKind::of(&error);
+        Rejected {
+            kind,
+            first_of_kind: self.counters.bad(kind),
+            error,
+        }
+    }
+}
+
+impl FrameConsumer {
+    /// This camera's counters.
+    pub fn counters(&self) -> &CameraCounters {
+        &self.counters
+    }
+
+    /// Frames waiting (queued or staged).
+    pub fn queued(&self) -> usize {
+        self.queue.len() + usize::from(self.staged.is_some())
+    }
+
+    /// Applies the policy and returns the stamp of the frame that [`Self::take`] would return:
+    /// with keep-newest, every queued frame replaces the staged one (which is recycled and
+    /// counted as superseded); with FIFO, the oldest is staged.
+    fn candidate(&mut self) -> Option<Stamp> {
+        match self.policy {
+            QueuePolicy::KeepNewest => {
+                while let Some(newer) = self.queue.pop() {
+                    if let Some(old) = self.staged.replace(newer) {
+                        self.counters
+                            .dropped_superseded
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.recycle(old);
+                    }
+                }
+            }
+            QueuePolicy::Fifo => {
+                if self.staged.is_none() {
+                    self.staged = self.queue.pop();
+                }
+            }
+        }
+        self.staged.as_ref().map(|f| f.stamp)
+    }
+
+    /// Takes the next frame by policy.
+    pub fn take(&mut self) -> Option<Frame> {
+        self.candidate()?;
+        self.staged.take()
+    }
+
+    /// Returns a slot to the producer.
+    pub fn recycle(&mut self, frame: Frame) {
+        // Cannot fail: `free` has a place for every slot.
+        let _ = self.free.push(frame);
+    }
+}
+
+/// Takes the next frame for the single inference loop: the candidate with the earliest stamp,
+/// ties broken by camera order. `None` when every ring is empty.
+pub fn next_frame(cameras: &mut [FrameConsumer]) -> Option<Frame> {
+    let mut best: Option<(Stamp, usize)> = None;
+    for (i, cam) in cameras.iter_mut().enumerate() {
+        if let Some(stamp) = cam.candidate()
+            && best.is_none_or(|(s, _)| stamp < s)
+        {
+            best = Some((stamp, i));
+        }
+    }
+    best.and_then(|(_, i)| cameras[i].take())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(s: i32) -> Stamp {
+        Stamp { sec: s, nanosec: 0 }
+    }
+
+    fn push(p: &mut FrameProducer, s: i32) -> bool {
+        p.push_raw(Instant::now(), stamp(s), "cam", 2, 2, 6, "rgb8", &[0u8; 12])
+            .unwrap()
+    }
+
+    #[test]
+    fn keep_newest_supersedes_and_counts() {
+        let (mut p, mut c, counters) = camera_ring(0, 3, 4, 4, QueuePolicy::KeepNewest);
+        for s in 1..=3 {
+            assert!(push(&mut p, s));
+        }
+        let f = c.take().unwrap();
+        assert_eq!(f.stamp, stamp(3));
+        assert_eq!(f.frame_id(), "cam");
+        c.recycle(f);
+        let snap = counters.snapshot();
+        assert_eq!((snap.received, snap.dropped_superseded), (3, 2));
+        assert!(c.take().is_none());
+    }
+
+    #[test]
+    fn keep_newest_evicts_the_oldest_when_full() {
+        // Queue of 2, consumer busy: frames 1..=5 arrive, 1..=3 are evicted on arrival.
+        let (mut p, mut c, counters) = camera_ring(0, 2, 4, 4, QueuePolicy::KeepNewest);
+        for s in 1..=5 {
+            assert!(push(&mut p, s), "frame {s} must get in");
+        }
+        assert_eq!(counters.snapshot().dropped_ring_full, 3);
+        // The loop takes the newest; frame 4 is superseded.
+        assert_eq!(c.take().unwrap().stamp, stamp(5));
+        let snap = counters.snapshot();
+        assert_eq!(
+            (
+                snap.received,
+                snap.dropped_ring_full,
+                snap.dropped_superseded
+            ),
+            (5, 3, 1)
+        );
+    }
+
+    #[test]
+    fn keep_newest_never_runs_out_of_slots_while_a_frame_is_inferred() {
+        let (mut p, mut c, _) = camera_ring(0, 1, 4, 4, QueuePolicy::KeepNewest);
+        push(&mut p, 0);
+        let busy = c.take().unwrap(); // being inferred
+        for s in 1..50 {
+            assert!(push(&mut p, s));
+        }
+        c.recycle(busy);
+        assert_eq!(c.take().unwrap().stamp, stamp(49));
+    }
+
+    #[test]
+    fn fifo_keeps_order_and_drops_the_newest_when_full() {
+        let (mut p, mut c, counters) = camera_ring(0, 2, 4, 4, QueuePolicy::Fifo);
+        assert!(push(&mut p, 1) && push(&mut p, 2));
+        assert!(!push(&mut p, 3)); // refused by the full queue
+        assert_eq!(counters.snapshot().dropped_ring_full, 1);
+        let order: Vec<i32> = std::iter::from_fn(|| c.take())
+            .map(|f| f.stamp.sec)
+            .collect();
+        assert_eq!(order, vec![1, 2]);
+    }
+
+    #[test]
+    fn slots_circulate_without_loss() {
+        let (mut p, mut c, counters) = camera_ring(0, 2, 4, 4, QueuePolicy::Fifo);
+        for s in 0..100 {
+            assert!(push(&mut p, s));
+            let f = c.take().unwrap();
+            assert_eq!(f.seq, s as u64);
+            c.recycle(f);
+        }
+        assert_eq!(counters.snapshot().dropped_ring_full, 0);
+    }
+
+    #[test]
+    fn bad_frames_are_counted_and_logged_once_per_kind() {
+        let (mut p, _c, counters) = camera_ring(0, 2, 4, 4, QueuePolicy::Fifo);
+        let now = Instant::now();
+        let e = p
+            .push_raw(now, stamp(1), "x", 2, 2, 6, "yuv422", &[0; 12])
+            .unwrap_err();
+        assert_eq!(e.kind, BadInputKind::Encoding);
+        assert!(e.first_of_kind);
+        assert!(
+            p.push_raw(now, stamp(1), "x", 2, 2, 6, "rgb8", &[0; 5])
+                .is_err()
+        );
+        assert!(
+            p.push_raw(now, stamp(1), "x", 8, 8, 24, "rgb8", &[0; 192])
+                .is_err()
+        ); // > 4x4
+        assert!(
+            p.push_compressed(now, stamp(1), "x", "gif", &[0; 4])
+                .is_err()
+        );
+        assert_eq!(counters.snapshot().bad_input, 4);
+        // Seen once already: not logged again.
+        assert!(!counters.bad(BadInputKind::Encoding));
+    }
+
+    #[test]
+    fn next_frame_is_ordered_by_stamp_then_camera() {
+        let (mut p0, c0, _) = camera_ring(0, 4, 4, 4, QueuePolicy::Fifo);
+        let (mut p1, c1, _) = camera_ring(1, 4, 4, 4, QueuePolicy::Fifo);
+        let mut cams = vec![c0, c1];
+        push(&mut p1, 1);
+        push(&mut p0, 2);
+        push(&mut p0, 3);
+        push(&mut p1, 3);
+        let order: Vec<(usize, i32)> = std::iter::from_fn(|| next_frame(&mut cams))
+            .map(|f| (f.camera, f.stamp.sec))
+            .collect();
+        assert_eq!(order, vec![(1, 1), (0, 2), (0, 3), (1, 3)]);
+    }
+
+    #[test]
+    fn stamps_convert_through_nanoseconds() {
+        let s = Stamp {
+            sec: -1,
+            nanosec: 500_000_000,
+        };
+        assert_eq!(s.as_nanos(), -500_000_000);
+        assert_eq!(Stamp::from_nanos(s.as_nanos()), s);
+    }
+}

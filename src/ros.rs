@@ -1,0 +1,627 @@
+//! The ROS 2 adapter (r2r): the only module that knows ROS. It turns subscriptions into frames on
+//! the ingest rings and [`Output`]s into `vision_msgs/msg/Detection2DArray`.
+//!
+//! Threads (all named):
+//!
+//! | thread | role | blocks on |
+//! |---|---|---|
+//! | `main` (ROS executor) | `spin_once`, copies each message once into a frame slot, graph/QoS checks, signals | `rcl_wait` (20 ms max) |
+//! | `lookout-infer` | the [`InferenceLoop`] | ONNX Runtime `Run`; parks when idle |
+//! | `lookout-publish` | builds and publishes `Detection2DArray` | the bounded output channel |
+//!
+//! Subscriptions use `subscribe_native`: the middleware deserialises into the C message and the
+//! frame bytes are copied once from it into a preallocated slot. Publishing happens on its own
+//! thread through r2r's publisher (an atomic weak-pointer upgrade and `rcl_publish`), so the
+//! inference thread shares no lock with the ROS side.
+//!
+//! r2r has no QoS event callbacks (incompatible QoS, deadline missed). Instead, once a second the
+//! executor thread reads the QoS of every publisher on each camera topic from the ROS graph,
+//! logs each incompatible one once and counts it (`qos_incompatible`), and says when a camera
+//! topic has no publisher at all.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use r2r::{NativeMsg as WrappedNativeMsg, QosProfile};
+
+use crate::config::{
+    Config, ConfigError, Durability, ImageKind, ParamValue, QosConfig, Reliability,
+};
+use crate::infer::EngineError;
+use crate::ingest::{CameraCounters, CounterSnapshot, FrameProducer, Stamp, camera_ring};
+use crate::model::{Model, ModelError};
+use crate::pipeline::Detector;
+use crate::runtime::{InferenceLoop, LoopCamera, Output, OutputSource, output_channel};
+
+/// Why the node could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A ROS call failed.
+    #[error("ROS 2: {what}: {reason}")]
+    Ros {
+        /// What was attempted.
+        what: String,
+        /// r2r's error.
+        reason: String,
+    },
+    /// The parameters are invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The model package is unusable.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// ONNX Runtime could not start.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A thread could not be started or ended abnormally.
+    #[error("thread {name}: {reason}")]
+    Thread {
+        /// Thread name.
+        name: &'static str,
+        /// What happened.
+        reason: String,
+    },
+}
+
+fn ros_err(what: impl Into<String>) -> impl FnOnce(r2r::Error) -> NodeError {
+    let what = what.into();
+    move |e| NodeError::Ros {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+/// How `lookout run` was asked to configure itself.
+#[derive(Debug, Clone, Default)]
+pub struct NodeOptions {
+    /// `--params-file` given to lookout itself (outside `--ros-args`).
+    pub params_file: Option<PathBuf>,
+    /// Whether `--ros-args` carried a `--params-file` (then no default file is read).
+    pub ros_params_file: bool,
+}
+
+/// Counters of one camera at shutdown.
+#[derive(Debug, Clone)]
+pub struct CameraSummary {
+    /// Camera name.
+    pub name: String,
+    /// Its counters.
+    pub counters: CounterSnapshot,
+}
+
+/// What the node did, reported at shutdown.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// Per camera.
+    pub cameras: Vec<CameraSummary>,
+    /// Execution provider used.
+    pub execution_provider: &'static str,
+}
+
+/// Logger name of the node, once created (the tracing bridge writes to it).
+static ROS_LOGGER: OnceLock<String> = OnceLock::new();
+
+/// A `tracing` layer that forwards warnings and errors to the ROS log (and so to /rosout) under
+/// the node's logger name. Events before the node exists go to the terminal only.
+pub struct RosLogLayer;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RosLogLayer {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let level = *event.metadata().level();
+        if level > tracing::Level::WARN {
+            return;
+        }
+        let Some(logger) = ROS_LOGGER.get() else {
+            return;
+        };
+        let mut text = String::new();
+        event.record(&mut FieldText(&mut text));
+        let severity = if level == tracing::Level::ERROR {
+            r2r::LogSeverity::Error
+        } else {
+            r2r::LogSeverity::Warn
+        };
+        let meta = event.metadata();
+        r2r::log(
+            &text,
+            logger,
+            meta.file().unwrap_or("?"),
+            meta.line().unwrap_or(0),
+            severity,
+        );
+    }
+}
+
+struct FieldText<'a>(&'a mut String);
+
+impl tracing::field::Visit for FieldText<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write;
+        if field.name() == "message" {
+            let _ = write!(self.0, "{value:?}");
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        use std::fmt::Write;
+        if field.name() == "message" {
+            self.0.push_str(value);
+        } else {
+            let _ = write!(self.0, " {}={value}", field.name());
+        }
+    }
+}
+
+fn qos_profile(q: &QosConfig) -> QosProfile {
+    let mut p = QosProfile::default();
+    p.history = r2r::qos::HistoryPolicy::KeepLast;
+    p.depth = q.depth;
+    p.reliability = match q.reliability {
+        Reliability::BestEffort => r2r::qos::ReliabilityPolicy::BestEffort,
+        Reliability::Reliable => r2r::qos::ReliabilityPolicy::Reliable,
+        Reliability::SystemDefault => r2r::qos::ReliabilityPolicy::SystemDefault,
+    };
+    p.durability = match q.durability {
+        Durability::Volatile => r2r::qos::DurabilityPolicy::Volatile,
+        Durability::TransientLocal => r2r::qos::DurabilityPolicy::TransientLocal,
+        Durability::SystemDefault => r2r::qos::DurabilityPolicy::SystemDefault,
+    };
+    p
+}
+
+fn param_to_json(v: &r2r::ParameterValue) -> Option<ParamValue> {
+    use r2r::ParameterValue as P;
+    Some(match v {
+        P::NotSet => return None,
+        P::Bool(b) => ParamValue::from(*b),
+        P::Integer(i) => ParamValue::from(*i),
+        P::Double(d) => ParamValue::from(*d),
+        P::String(s) => ParamValue::from(s.clone()),
+        P::BoolArray(a) => ParamValue::from(a.clone()),
+        P::ByteArray(a) => ParamValue::from(a.clone()),
+        P::IntegerArray(a) => ParamValue::from(a.clone()),
+        P::DoubleArray(a) => ParamValue::from(a.clone()),
+        P::StringArray(a) => ParamValue::from(a.clone()),
+    })
+}
+
+/// Reads a `rosidl_runtime_c__String` as UTF-8 (lossy characters make it invalid: empty).
+///
+/// # Safety
+/// `s` must come from a valid message: `data` points to `size` initialised bytes (or is null
+/// with size 0) that live as long as the message.
+unsafe fn c_str(s: &r2r_rcl::rosidl_runtime_c__String) -> &str {
+    if s.data.is_null() || s.size == 0 {
+        return "";
+    }
+    // SAFETY: guaranteed by the caller (rosidl string invariant).
+    let bytes = unsafe { std::slice::from_raw_parts(s.data as *const u8, s.size) };
+    std::str::from_utf8(bytes).unwrap_or("")
+}
+
+/// Reads a `rosidl_runtime_c__uint8__Sequence`.
+///
+/// # Safety
+/// As for [`c_str`]: `data` points to `size` initialised bytes owned by the message.
+unsafe fn c_bytes(s: &r2r_rcl::rosidl_runtime_c__uint8__Sequence) -> &[u8] {
+    if s.data.is_null() || s.size == 0 {
+        return &[];
+    }
+    // SAFETY: guaranteed by the caller (rosidl sequence invariant).
+    unsafe { std::slice::from_raw_parts(s.data, s.size) }
+}
+
+type RawStream = Box<dyn Stream<Item = WrappedNativeMsg<r2r::sensor_msgs::msg::Image>> + Unpin>;
+type CompressedStream =
+    Box<dyn Stream<Item = WrappedNativeMsg<r2r::sensor_msgs::msg::CompressedImage>> + Unpin>;
+
+enum Subscription {
+    Raw(RawStream),
+    Compressed(CompressedStream),
+}
+
+struct CameraInput {
+    name: String,
+    topic: String,
+    kind: ImageKind,
+    qos: QosConfig,
+    subscription: Subscription,
+    producer: FrameProducer,
+    counters: Arc<CameraCounters>,
+    incompatible_seen: HashSet<[u8; 24]>,
+    warned_no_publisher: bool,
+}
+
+fn poll_once<S: Stream + Unpin>(s: &mut S, cx: &mut TaskContext<'_>) -> Option<S::Item> {
+    match Pin::new(s).poll_next(cx) {
+        Poll::Ready(Some(item)) => Some(item),
+        _ => None,
+    }
+}
+
+impl CameraInput {
+    /// Moves every message r2r has taken into the ring (one copy each).
+    fn drain(&mut self, cx: &mut TaskContext<'_>) {
+        loop {
+            let received = Instant::now();
+            let result = match &mut self.subscription {
+                Subscription::Raw(s) => {
+                    let Some(msg) = poll_once(s, cx) else { break };
+                    // SAFETY: the strings and the byte sequence belong to `msg`, a valid message
+                    // taken from rmw, which outlives these borrows.
+                    let (frame_id, encoding, data) = unsafe {
+                        (
+                            c_str(&msg.header.frame_id),
+                            c_str(&msg.encoding),
+                            c_bytes(&msg.data),
+                        )
+                    };
+                    let stamp = Stamp {
+                        sec: msg.header.stamp.sec,
+                        nanosec: msg.header.stamp.nanosec,
+                    };
+                    self.producer.push_raw(
+                        received,
+                        stamp,
+                        frame_id,
+                        msg.width,
+                        msg.height,
+                        msg.step as usize,
+                        encoding,
+                        data,
+                    )
+                }
+                Subscription::Compressed(s) => {
+                    let Some(msg) = poll_once(s, cx) else { break };
+                    // SAFETY: as above.
+                    let (frame_id, format, data) = unsafe {
+                        (
+                            c_str(&msg.header.frame_id),
+                            c_str(&msg.format),
+                            c_bytes(&msg.data),
+                        )
+                    };
+                    let stamp = Stamp {
+                        sec: msg.header.stamp.sec,
+                        nanosec: msg.header.stamp.nanosec,
+                    };
+                    self.producer
+                        .push_compressed(received, stamp, frame_id, format, data)
+                }
+            };
+            if let Err(rejected) = result {
+                // `push_*` counted it; log the first of each kind.
+                if rejected.first_of_kind {
+                    tracing::warn!(camera = %self.name, topic = %self.topic, error = %rejected.error, "bad input frame dropped (further ones of this kind are counted, not logged)");
+                }
+            }
+        }
+    }
+
+    /// Compares the QoS of the topic's publishers with ours (once a second).
+    fn check_graph(&mut self, node: &r2r::Node, resolved_topic: &str, since_start: Duration) {
+        let Ok(publishers) = node.get_publishers_info_by_topic(resolved_topic, false) else {
+            return;
+        };
+        if publishers.is_empty() {
+            if since_start > Duration::from_secs(5) && !self.warned_no_publisher {
+                self.warned_no_publisher = true;
+                tracing::warn!(camera = %self.name, topic = resolved_topic, "no publisher on the camera topic yet (check the topic name, remappings and namespace)");
+            }
+            return;
+        }
+        let mut incompatible = 0u64;
+        for p in &publishers {
+            let mut reasons = Vec::new();
+            if p.topic_type != self.kind.ros_type() {
+                reasons.push(format!(
+                    "type {} (expected {})",
+                    p.topic_type,
+                    self.kind.ros_type()
+                ));
+            }
+            if self.qos.reliability == Reliability::Reliable
+                && p.qos_profile.reliability == r2r::qos::ReliabilityPolicy::BestEffort
+            {
+                reasons.push("publisher is best_effort, subscription is reliable".to_string());
+            }
+            if self.qos.durability == Durability::TransientLocal
+                && p.qos_profile.durability == r2r::qos::DurabilityPolicy::Volatile
+            {
+                reasons.push("publisher is volatile, subscription is transient_local".to_string());
+            }
+            if reasons.is_empty() {
+                continue;
+            }
+            incompatible += 1;
+            let mut gid = [0u8; 24];
+            let n = gid.len().min(p.endpoint_gid.len());
+            gid[..n].copy_from_slice(&p.endpoint_gid[..n]);
+            if self.incompatible_seen.insert(gid) {
+                self.counters
+                    .qos_incompatible_events
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(camera = %self.name, topic = resolved_topic, publisher = %format!("{}/{}", p.node_namespace.trim_end_matches('/'), p.node_name), "incompatible publisher, its frames will not arrive: {}", reasons.join("; "));
+            }
+        }
+        self.counters
+            .qos_incompatible
+            .store(incompatible, Ordering::Relaxed);
+    }
+}
+
+/// Resolves a topic name against the node namespace (absolute names pass through).
+fn resolve_topic(namespace: &str, topic: &str) -> String {
+    if topic.starts_with('/') {
+        topic.to_string()
+    } else {
+        let ns = namespace.trim_end_matches('/');
+        format!("{ns}/{}", topic.trim_start_matches("~/"))
+    }
+}
+
+/// Reads the configuration: lookout's own `--params-file` (or the default file when no params
+/// file was given at all), then the node's ROS parameters (`--ros-args --params-file`, `-p`).
+fn load_config(node: &r2r::Node, options: &NodeOptions) -> Result<Config, NodeError> {
+    let fq = node.fully_qualified_name().map_err(ros_err("node name"))?;
+    let mut params: Vec<(String, ParamValue)> = Vec::new();
+    let base = match &options.params_file {
+        Some(p) => Some(p.clone()),
+        None if !options.ros_params_file => Some(crate::config::resolve_path(Path::new(
+            crate::config::DEFAULT_PARAMS_FILE,
+        ))),
+        None => None,
+    };
+    if let Some(path) = base {
+        params.extend(Config::read_parameters_file(&path, &fq)?);
+    }
+    let ros_params = node
+        .params
+        .lock()
+        .map_err(|_| NodeError::Thread {
+            name: "main",
+            reason: "parameter lock poisoned".into(),
+        })?
+        .iter()
+        .filter_map(|(k, p)| param_to_json(&p.value).map(|v| (k.clone(), v)))
+        .collect::<Vec<_>>();
+    params.extend(ros_params);
+    Ok(Config::from_parameters(&params)?)
+}
+
+/// Runs the node until `stop` is set (SIGINT/SIGTERM), then shuts down in order and returns the
+/// counters. Start-up errors (parameters, model, ONNX Runtime, ROS) are returned before any
+/// thread starts.
+pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, NodeError> {
+    let ctx = r2r::Context::create().map_err(ros_err("initialise rcl"))?;
+    let mut node = r2r::Node::create(ctx, "lookout", "").map_err(ros_err("create node"))?;
+    let _ = ROS_LOGGER.set(node.logger().to_string());
+    let namespace = node.namespace().map_err(ros_err("node namespace"))?;
+
+    let config = load_config(&node, options)?;
+    if config.use_sim_time {
+        node.get_time_source()
+            .enable_sim_time(&mut node)
+            .map_err(ros_err("enable use_sim_time"))?;
+    }
+    let model = Model::load(&crate::model::resolve_manifest_path(&config.model))?;
+    let thresholds = config.thresholds.apply(model.manifest.thresholds);
+    let model_name = model.manifest.name.clone();
+    let sha = model.sha256().to_string();
+    let detector = Detector::new(model, &config.engine, Some(thresholds))?;
+    let provider = detector.execution_provider();
+    tracing::info!(model = %model_name, sha256 = %sha, execution_provider = provider.as_str(), "model loaded");
+
+    // Rings, subscriptions and publishers, camera by camera.
+    let mut inputs = Vec::new();
+    let mut loop_cameras = Vec::new();
+    let mut publishers = Vec::new();
+    for (index, (name, cam)) in config.camera_list().enumerate() {
+        let (producer, consumer, counters) = camera_ring(
+            index,
+            cam.ring_capacity,
+            cam.max_width,
+            cam.max_height,
+            cam.queue_policy,
+        );
+        let qos = qos_profile(&cam.input_qos());
+        let subscription = match cam.kind {
+            ImageKind::Image => Subscription::Raw(Box::new(
+                node.subscribe_native::<r2r::sensor_msgs::msg::Image>(&cam.topic, qos)
+                    .map_err(ros_err(format!("subscribe to {}", cam.topic)))?,
+            )),
+            ImageKind::Compressed => Subscription::Compressed(Box::new(
+                node.subscribe_native::<r2r::sensor_msgs::msg::CompressedImage>(&cam.topic, qos)
+                    .map_err(ros_err(format!("subscribe to {}", cam.topic)))?,
+            )),
+        };
+        let out_topic = config.detections_topic(name);
+        let publisher = node
+            .create_publisher::<r2r::vision_msgs::msg::Detection2DArray>(
+                &out_topic,
+                qos_profile(&cam.detections_qos()),
+            )
+            .map_err(ros_err(format!("advertise {out_topic}")))?;
+        tracing::info!(camera = name, input = %resolve_topic(&namespace, &cam.topic), output = %resolve_topic(&namespace, &out_topic), "camera ready");
+        publishers.push(publisher);
+        loop_cameras.push(LoopCamera {
+            name: name.to_string(),
+            consumer,
+            counters: Arc::clone(&counters),
+            decode_max: (cam.kind == ImageKind::Compressed)
+                .then_some((cam.max_width, cam.max_height)),
+        });
+        inputs.push(CameraInput {
+            name: name.to_string(),
+            topic: cam.topic.clone(),
+            kind: cam.kind,
+            qos: cam.input_qos(),
+            subscription,
+            producer,
+            counters,
+            incompatible_seen: HashSet::new(),
+            warned_no_publisher: false,
+        });
+    }
+
+    let max_detections = thresholds.max_detections;
+    let (sink, source) = output_channel(4 + 2 * inputs.len(), max_detections);
+    let class_names = detector.model().manifest.classes.clone();
+    let mut inference = InferenceLoop::new(detector, loop_cameras, sink);
+    let infer_stop = Arc::clone(&stop);
+    let infer = std::thread::Builder::new()
+        .name("lookout-infer".into())
+        .spawn(move || {
+            inference.run(&infer_stop, Duration::from_millis(50));
+            // Dropping the loop drops the output sink: the publisher drains and ends.
+        })
+        .map_err(|e| NodeError::Thread {
+            name: "lookout-infer",
+            reason: e.to_string(),
+        })?;
+    for input in &mut inputs {
+        input.producer.set_wake(infer.thread().clone());
+    }
+    let publish_counters: Vec<Arc<CameraCounters>> =
+        inputs.iter().map(|i| Arc::clone(&i.counters)).collect();
+    let publish = std::thread::Builder::new()
+        .name("lookout-publish".into())
+        .spawn(move || publish_loop(&source, &publishers, &publish_counters, &class_names))
+        .map_err(|e| NodeError::Thread {
+            name: "lookout-publish",
+            reason: e.to_string(),
+        })?;
+
+    // The executor: this thread.
+    let resolved: Vec<String> = inputs
+        .iter()
+        .map(|i| resolve_topic(&namespace, &i.topic))
+        .collect();
+    let waker = futures::task::noop_waker();
+    let mut cx = TaskContext::from_waker(&waker);
+    let started = Instant::now();
+    let mut next_graph_check = started;
+    tracing::info!(cameras = inputs.len(), "lookout running");
+    while !stop.load(Ordering::Relaxed) {
+        node.spin_once(Duration::from_millis(20));
+        for input in &mut inputs {
+            input.drain(&mut cx);
+        }
+        let now = Instant::now();
+        if now >= next_graph_check {
+            next_graph_check = now + Duration::from_secs(1);
+            for (input, topic) in inputs.iter_mut().zip(&resolved) {
+                input.check_graph(&node, topic, now - started);
+            }
+        }
+    }
+
+    // Shutdown: the inference loop sees `stop`, the publisher drains what is left.
+    infer.thread().unpark();
+    let infer_ok = infer.join().is_ok();
+    let publish_ok = publish.join().is_ok();
+    if !infer_ok || !publish_ok {
+        return Err(NodeError::Thread {
+            name: if infer_ok {
+                "lookout-publish"
+            } else {
+                "lookout-infer"
+            },
+            reason: "panicked".into(),
+        });
+    }
+    Ok(RunSummary {
+        cameras: inputs
+            .iter()
+            .map(|i| CameraSummary {
+                name: i.name.clone(),
+                counters: i.counters.snapshot(),
+            })
+            .collect(),
+        execution_provider: provider.as_str(),
+    })
+}
+
+/// The publishing thread: `Output` -> `Detection2DArray` on the camera's topic.
+fn publish_loop(
+    source: &OutputSource,
+    publishers: &[r2r::Publisher<r2r::vision_msgs::msg::Detection2DArray>],
+    counters: &[Arc<CameraCounters>],
+    class_names: &[String],
+) {
+    let mut msgs: Vec<r2r::vision_msgs::msg::Detection2DArray> =
+        publishers.iter().map(|_| Default::default()).collect();
+    loop {
+        let out = match source.recv_timeout(Duration::from_millis(100)) {
+            Ok(out) => out,
+            Err(true) => break,
+            Err(false) => continue,
+        };
+        let camera = out.camera;
+        if let (Some(msg), Some(publisher)) = (msgs.get_mut(camera), publishers.get(camera)) {
+            fill_message(msg, &out, class_names);
+            match publisher.publish(msg) {
+                Ok(()) => {
+                    counters[camera].published.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    counters[camera]
+                        .dropped_output
+                        .fetch_add(1, Ordering::Relaxed);
+                    if counters[camera].first_publish_error() {
+                        tracing::error!(error = %e, "publishing detections failed (further failures are counted, not logged)");
+                    }
+                }
+            }
+        }
+        source.recycle(out);
+    }
+}
+
+/// Writes one frame's detections into a reused message: the array's header and every
+/// detection's header are the input frame's header, unchanged.
+fn fill_message(
+    msg: &mut r2r::vision_msgs::msg::Detection2DArray,
+    out: &Output,
+    class_names: &[String],
+) {
+    msg.header.stamp.sec = out.stamp.sec;
+    msg.header.stamp.nanosec = out.stamp.nanosec;
+    msg.header.frame_id.clear();
+    msg.header.frame_id.push_str(out.frame_id());
+    msg.detections
+        .resize_with(out.detections().len(), Default::default);
+    for (det, d) in msg.detections.iter_mut().zip(out.detections()) {
+        det.header = msg.header.clone();
+        det.id.clear();
+        let (cx, cy) = d.center();
+        let (w, h) = d.size();
+        det.bbox.center.position.x = f64::from(cx);
+        det.bbox.center.position.y = f64::from(cy);
+        det.bbox.center.theta = 0.0;
+        det.bbox.size_x = f64::from(w);
+        det.bbox.size_y = f64::from(h);
+        det.results.resize_with(1, Default::default);
+        let hyp = &mut det.results[0].hypothesis;
+        hyp.class_id.clear();
+        hyp.class_id.push_str(
+            class_names
+                .get(d.class_id as usize)
+                .map_or("?", String::as_str),
+        );
+        hyp.score = f64::from(d.score);
+    }
+}

@@ -1,0 +1,301 @@
+//! The inference loop: one thread that takes frames from every camera's ring in a deterministic
+//! order, runs the [`Detector`] on them and hands results to the publishing side.
+//!
+//! ```text
+//! FrameConsumer (per camera) ──► next_frame ──► decode? ──► Detector ──► Output ──► OutputSink
+//!            ▲                                                               │      (bounded)
+//!            └──────────────── frame slot recycled ◄────────────────────────┘
+//! ```
+//!
+//! Results travel in preallocated [`Output`] buffers through a bounded `crossbeam-channel` to
+//! the publishing thread, which returns them through a second bounded channel. If the publishing
+//! side holds every buffer, the result is dropped and counted (`dropped_output`); the loop never
+//! waits for it.
+//!
+//! Contract: [`InferenceLoop::new`] takes an already built [`Detector`] and allocates the decoders
+//! and output buffers. [`InferenceLoop::step`] processes at most one frame and allocates nothing
+//! for raw frames (compressed frames allocate inside the codec); it blocks only for the
+//! inference. Bad input and inference errors are counted, logged once per camera and kind, and
+//! the loop goes on.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::decode::Decoder;
+use crate::ingest::{
+    BadInputKind, CameraCounters, Frame, FrameConsumer, FrameFormat, Stamp, next_frame,
+};
+use crate::pipeline::{Detector, StageTimes};
+use crate::postprocess::Detection;
+
+/// One frame's detections on their way to the publisher (a recycled, preallocated buffer).
+#[derive(Debug)]
+pub struct Output {
+    /// Camera index.
+    pub camera: usize,
+    /// Arrival number of the frame on its camera.
+    pub seq: u64,
+    /// Header stamp of the frame, unchanged.
+    pub stamp: Stamp,
+    /// Frame size in pixels.
+    pub image_width: u32,
+    /// Frame size in pixels.
+    pub image_height: u32,
+    /// Stage durations.
+    pub times: StageTimes,
+    /// Transport received the frame.
+    pub received: Instant,
+    /// Frame entered its ring.
+    pub enqueued: Instant,
+    /// Inference loop took the frame.
+    pub dequeued: Instant,
+    /// Post-processing finished.
+    pub finished: Instant,
+    frame_id: String,
+    detections: Vec<Detection>,
+}
+
+impl Output {
+    fn new(max_detections: usize) -> Self {
+        let now = Instant::now();
+        Self {
+            camera: 0,
+            seq: 0,
+            stamp: Stamp::default(),
+            image_width: 0,
+            image_height: 0,
+            times: StageTimes::default(),
+            received: now,
+            enqueued: now,
+            dequeued: now,
+            finished: now,
+            frame_id: String::with_capacity(crate::ingest::FRAME_ID_CAPACITY),
+            detections: Vec::with_capacity(max_detections),
+        }
+    }
+
+    /// Header `frame_id` of the frame, unchanged.
+    pub fn frame_id(&self) -> &str {
+        &self.frame_id
+    }
+
+    /// Detections, best score first, in image pixels.
+    pub fn detections(&self) -> &[Detection] {
+        &self.detections
+    }
+}
+
+/// The inference loop's end of the output channel.
+pub struct OutputSink {
+    tx: Sender<Output>,
+    free: Receiver<Output>,
+}
+
+/// The publisher's end of the output channel.
+pub struct OutputSource {
+    rx: Receiver<Output>,
+    free: Sender<Output>,
+}
+
+/// Creates the output channel with `buffers` preallocated outputs of `max_detections` each.
+pub fn output_channel(buffers: usize, max_detections: usize) -> (OutputSink, OutputSource) {
+    let (tx, rx) = crossbeam_channel::bounded(buffers);
+    let (free_tx, free_rx) = crossbeam_channel::bounded(buffers);
+    for _ in 0..buffers {
+        // Cannot fail: the channel holds exactly `buffers`.
+        let _ = free_tx.try_send(Output::new(max_detections));
+    }
+    (
+        OutputSink { tx, free: free_rx },
+        OutputSource { rx, free: free_tx },
+    )
+}
+
+impl OutputSource {
+    /// Waits up to `timeout` for the next result. `Err(true)` when the loop has stopped and every
+    /// result was taken, `Err(false)` on timeout.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Output, bool> {
+        self.rx
+            .recv_timeout(timeout)
+            .map_err(|e| e.is_disconnected())
+    }
+
+    /// Takes the next result if one is ready.
+    pub fn try_recv(&self) -> Option<Output> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Returns a buffer to the loop.
+    pub fn recycle(&self, output: Output) {
+        let _ = self.free.try_send(output);
+    }
+}
+
+/// What one [`InferenceLoop::step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// No frame was queued.
+    Idle,
+    /// A frame was processed (its result sent, or dropped and counted if the sink was full).
+    Processed,
+    /// A frame was rejected as bad input or its inference failed (counted).
+    Failed,
+}
+
+/// The single inference thread's state.
+pub struct InferenceLoop {
+    detector: Detector,
+    cameras: Vec<FrameConsumer>,
+    counters: Vec<Arc<CameraCounters>>,
+    names: Vec<String>,
+    decoders: Vec<Option<Decoder>>,
+    sink: OutputSink,
+}
+
+/// One camera as the loop sees it.
+pub struct LoopCamera {
+    /// Name (for logs).
+    pub name: String,
+    /// Its ring's consumer end.
+    pub consumer: FrameConsumer,
+    /// Its counters.
+    pub counters: Arc<CameraCounters>,
+    /// Decoder for compressed frames (`Some` for compressed cameras): `(max_width, max_height)`.
+    pub decode_max: Option<(u32, u32)>,
+}
+
+impl InferenceLoop {
+    /// Builds the loop; allocates decoders for compressed cameras.
+    pub fn new(detector: Detector, cameras: Vec<LoopCamera>, sink: OutputSink) -> Self {
+        let mut consumers = Vec::with_capacity(cameras.len());
+        let mut counters = Vec::with_capacity(cameras.len());
+        let mut names = Vec::with_capacity(cameras.len());
+        let mut decoders = Vec::with_capacity(cameras.len());
+        for c in cameras {
+            consumers.push(c.consumer);
+            counters.push(c.counters);
+            names.push(c.name);
+            decoders.push(c.decode_max.map(|(w, h)| Decoder::new(w, h)));
+        }
+        Self {
+            detector,
+            cameras: consumers,
+            counters,
+            names,
+            decoders,
+            sink,
+        }
+    }
+
+    /// The detector (model, provider).
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+
+    /// Runs until `stop` is set, parking up to `idle_wait` when no frame is queued (producers
+    /// unpark this thread on every frame).
+    pub fn run(&mut self, stop: &AtomicBool, idle_wait: Duration) {
+        while !stop.load(Ordering::Relaxed) {
+            if self.step() == Step::Idle {
+                std::thread::park_timeout(idle_wait);
+            }
+        }
+    }
+
+    /// Processes the next frame by the scheduling rule of [`next_frame`], if any.
+    pub fn step(&mut self) -> Step {
+        let Some(frame) = next_frame(&mut self.cameras) else {
+            return Step::Idle;
+        };
+        let dequeued = Instant::now();
+        let camera = frame.camera;
+        let result = self.process(&frame, dequeued);
+        self.cameras[camera].recycle(frame);
+        result
+    }
+
+    fn process(&mut self, frame: &Frame, dequeued: Instant) -> Step {
+        let camera = frame.camera;
+        let counters = &self.counters[camera];
+        let view = match (frame.format, &mut self.decoders[camera]) {
+            (FrameFormat::Compressed(format), Some(decoder)) => {
+                decoder.decode(frame.data(), format)
+            }
+            // The transports never put a compressed frame on a raw camera's ring.
+            (FrameFormat::Compressed(_), None) => Err(crate::image::FrameError::UnsupportedFormat),
+            (FrameFormat::Raw { .. }, _) => match frame.raw_view() {
+                Some(v) => v,
+                None => Err(crate::image::FrameError::UnsupportedEncoding),
+            },
+        };
+        let view = match view {
+            Ok(v) => v,
+            Err(e) => {
+                if counters.bad(BadInputKind::of(&e)) {
+                    tracing::warn!(
+                        camera = %self.names[camera],
+                        error = %e,
+                        "bad input frame dropped (further ones of this kind are counted, not logged)"
+                    );
+                }
+                return Step::Failed;
+            }
+        };
+        let (width, height) = (view.width(), view.height());
+        match self.detector.detect(&view) {
+            Ok(result) => {
+                counters.processed.fetch_add(1, Ordering::Relaxed);
+                let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+                counters
+                    .preprocess_ns
+                    .fetch_add(nanos(result.times.preprocess), Ordering::Relaxed);
+                counters
+                    .inference_ns
+                    .fetch_add(nanos(result.times.inference), Ordering::Relaxed);
+                counters
+                    .postprocess_ns
+                    .fetch_add(nanos(result.times.postprocess), Ordering::Relaxed);
+                let Some(mut out) = self.sink.free.try_recv().ok() else {
+                    counters.dropped_output.fetch_add(1, Ordering::Relaxed);
+                    return Step::Processed;
+                };
+                out.camera = camera;
+                out.seq = frame.seq;
+                out.stamp = frame.stamp;
+                out.image_width = width;
+                out.image_height = height;
+                out.times = result.times;
+                out.received = frame.received;
+                out.enqueued = frame.enqueued;
+                out.dequeued = dequeued;
+                out.frame_id.clear();
+                out.frame_id.push_str(frame.frame_id());
+                out.detections.clear();
+                let room = out.detections.capacity();
+                out.detections
+                    .extend_from_slice(&result.detections[..result.detections.len().min(room)]);
+                out.finished = Instant::now();
+                // Cannot be full (as many places as buffers); a disconnected publisher counts as a drop.
+                if self.sink.tx.try_send(out).is_err() {
+                    counters.dropped_output.fetch_add(1, Ordering::Relaxed);
+                }
+                Step::Processed
+            }
+            Err(e) => {
+                counters.inference_errors.fetch_add(1, Ordering::Relaxed);
+                if counters.first_inference_error() {
+                    tracing::error!(camera = %self.names[camera], error = %e, "inference failed (further failures are counted, not logged)");
+                }
+                Step::Failed
+            }
+        }
+    }
+
+    /// Whether every ring is empty (used by replay to know when it is done).
+    pub fn is_drained(&mut self) -> bool {
+        self.cameras.iter().all(|c| c.queued() == 0)
+    }
+}

@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""A real ROS 2 peer for lookout's live tests: rclpy publishers of camera frames and rclpy
+subscribers of vision_msgs/Detection2DArray, in one process.
+
+Frames come from files the Rust test writes (raw RGB with a small header, or a JPEG), so this
+script needs only rclpy and numpy from the set-up's venv.
+
+    peer.py --pub TOPIC,KIND,SOURCE[,ENCODING[,PAD]] ... --sub TOPIC ... \
+            --rate HZ --duration S --out results.json
+
+KIND is `image` (sensor_msgs/Image) or `compressed` (sensor_msgs/CompressedImage, SOURCE is a
+JPEG). For `image`, SOURCE is a raw file (8-byte header: u32 width, u32 height, little endian,
+then width*height*3 bytes of RGB) or an image file pillow reads, optionally resized with a
+`@WIDTHxHEIGHT` suffix; ENCODING is rgb8, bgr8, rgba8, bgra8 or mono8 and PAD adds
+bytes of row padding. With --best-effort the frames are published best effort (default:
+reliable). Every frame is stamped with the current time and frame_id
+`<topic-basename>_<n>`; the publisher is reliable, keep-last 5.
+
+Before publishing, the peer waits (up to --match-timeout) until each publisher has a subscriber
+and each subscription a publisher. After the last frame it waits --linger seconds for results.
+The output JSON holds what was published and every message received, with its latency
+(receive time - header stamp) in milliseconds.
+"""
+
+import argparse
+import json
+import os
+import struct
+import sys
+import time
+
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy
+from sensor_msgs.msg import Image, CompressedImage
+from vision_msgs.msg import Detection2DArray
+
+
+def load_raw(source):
+    """An RGB array from `path` or `path@WxH` (resized, bilinear): a raw file (see above) or
+    any image pillow reads (JPEG, PNG)."""
+    path, _, size = source.partition("@")
+    if path.endswith(".rgb"):
+        with open(path, "rb") as f:
+            w, h = struct.unpack("<II", f.read(8))
+            rgb = np.frombuffer(f.read(w * h * 3), dtype=np.uint8).reshape(h, w, 3)
+    else:
+        from PIL import Image as PilImage
+
+        img = PilImage.open(path).convert("RGB")
+        if size:
+            w, h = (int(v) for v in size.split("x"))
+            img = img.resize((w, h), PilImage.BILINEAR)
+        return np.asarray(img, dtype=np.uint8)
+    return rgb
+
+
+def encode(rgb, encoding, pad):
+    h, w, _ = rgb.shape
+    if encoding == "rgb8":
+        px = rgb
+    elif encoding == "bgr8":
+        px = rgb[:, :, ::-1]
+    elif encoding in ("rgba8", "bgra8"):
+        base = rgb if encoding == "rgba8" else rgb[:, :, ::-1]
+        px = np.concatenate([base, np.full((h, w, 1), 255, np.uint8)], axis=2)
+    elif encoding == "mono8":
+        px = (rgb.astype(np.uint32) @ np.array([299, 587, 114], np.uint32) // 1000).astype(np.uint8)[:, :, None]
+    else:
+        raise SystemExit(f"peer: unknown encoding {encoding}")
+    bpp = px.shape[2]
+    step = w * bpp + pad
+    buf = np.zeros((h, step), np.uint8)
+    buf[:, : w * bpp] = px.reshape(h, w * bpp)
+    return step, buf.tobytes()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pub", action="append", default=[])
+    ap.add_argument("--sub", action="append", default=[])
+    ap.add_argument("--rate", type=float, default=5.0)
+    ap.add_argument("--duration", type=float, default=3.0)
+    ap.add_argument("--count", type=int, default=0, help="frames per publisher (overrides --duration)")
+    ap.add_argument("--match-timeout", type=float, default=30.0)
+    ap.add_argument("--linger", type=float, default=3.0)
+    ap.add_argument("--best-effort", action="store_true", help="publish frames best effort")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+
+    rclpy.init()
+    node = Node("lookout_test_peer")
+    qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=5)
+    pub_qos = QoSProfile(
+        reliability=ReliabilityPolicy.BEST_EFFORT if args.best_effort else ReliabilityPolicy.RELIABLE,
+        history=HistoryPolicy.KEEP_LAST,
+        depth=5,
+    )
+
+    pubs = []
+    for spec in args.pub:
+        parts = spec.split(",")
+        topic, kind, source = parts[0], parts[1], parts[2]
+        if kind == "image":
+            encoding = parts[3] if len(parts) > 3 else "bgr8"
+            pad = int(parts[4]) if len(parts) > 4 else 0
+            rgb = load_raw(source)
+            step, data = encode(rgb, encoding, pad)
+            msg = Image()
+            msg.height, msg.width = rgb.shape[0], rgb.shape[1]
+            msg.encoding, msg.step, msg.is_bigendian = encoding, step, 0
+            msg.data = data
+            pub = node.create_publisher(Image, topic, pub_qos)
+        elif kind == "compressed":
+            msg = CompressedImage()
+            msg.format = "jpeg"
+            with open(source, "rb") as f:
+                msg.data = f.read()
+            pub = node.create_publisher(CompressedImage, topic, pub_qos)
+        else:
+            raise SystemExit(f"peer: unknown kind {kind}")
+        pubs.append((topic, pub, msg))
+
+    received = []
+
+    def on_detections(topic):
+        def cb(msg):
+            now_ns = time.time_ns()
+            stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            received.append({
+                "topic": topic,
+                "stamp_ns": stamp_ns,
+                "frame_id": msg.header.frame_id,
+                "latency_ms": (now_ns - stamp_ns) / 1e6,
+                "detections": [
+                    {
+                        "class": d.results[0].hypothesis.class_id if d.results else "",
+                        "score": d.results[0].hypothesis.score if d.results else 0.0,
+                        "center": [d.bbox.center.position.x, d.bbox.center.position.y],
+                        "size": [d.bbox.size_x, d.bbox.size_y],
+                        "id": d.id,
+                        "header_matches": d.header.stamp == msg.header.stamp and d.header.frame_id == msg.header.frame_id,
+                    }
+                    for d in msg.detections
+                ],
+            })
+        return cb
+
+    subs = [node.create_subscription(Detection2DArray, t, on_detections(t), qos) for t in args.sub]
+
+    deadline = time.monotonic() + args.match_timeout
+    while time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.05)
+        if all(p.get_subscription_count() > 0 for _, p, _ in pubs) and all(
+            node.count_publishers(t) > 0 for t in args.sub
+        ):
+            break
+    else:
+        print("peer: endpoints did not match in time", file=sys.stderr)
+    # Matching is reported a little before the data path is ready on both sides.
+    settle = time.monotonic() + 0.5
+    while time.monotonic() < settle:
+        rclpy.spin_once(node, timeout_sec=0.05)
+
+    published = {t: [] for t, _, _ in pubs}
+    period = 1.0 / args.rate
+    total = args.count if args.count > 0 else int(round(args.duration * args.rate))
+    start = time.monotonic()
+    for i in range(total):
+        target = start + i * period
+        while True:
+            left = target - time.monotonic()
+            if left <= 0:
+                break
+            rclpy.spin_once(node, timeout_sec=min(left, 0.01))
+        for topic, pub, msg in pubs:
+            now_ns = time.time_ns()
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(now_ns, 1_000_000_000)
+            msg.header.frame_id = f"{os.path.basename(topic)}_{i}"
+            pub.publish(msg)
+            published[topic].append({"stamp_ns": now_ns, "frame_id": msg.header.frame_id})
+    end = time.monotonic() + args.linger
+    while time.monotonic() < end:
+        rclpy.spin_once(node, timeout_sec=0.05)
+
+    with open(args.out, "w") as f:
+        json.dump({"published": published, "received": received}, f)
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+if __name__ == "__main__":
+    main()
