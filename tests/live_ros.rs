@@ -574,6 +574,7 @@ fn an_incompatible_publisher_is_logged_once_and_counted() {
             "--pub".into(),
             format!("/cam/compressed,compressed,{}", jpeg.display()),
             "--best-effort".into(),
+            "--rosout".into(),
             "--rate".into(),
             "2".into(),
             "--count".into(),

@@ -12,7 +12,7 @@ KIND is `image` (sensor_msgs/Image) or `compressed` (sensor_msgs/CompressedImage
 JPEG). For `image`, SOURCE is a raw file (8-byte header: u32 width, u32 height, little endian,
 then width*height*3 bytes of RGB) or an image file pillow reads, optionally resized with a
 `@WIDTHxHEIGHT` suffix; ENCODING is rgb8, bgr8, rgba8, bgra8 or mono8 and PAD adds
-bytes of row padding. With --best-effort the frames are published best effort (default:
+bytes of row padding. With --rosout, /rosout messages are recorded too. With --best-effort the frames are published best effort (default:
 reliable). Every frame is stamped with the current time and frame_id
 `<topic-basename>_<n>`; the publisher is reliable, keep-last 5.
 
@@ -86,6 +86,7 @@ def main():
     ap.add_argument("--match-timeout", type=float, default=30.0)
     ap.add_argument("--linger", type=float, default=3.0)
     ap.add_argument("--best-effort", action="store_true", help="publish frames best effort")
+    ap.add_argument("--rosout", action="store_true", help="record /rosout messages")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
@@ -148,6 +149,20 @@ def main():
         return cb
 
     subs = [node.create_subscription(Detection2DArray, t, on_detections(t), qos) for t in args.sub]
+    rosout = []
+    if args.rosout:
+        from rcl_interfaces.msg import Log
+        from rclpy.qos import DurabilityPolicy
+
+        rosout_qos = QoSProfile(
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL,
+            history=HistoryPolicy.KEEP_LAST,
+            depth=100,
+        )
+        subs.append(node.create_subscription(
+            Log, "/rosout", lambda m: rosout.append({"name": m.name, "level": int(m.level), "msg": m.msg}), rosout_qos
+        ))
 
     deadline = time.monotonic() + args.match_timeout
     while time.monotonic() < deadline:
@@ -185,7 +200,7 @@ def main():
         rclpy.spin_once(node, timeout_sec=0.05)
 
     with open(args.out, "w") as f:
-        json.dump({"published": published, "received": received}, f)
+        json.dump({"published": published, "received": received, "rosout": rosout}, f)
     node.destroy_node()
     rclpy.shutdown()
 
