@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::deadline::{DeadlineSettings, LatePolicy};
 use crate::infer::EngineConfig;
 use crate::model::Thresholds;
 
@@ -219,12 +220,122 @@ pub struct CameraConfig {
     /// Largest frame height accepted.
     #[serde(default = "default_max_height")]
     pub max_height: u32,
+    /// Soft deadline from reception to publication, ms. Misses are counted (and the result
+    /// published or dropped per `late_results`).
+    #[serde(default = "default_budget_ms")]
+    pub budget_ms: f64,
+    /// A frame older than this (ROS time: now - header.stamp) when the inference loop takes it
+    /// is dropped unprocessed and counted; 0: no limit.
+    #[serde(default)]
+    pub max_age_ms: f64,
+    /// An inference run longer than this is terminated (ONNX Runtime run termination), counted
+    /// as a timeout, and the loop goes on with the next frame; 0: no limit.
+    #[serde(default)]
+    pub hard_timeout_ms: f64,
+    /// What happens to a result that misses `budget_ms`: `publish` it anyway, or `drop` it.
+    #[serde(default = "default_late_results")]
+    pub late_results: LatePolicy,
+    /// A camera with no frame for this long is reported STALE, ms.
+    #[serde(default = "default_input_timeout_ms")]
+    pub input_timeout_ms: f64,
+    /// ERROR when fewer results per second than this are published while frames arrive; 0: off.
+    #[serde(default)]
+    pub min_output_rate_hz: f64,
+}
+
+fn default_budget_ms() -> f64 {
+    100.0
+}
+
+fn default_input_timeout_ms() -> f64 {
+    1000.0
+}
+
+fn default_late_results() -> LatePolicy {
+    LatePolicy::Publish
+}
+
+/// /diagnostics and debug topics.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiagnosticsConfig {
+    /// Period of /diagnostics, ms.
+    #[serde(default = "default_period_ms")]
+    pub period_ms: f64,
+    /// Length of the sliding window of the percentiles, s (they cover one to two windows).
+    #[serde(default = "default_window_s")]
+    pub window_s: f64,
+    /// Publish `~/debug/<camera>/processing_time_ms` and `~/debug/<camera>/pipeline_latency_ms`
+    /// (std_msgs/Float64) for every result.
+    #[serde(default)]
+    pub debug_topics: bool,
+}
+
+fn default_period_ms() -> f64 {
+    1000.0
+}
+
+fn default_window_s() -> f64 {
+    10.0
+}
+
+impl Default for DiagnosticsConfig {
+    fn default() -> Self {
+        Self {
+            period_ms: default_period_ms(),
+            window_s: default_window_s(),
+            debug_topics: false,
+        }
+    }
+}
+
+/// Real-time settings of one thread (applied at its start; refused settings are logged once).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThreadConfig {
+    /// CPUs the thread may run on; empty: any.
+    #[serde(default)]
+    pub cpu_affinity: Vec<i64>,
+    /// SCHED_FIFO priority 1..99; 0: the normal scheduler.
+    #[serde(default)]
+    pub sched_fifo_priority: i64,
+}
+
+/// Real-time settings of lookout's threads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealtimeConfig {
+    /// The inference loop (`lookout-infer`).
+    #[serde(default)]
+    pub inference: ThreadConfig,
+    /// The ROS executor (`main`).
+    #[serde(default)]
+    pub executor: ThreadConfig,
+    /// The publisher (`lookout-publish`).
+    #[serde(default)]
+    pub publisher: ThreadConfig,
 }
 
 impl CameraConfig {
     /// The input subscription's QoS.
     pub fn input_qos(&self) -> QosConfig {
         self.qos.over(QosConfig::SENSOR_DATA)
+    }
+
+    /// The deadline settings of this camera.
+    pub fn deadline(&self) -> DeadlineSettings {
+        let ms = |v: f64| std::time::Duration::from_secs_f64(v / 1000.0);
+        DeadlineSettings {
+            budget: ms(self.budget_ms),
+            max_age: (self.max_age_ms > 0.0).then(|| ms(self.max_age_ms)),
+            late_policy: self.late_results,
+        }
+    }
+
+    /// The hard inference timeout, if any.
+    pub fn hard_timeout(&self) -> Option<std::time::Duration> {
+        (self.hard_timeout_ms > 0.0)
+            .then(|| std::time::Duration::from_secs_f64(self.hard_timeout_ms / 1000.0))
     }
 
     /// The detections publisher's QoS.
@@ -290,6 +401,12 @@ pub struct Config {
     /// Use the ROS time from /clock (standard ROS parameter).
     #[serde(default)]
     pub use_sim_time: bool,
+    /// /diagnostics and debug topics.
+    #[serde(default)]
+    pub diagnostics: DiagnosticsConfig,
+    /// CPU affinity and scheduling of lookout's threads.
+    #[serde(default)]
+    pub realtime: RealtimeConfig,
 }
 
 /// A parameter value, as in a ROS 2 parameters file.
@@ -434,6 +551,20 @@ impl Config {
                     "max_width and max_height must be within 1..16384",
                 ));
             }
+            for (k, v, min) in [
+                ("budget_ms", cam.budget_ms, f64::MIN_POSITIVE),
+                ("max_age_ms", cam.max_age_ms, 0.0),
+                ("hard_timeout_ms", cam.hard_timeout_ms, 0.0),
+                ("input_timeout_ms", cam.input_timeout_ms, f64::MIN_POSITIVE),
+                ("min_output_rate_hz", cam.min_output_rate_hz, 0.0),
+            ] {
+                if !(v.is_finite() && v >= min) {
+                    return Err(param_err(
+                        key(k),
+                        format!("must be a finite number >= {min}, got {v}"),
+                    ));
+                }
+            }
             for (q, qos) in [
                 ("qos", cam.input_qos()),
                 ("output_qos", cam.detections_qos()),
@@ -466,6 +597,37 @@ impl Config {
                 return Err(param_err(
                     format!("thresholds.{k}"),
                     format!("must be within 0..1, got {v}"),
+                ));
+            }
+        }
+        let d = self.diagnostics;
+        if !(d.period_ms.is_finite() && d.period_ms >= 10.0) {
+            return Err(param_err(
+                "diagnostics.period_ms",
+                format!("must be >= 10, got {}", d.period_ms),
+            ));
+        }
+        if !(d.window_s.is_finite() && d.window_s > 0.0) {
+            return Err(param_err(
+                "diagnostics.window_s",
+                format!("must be > 0, got {}", d.window_s),
+            ));
+        }
+        for (name, t) in [
+            ("inference", &self.realtime.inference),
+            ("executor", &self.realtime.executor),
+            ("publisher", &self.realtime.publisher),
+        ] {
+            if !(0..=99).contains(&t.sched_fifo_priority) {
+                return Err(param_err(
+                    format!("realtime.{name}.sched_fifo_priority"),
+                    format!("must be within 0..99, got {}", t.sched_fifo_priority),
+                ));
+            }
+            if let Some(cpu) = t.cpu_affinity.iter().find(|c| !(0..1024).contains(*c)) {
+                return Err(param_err(
+                    format!("realtime.{name}.cpu_affinity"),
+                    format!("CPU {cpu} is out of range"),
                 ));
             }
         }

@@ -17,7 +17,9 @@
 //! intermediates) and fails only if ONNX Runtime reports an error.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
 
 use ort::ep::ExecutionProviderDispatch;
 use ort::memory::Allocator;
@@ -58,11 +60,17 @@ pub enum EngineError {
         /// What differs.
         reason: String,
     },
-    /// An inference run failed (or was terminated).
+    /// An inference run failed.
     #[error("inference failed: {reason}")]
     Run {
         /// ONNX Runtime's message.
         reason: String,
+    },
+    /// An inference run took longer than its hard timeout and was terminated.
+    #[error("inference terminated after its hard timeout of {timeout_ms} ms")]
+    Timeout {
+        /// The timeout, ms.
+        timeout_ms: f64,
     },
 }
 
@@ -163,7 +171,8 @@ pub const ORT_LIBRARY_NAME: &str = "libonnxruntime.so";
 /// (the config key, else `ORT_DYLIB_PATH`) is the only candidate: a library the user named is
 /// never silently replaced by another. Without one, the set-up's locations are searched.
 pub fn ort_library_candidates(config: Option<&Path>) -> Vec<PathBuf> {
-    if let Some(p) = config {
+    // An empty config value means "not set" (ROS parameters cannot be null).
+    if let Some(p) = config.filter(|p| !p.as_os_str().is_empty()) {
         return vec![p.to_path_buf()];
     }
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
@@ -238,11 +247,100 @@ pub fn loaded_ort_library() -> Option<&'static Path> {
         .map(|(_, p)| p.as_path())
 }
 
+/// Run options shared with the hard-timeout watchdog.
+struct SharedRunOptions(RunOptions<HasSelectedOutputs>);
+
+// SAFETY: another thread only ever calls `terminate`/`unterminate` on these options, which set
+// an atomic flag inside ONNX Runtime (`RunOptionsSetTerminate`/`UnsetTerminate`, documented as
+// callable from another thread to stop a run). The preallocated output value they also hold is
+// used only by `Session::run_with_options` on the engine's own thread.
+unsafe impl Sync for SharedRunOptions {}
+
+#[derive(Debug, Default)]
+struct RunState {
+    /// Sequence number of the run in progress (0: none).
+    active: u64,
+    /// When the run in progress must be terminated.
+    deadline: Option<Instant>,
+    /// The watchdog terminated the run in progress.
+    terminated: bool,
+}
+
+/// Lets a watchdog thread terminate the engine's current run when it passes its deadline.
+///
+/// The state is a mutex shared only by the inference thread and the watchdog (never by the ROS
+/// side); the inference thread takes it twice per run, uncontended except at a timeout.
+#[derive(Clone)]
+pub struct RunControl {
+    options: Arc<SharedRunOptions>,
+    state: Arc<Mutex<RunState>>,
+    watchdog: Arc<OnceLock<Thread>>,
+}
+
+impl RunControl {
+    /// Registers the watchdog thread, woken whenever a run with a deadline starts.
+    pub fn set_watchdog(&self, thread: Thread) {
+        let _ = self.watchdog.set(thread);
+    }
+
+    /// The run in progress and its deadline, if it has one.
+    pub fn current(&self) -> Option<(u64, Instant)> {
+        let s = self.state.lock().ok()?;
+        match (s.active, s.deadline) {
+            (0, _) | (_, None) => None,
+            (seq, Some(d)) => Some((seq, d)),
+        }
+    }
+
+    /// Terminates run `seq` if it is still the one in progress. Returns whether it did.
+    pub fn terminate(&self, seq: u64) -> bool {
+        let Ok(mut s) = self.state.lock() else {
+            return false;
+        };
+        if s.active != seq || s.terminated {
+            return false;
+        }
+        s.terminated = self.options.0.terminate().is_ok();
+        s.terminated
+    }
+
+    fn begin(&self, seq: u64, deadline: Option<Instant>) {
+        if let Ok(mut s) = self.state.lock() {
+            s.active = seq;
+            s.deadline = deadline;
+            s.terminated = false;
+        }
+        if deadline.is_some()
+            && let Some(t) = self.watchdog.get()
+        {
+            t.unpark();
+        }
+    }
+
+    /// Ends the run; returns whether the watchdog terminated it.
+    fn end(&self) -> bool {
+        let Ok(mut s) = self.state.lock() else {
+            return false;
+        };
+        s.active = 0;
+        s.deadline = None;
+        let terminated = s.terminated;
+        if terminated {
+            // Clear the flag before the next run starts (under the lock, so the watchdog cannot
+            // set it again for this run).
+            let _ = self.options.0.unterminate();
+            s.terminated = false;
+        }
+        terminated
+    }
+}
+
 /// An ONNX Runtime session for one model with its input and output tensors.
 pub struct Engine {
     session: Session,
     input: Tensor<f32>,
-    run_options: RunOptions<HasSelectedOutputs>,
+    control: RunControl,
+    next_seq: u64,
     input_name: String,
     output_len: usize,
     provider: Provider,
@@ -311,7 +409,12 @@ impl Engine {
         let mut engine = Self {
             session,
             input,
-            run_options,
+            control: RunControl {
+                options: Arc::new(SharedRunOptions(run_options)),
+                state: Arc::new(Mutex::new(RunState::default())),
+                watchdog: Arc::new(OnceLock::new()),
+            },
+            next_seq: 0,
             input_name: m.input.name.clone(),
             output_len: m.output.shape.iter().product(),
             provider,
@@ -337,15 +440,39 @@ impl Engine {
         self.input.extract_tensor_mut().1
     }
 
+    /// The handle a watchdog uses to terminate runs that pass their deadline.
+    pub fn run_control(&self) -> RunControl {
+        self.control.clone()
+    }
+
     /// Runs one inference on the current input and hands the output tensor's data to `read`.
     /// Blocks for the inference; allocates nothing on the Rust heap.
     pub fn run<R>(&mut self, read: impl FnOnce(&[f32]) -> R) -> Result<R, EngineError> {
-        let outputs = self
+        self.run_with_timeout(None, read)
+    }
+
+    /// As [`Self::run`], with a hard timeout enforced by the watchdog registered on
+    /// [`Self::run_control`] (without a watchdog the timeout is not enforced).
+    pub fn run_with_timeout<R>(
+        &mut self,
+        timeout: Option<Duration>,
+        read: impl FnOnce(&[f32]) -> R,
+    ) -> Result<R, EngineError> {
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        self.control.begin(seq, timeout.map(|t| Instant::now() + t));
+        let result = self
             .session
-            .run_with_options(ort::inputs![&self.input], &self.run_options)
-            .map_err(|e| EngineError::Run {
-                reason: e.to_string(),
-            })?;
+            .run_with_options(ort::inputs![&self.input], &self.control.options.0);
+        let terminated = self.control.end();
+        if terminated {
+            return Err(EngineError::Timeout {
+                timeout_ms: timeout.map_or(0.0, |t| t.as_secs_f64() * 1e3),
+            });
+        }
+        let outputs = result.map_err(|e| EngineError::Run {
+            reason: e.to_string(),
+        })?;
         let (_, data) = outputs[0]
             .try_extract_tensor::<f32>()
             .map_err(|e| EngineError::Run {

@@ -218,6 +218,18 @@ pub struct CameraCounters {
     pub dropped_output: AtomicU64,
     /// Results published.
     pub published: AtomicU64,
+    /// Frames dropped unprocessed because they were older than `max_age_ms`.
+    pub dropped_too_old: AtomicU64,
+    /// Results that missed `budget_ms`.
+    pub deadline_misses: AtomicU64,
+    /// Late results not published (`late_results: drop`).
+    pub dropped_late: AtomicU64,
+    /// Inference runs terminated after `hard_timeout_ms`.
+    pub timeouts: AtomicU64,
+    /// Frames stamped in the future (ROS time): age clamped to zero.
+    pub clock_anomalies: AtomicU64,
+    /// Monotonic time of the last arrival, ns since [`process_epoch`] (0: none yet).
+    pub last_received_ns: AtomicU64,
     /// Sum of pre-processing times, ns.
     pub preprocess_ns: AtomicU64,
     /// Sum of inference times, ns.
@@ -245,6 +257,12 @@ impl CameraCounters {
         self.logged.fetch_or(BIT, Ordering::Relaxed) & BIT == 0
     }
 
+    /// Returns true the first time a hard timeout is noted on this camera (log it then).
+    pub fn first_timeout(&self) -> bool {
+        const BIT: u32 = 1 << 29;
+        self.logged.fetch_or(BIT, Ordering::Relaxed) & BIT == 0
+    }
+
     /// Returns true the first time a publish error is noted on this camera (log it then).
     pub fn first_publish_error(&self) -> bool {
         const BIT: u32 = 1 << 30;
@@ -264,6 +282,11 @@ impl CameraCounters {
             dropped_output: g(&self.dropped_output),
             published: g(&self.published),
             qos_incompatible_events: g(&self.qos_incompatible_events),
+            dropped_too_old: g(&self.dropped_too_old),
+            deadline_misses: g(&self.deadline_misses),
+            dropped_late: g(&self.dropped_late),
+            timeouts: g(&self.timeouts),
+            clock_anomalies: g(&self.clock_anomalies),
             preprocess_ns: g(&self.preprocess_ns),
             inference_ns: g(&self.inference_ns),
             postprocess_ns: g(&self.postprocess_ns),
@@ -292,12 +315,35 @@ pub struct CounterSnapshot {
     pub published: u64,
     /// Incompatible publishers seen.
     pub qos_incompatible_events: u64,
+    /// Dropped unprocessed, too old.
+    pub dropped_too_old: u64,
+    /// Missed the budget.
+    pub deadline_misses: u64,
+    /// Late and not published.
+    pub dropped_late: u64,
+    /// Terminated inference runs.
+    pub timeouts: u64,
+    /// Stamps in the future.
+    pub clock_anomalies: u64,
     /// Sum of pre-processing times, ns.
     pub preprocess_ns: u64,
     /// Sum of inference times, ns.
     pub inference_ns: u64,
     /// Sum of post-processing times, ns.
     pub postprocess_ns: u64,
+}
+
+/// The monotonic instant counters measure from (first use in the process).
+pub fn process_epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Nanoseconds from [`process_epoch`] to `t` (at least 1, so 0 can mean "never").
+pub fn mono_ns(t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(process_epoch()).as_nanos())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 /// The transport's end of a camera ring.
@@ -387,6 +433,9 @@ impl FrameProducer {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.counters.received.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .last_received_ns
+            .store(mono_ns(received), Ordering::Relaxed);
         match self.spare.take().or_else(|| self.free.pop().ok()) {
             Some(mut f) => {
                 f.received = received;
@@ -545,6 +594,9 @@ impl FrameProducer {
 
     fn reject(&mut self, error: FrameError) -> Rejected {
         self.counters.received.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .last_received_ns
+            .store(mono_ns(Instant::now()), Ordering::Relaxed);
         self.next_seq += 1;
         let kind = BadInputKind::of(&error);
         Rejected {

@@ -20,7 +20,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod config;
+pub mod deadline;
 pub mod decode;
+pub mod diagnostics;
 pub mod geometry;
 pub mod image;
 pub mod infer;
@@ -31,4 +33,5 @@ pub mod postprocess;
 pub mod preprocess;
 #[cfg(feature = "ros")]
 pub mod ros;
+pub mod rt;
 pub mod runtime;

@@ -97,12 +97,27 @@ impl Detector {
 
     /// Runs the whole pipeline on one frame.
     pub fn detect(&mut self, frame: &ImageView) -> Result<FrameResult<'_>, DetectError> {
+        self.detect_with_timeout(frame, None)
+    }
+
+    /// The engine's run control (for a hard-timeout watchdog).
+    pub fn run_control(&self) -> crate::infer::RunControl {
+        self.engine.run_control()
+    }
+
+    /// Runs the whole pipeline on one frame; the inference is terminated after `timeout` when a
+    /// watchdog is registered on [`Self::run_control`].
+    pub fn detect_with_timeout(
+        &mut self,
+        frame: &ImageView,
+        timeout: Option<Duration>,
+    ) -> Result<FrameResult<'_>, DetectError> {
         let t0 = Instant::now();
         let letterbox = self.pre.run(frame, self.engine.input_mut())?;
         let t1 = Instant::now();
         let post = &mut self.post;
         let mut t2 = t1;
-        self.engine.run(|output| {
+        self.engine.run_with_timeout(timeout, |output| {
             t2 = Instant::now();
             post.run(output, &letterbox);
         })?;

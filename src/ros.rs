@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
@@ -34,11 +34,18 @@ use r2r::{NativeMsg as WrappedNativeMsg, QosProfile};
 use crate::config::{
     Config, ConfigError, Durability, ImageKind, ParamValue, QosConfig, Reliability,
 };
+use crate::deadline::{RosClock, StatsSnapshot, Verdict};
+use crate::diagnostics::{
+    CameraInput as HealthInput, EngineInput, Status, camera_status, engine_status,
+};
 use crate::infer::EngineError;
+use crate::ingest::process_epoch;
 use crate::ingest::{CameraCounters, CounterSnapshot, FrameProducer, Stamp, camera_ring};
 use crate::model::{Model, ModelError};
 use crate::pipeline::Detector;
-use crate::runtime::{InferenceLoop, LoopCamera, Output, OutputSource, output_channel};
+use crate::runtime::{
+    InferenceLoop, LoopCamera, Output, OutputSource, ResultTracker, output_channel, watchdog,
+};
 
 /// Why the node could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -463,6 +470,8 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
             counters: Arc::clone(&counters),
             decode_max: (cam.kind == ImageKind::Compressed)
                 .then_some((cam.max_width, cam.max_height)),
+            deadline: cam.deadline(),
+            hard_timeout: cam.hard_timeout(),
         });
         inputs.push(CameraInput {
             name: name.to_string(),
@@ -480,11 +489,88 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
     let max_detections = thresholds.max_detections;
     let (sink, source) = output_channel(4 + 2 * inputs.len(), max_detections);
     let class_names = detector.model().manifest.classes.clone();
-    let mut inference = InferenceLoop::new(detector, loop_cameras, sink);
+
+    // ROS time for frame ages: the system clock, or the latest /clock with use_sim_time.
+    let sim_time_ns = Arc::new(AtomicI64::new(0));
+    let ros_clock = if config.use_sim_time {
+        RosClock::Sim(Arc::clone(&sim_time_ns))
+    } else {
+        RosClock::System
+    };
+    let mut clock_sub = if config.use_sim_time {
+        let mut q = QosProfile::default();
+        q.depth = 1;
+        Some(Box::new(
+            node.subscribe_native::<r2r::rosgraph_msgs::msg::Clock>("/clock", q)
+                .map_err(ros_err("subscribe to /clock"))?,
+        ))
+    } else {
+        None
+    };
+
+    // Diagnostics and debug topics.
+    let diag_pub = node
+        .create_publisher::<r2r::diagnostic_msgs::msg::DiagnosticArray>(
+            "/diagnostics",
+            QosProfile::default(),
+        )
+        .map_err(ros_err("advertise /diagnostics"))?;
+    let mut debug_pubs = Vec::new();
+    if config.diagnostics.debug_topics {
+        for (name, _) in config.camera_list() {
+            let mut mk = |what: &str| {
+                node.create_publisher::<r2r::std_msgs::msg::Float64>(
+                    &format!("~/debug/{name}/{what}"),
+                    QosProfile::default(),
+                )
+                .map_err(ros_err(format!("advertise ~/debug/{name}/{what}")))
+            };
+            debug_pubs.push((mk("processing_time_ms")?, mk("pipeline_latency_ms")?));
+        }
+    }
+    let period = Duration::from_secs_f64(config.diagnostics.period_ms / 1000.0);
+    let window = Duration::from_secs_f64(config.diagnostics.window_s);
+    let tracker = ResultTracker::new(
+        config
+            .camera_list()
+            .zip(&inputs)
+            .map(|((_, cam), input)| (cam.deadline(), Arc::clone(&input.counters)))
+            .collect(),
+        window,
+    )
+    .map_err(|e| NodeError::Thread {
+        name: "lookout-publish",
+        reason: format!("latency histograms: {e}"),
+    })?;
+    let (stats_tx, stats_rx) =
+        crossbeam_channel::bounded::<(usize, StatsSnapshot)>(4 * inputs.len().max(1));
+
+    let mut inference = InferenceLoop::new(detector, loop_cameras, sink, ros_clock.clone());
+    let control = inference.run_control();
+    let watchdog_thread = if config
+        .camera_list()
+        .any(|(_, c)| c.hard_timeout().is_some())
+    {
+        let watched = control.clone();
+        let stop = Arc::clone(&stop);
+        let handle = std::thread::Builder::new()
+            .name("lookout-watchdog".into())
+            .spawn(move || watchdog(&watched, &stop))
+            .map_err(|e| NodeError::Thread {
+                name: "lookout-watchdog",
+                reason: e.to_string(),
+            })?;
+        control.set_watchdog(handle.thread().clone());
+        Some(handle)
+    } else {
+        None
+    };
     let infer_stop = Arc::clone(&stop);
+    let infer_rt = config.realtime.inference.clone();
     let infer = std::thread::Builder::new()
         .name("lookout-infer".into())
         .spawn(move || {
+            crate::rt::apply("lookout-infer", &infer_rt);
             inference.run(&infer_stop, Duration::from_millis(50));
             // Dropping the loop drops the output sink: the publisher drains and ends.
         })
@@ -495,17 +581,31 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
     for input in &mut inputs {
         input.producer.set_wake(infer.thread().clone());
     }
-    let publish_counters: Vec<Arc<CameraCounters>> =
-        inputs.iter().map(|i| Arc::clone(&i.counters)).collect();
+    let publisher = Publisher {
+        source,
+        publishers,
+        debug: debug_pubs,
+        counters: inputs.iter().map(|i| Arc::clone(&i.counters)).collect(),
+        class_names,
+        tracker,
+        stats_tx,
+        period,
+        clock: ros_clock.clone(),
+    };
+    let publish_rt = config.realtime.publisher.clone();
     let publish = std::thread::Builder::new()
         .name("lookout-publish".into())
-        .spawn(move || publish_loop(&source, &publishers, &publish_counters, &class_names))
+        .spawn(move || {
+            crate::rt::apply("lookout-publish", &publish_rt);
+            publisher.run()
+        })
         .map_err(|e| NodeError::Thread {
             name: "lookout-publish",
             reason: e.to_string(),
         })?;
 
     // The executor: this thread.
+    crate::rt::apply("main", &config.realtime.executor);
     let resolved: Vec<String> = inputs
         .iter()
         .map(|i| resolve_topic(&namespace, &i.topic))
@@ -514,11 +614,37 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
     let mut cx = TaskContext::from_waker(&waker);
     let started = Instant::now();
     let mut next_graph_check = started;
+    let mut health = Health {
+        started,
+        last_report: started,
+        previous: inputs.iter().map(|i| i.counters.snapshot()).collect(),
+        stats: vec![StatsSnapshot::default(); inputs.len()],
+        names: inputs.iter().map(|i| i.name.clone()).collect(),
+        cameras: config.camera_list().map(|(_, c)| c.clone()).collect(),
+        provider: provider.as_str(),
+        model: model_name,
+        sha256: sha,
+        ort_library: crate::infer::loaded_ort_library()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+    };
+    let mut next_report = started + period;
     tracing::info!(cameras = inputs.len(), "lookout running");
     while !stop.load(Ordering::Relaxed) {
         node.spin_once(Duration::from_millis(20));
         for input in &mut inputs {
             input.drain(&mut cx);
+        }
+        if let Some(sub) = clock_sub.as_mut() {
+            while let Some(msg) = poll_once(sub, &mut cx) {
+                let ns = i64::from(msg.clock.sec) * 1_000_000_000 + i64::from(msg.clock.nanosec);
+                sim_time_ns.store(ns.max(1), Ordering::Relaxed);
+            }
+        }
+        while let Ok((camera, snapshot)) = stats_rx.try_recv() {
+            if let Some(s) = health.stats.get_mut(camera) {
+                *s = snapshot;
+            }
         }
         let now = Instant::now();
         if now >= next_graph_check {
@@ -527,18 +653,39 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
                 input.check_graph(&node, topic, now - started);
             }
         }
+        if now >= next_report {
+            next_report = now + period;
+            let statuses = health.report(now, &inputs);
+            let msg = diagnostic_array(
+                &statuses,
+                &ros_clock,
+                node.fully_qualified_name().unwrap_or_default(),
+            );
+            if let Err(e) = diag_pub.publish(&msg) {
+                tracing::warn!(error = %e, "cannot publish /diagnostics");
+            }
+        }
     }
 
     // Shutdown: the inference loop sees `stop`, the publisher drains what is left.
     infer.thread().unpark();
     let infer_ok = infer.join().is_ok();
     let publish_ok = publish.join().is_ok();
-    if !infer_ok || !publish_ok {
+    let watchdog_ok = match watchdog_thread {
+        Some(w) => {
+            w.thread().unpark();
+            w.join().is_ok()
+        }
+        None => true,
+    };
+    if !infer_ok || !publish_ok || !watchdog_ok {
         return Err(NodeError::Thread {
-            name: if infer_ok {
+            name: if !infer_ok {
+                "lookout-infer"
+            } else if !publish_ok {
                 "lookout-publish"
             } else {
-                "lookout-infer"
+                "lookout-watchdog"
             },
             reason: "panicked".into(),
         });
@@ -555,39 +702,183 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
     })
 }
 
-/// The publishing thread: `Output` -> `Detection2DArray` on the camera's topic.
-fn publish_loop(
-    source: &OutputSource,
-    publishers: &[r2r::Publisher<r2r::vision_msgs::msg::Detection2DArray>],
-    counters: &[Arc<CameraCounters>],
-    class_names: &[String],
-) {
-    let mut msgs: Vec<r2r::vision_msgs::msg::Detection2DArray> =
-        publishers.iter().map(|_| Default::default()).collect();
-    loop {
-        let out = match source.recv_timeout(Duration::from_millis(100)) {
-            Ok(out) => out,
-            Err(true) => break,
-            Err(false) => continue,
+/// The executor's view of health, turned into /diagnostics once a period.
+struct Health {
+    started: Instant,
+    last_report: Instant,
+    previous: Vec<CounterSnapshot>,
+    stats: Vec<StatsSnapshot>,
+    names: Vec<String>,
+    cameras: Vec<crate::config::CameraConfig>,
+    provider: &'static str,
+    model: String,
+    sha256: String,
+    ort_library: String,
+}
+
+impl Health {
+    fn report(&mut self, now: Instant, inputs: &[CameraInput]) -> Vec<Status> {
+        let period = now.saturating_duration_since(self.last_report);
+        self.last_report = now;
+        let mut statuses = Vec::with_capacity(inputs.len() + 1);
+        let (mut timeouts, mut errors) = ((0, 0), (0, 0));
+        let mut inference = crate::deadline::Percentiles::default();
+        for (i, input) in inputs.iter().enumerate() {
+            let counters = input.counters.snapshot();
+            let last = input.counters.last_received_ns.load(Ordering::Relaxed);
+            let cam = &self.cameras[i];
+            statuses.push(camera_status(&HealthInput {
+                name: &self.names[i],
+                now,
+                started: self.started,
+                counters,
+                previous: self.previous[i],
+                period,
+                last_received: (last > 0).then(|| process_epoch() + Duration::from_nanos(last)),
+                stats: self.stats[i],
+                qos_incompatible: input.counters.qos_incompatible.load(Ordering::Relaxed),
+                budget_ms: cam.budget_ms,
+                input_timeout: Duration::from_secs_f64(cam.input_timeout_ms / 1000.0),
+                min_output_rate_hz: cam.min_output_rate_hz,
+            }));
+            timeouts.0 += counters.timeouts;
+            timeouts.1 += self.previous[i].timeouts;
+            errors.0 += counters.inference_errors;
+            errors.1 += self.previous[i].inference_errors;
+            if self.stats[i].inference.p99 >= inference.p99 {
+                inference = self.stats[i].inference;
+            }
+            self.previous[i] = counters;
+        }
+        statuses.push(engine_status(&EngineInput {
+            execution_provider: self.provider,
+            model: &self.model,
+            sha256: &self.sha256,
+            ort_library: &self.ort_library,
+            timeouts,
+            errors,
+            inference,
+        }));
+        statuses
+    }
+}
+
+fn diagnostic_array(
+    statuses: &[Status],
+    clock: &RosClock,
+    hardware_id: String,
+) -> r2r::diagnostic_msgs::msg::DiagnosticArray {
+    let mut msg = r2r::diagnostic_msgs::msg::DiagnosticArray::default();
+    let stamp = Stamp::from_nanos(clock.now_ns().unwrap_or(0));
+    msg.header.stamp.sec = stamp.sec;
+    msg.header.stamp.nanosec = stamp.nanosec;
+    for s in statuses {
+        let mut st = r2r::diagnostic_msgs::msg::DiagnosticStatus {
+            level: s.level.as_byte(),
+            name: s.name.clone(),
+            message: s.message.clone(),
+            hardware_id: hardware_id.clone(),
+            ..Default::default()
         };
-        let camera = out.camera;
-        if let (Some(msg), Some(publisher)) = (msgs.get_mut(camera), publishers.get(camera)) {
-            fill_message(msg, &out, class_names);
-            match publisher.publish(msg) {
-                Ok(()) => {
-                    counters[camera].published.fetch_add(1, Ordering::Relaxed);
+        st.values = s
+            .values
+            .iter()
+            .map(|(k, v)| r2r::diagnostic_msgs::msg::KeyValue {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect();
+        msg.status.push(st);
+    }
+    msg
+}
+
+/// The publishing thread's state.
+struct Publisher {
+    source: OutputSource,
+    publishers: Vec<r2r::Publisher<r2r::vision_msgs::msg::Detection2DArray>>,
+    debug: Vec<(
+        r2r::Publisher<r2r::std_msgs::msg::Float64>,
+        r2r::Publisher<r2r::std_msgs::msg::Float64>,
+    )>,
+    counters: Vec<Arc<CameraCounters>>,
+    class_names: Vec<String>,
+    tracker: ResultTracker,
+    stats_tx: crossbeam_channel::Sender<(usize, StatsSnapshot)>,
+    period: Duration,
+    clock: RosClock,
+}
+
+impl Publisher {
+    /// `Output` -> deadline verdict -> `Detection2DArray` on the camera's topic; statistics to
+    /// the executor once a period. Ends when the inference loop has stopped and all is drained.
+    fn run(mut self) {
+        let mut msgs: Vec<r2r::vision_msgs::msg::Detection2DArray> =
+            self.publishers.iter().map(|_| Default::default()).collect();
+        let mut next_stats = Instant::now() + self.period;
+        loop {
+            let wait = next_stats
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
+            match self.source.recv_timeout(wait) {
+                Ok(out) => {
+                    self.publish(&mut msgs, &out);
+                    self.source.recycle(out);
                 }
-                Err(e) => {
-                    counters[camera]
-                        .dropped_output
-                        .fetch_add(1, Ordering::Relaxed);
-                    if counters[camera].first_publish_error() {
-                        tracing::error!(error = %e, "publishing detections failed (further failures are counted, not logged)");
-                    }
+                Err(true) => break,
+                Err(false) => {}
+            }
+            let now = Instant::now();
+            if now >= next_stats {
+                next_stats = now + self.period;
+                for camera in 0..self.tracker.cameras() {
+                    // A full channel means the executor has not read the last ones: skip.
+                    let _ = self
+                        .stats_tx
+                        .try_send((camera, self.tracker.snapshot(camera, now)));
                 }
             }
         }
-        source.recycle(out);
+    }
+
+    fn publish(&mut self, msgs: &mut [r2r::vision_msgs::msg::Detection2DArray], out: &Output) {
+        let camera = out.camera;
+        let (Some(msg), Some(publisher), Some(counters)) = (
+            msgs.get_mut(camera),
+            self.publishers.get(camera),
+            self.counters.get(camera),
+        ) else {
+            return;
+        };
+        if self.tracker.judge(out, Instant::now()) == Verdict::LateDrop {
+            return;
+        }
+        fill_message(msg, out, &self.class_names);
+        match publisher.publish(msg) {
+            Ok(()) => {
+                counters.published.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                counters.dropped_output.fetch_add(1, Ordering::Relaxed);
+                if counters.first_publish_error() {
+                    tracing::error!(error = %e, "publishing detections failed (further failures are counted, not logged)");
+                }
+            }
+        }
+        if let Some((processing, latency)) = self.debug.get(camera) {
+            let processing_ms = out
+                .finished
+                .saturating_duration_since(out.dequeued)
+                .as_secs_f64()
+                * 1e3;
+            let _ = processing.publish(&r2r::std_msgs::msg::Float64 {
+                data: processing_ms,
+            });
+            if let Some(now) = self.clock.now_ns() {
+                let age_ms = (now - out.stamp.as_nanos()).max(0) as f64 / 1e6;
+                let _ = latency.publish(&r2r::std_msgs::msg::Float64 { data: age_ms });
+            }
+        }
     }
 }
 

@@ -24,11 +24,16 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use crate::deadline::{
+    Admission, DeadlineMonitor, DeadlineSettings, LatencyStats, RosClock, StatsSnapshot, Verdict,
+    frame_age,
+};
 use crate::decode::Decoder;
+use crate::infer::{EngineError, RunControl};
 use crate::ingest::{
     BadInputKind, CameraCounters, Frame, FrameConsumer, FrameFormat, Stamp, next_frame,
 };
-use crate::pipeline::{Detector, StageTimes};
+use crate::pipeline::{DetectError, Detector, StageTimes};
 use crate::postprocess::Detection;
 
 /// One frame's detections on their way to the publisher (a recycled, preallocated buffer).
@@ -54,6 +59,8 @@ pub struct Output {
     pub dequeued: Instant,
     /// Post-processing finished.
     pub finished: Instant,
+    /// Age of the frame (ROS time, now - stamp) when the loop took it.
+    pub age: Duration,
     frame_id: String,
     detections: Vec<Detection>,
 }
@@ -72,6 +79,7 @@ impl Output {
             enqueued: now,
             dequeued: now,
             finished: now,
+            age: Duration::ZERO,
             frame_id: String::with_capacity(crate::ingest::FRAME_ID_CAPACITY),
             detections: Vec::with_capacity(max_detections),
         }
@@ -141,7 +149,8 @@ pub enum Step {
     Idle,
     /// A frame was processed (its result sent, or dropped and counted if the sink was full).
     Processed,
-    /// A frame was rejected as bad input or its inference failed (counted).
+    /// A frame was rejected as bad input, was too old, or its inference failed or timed out
+    /// (counted).
     Failed,
 }
 
@@ -152,6 +161,9 @@ pub struct InferenceLoop {
     counters: Vec<Arc<CameraCounters>>,
     names: Vec<String>,
     decoders: Vec<Option<Decoder>>,
+    monitors: Vec<DeadlineMonitor>,
+    hard_timeouts: Vec<Option<Duration>>,
+    clock: RosClock,
     sink: OutputSink,
 }
 
@@ -165,20 +177,34 @@ pub struct LoopCamera {
     pub counters: Arc<CameraCounters>,
     /// Decoder for compressed frames (`Some` for compressed cameras): `(max_width, max_height)`.
     pub decode_max: Option<(u32, u32)>,
+    /// Budget, maximum age and late policy.
+    pub deadline: DeadlineSettings,
+    /// Hard inference timeout.
+    pub hard_timeout: Option<Duration>,
 }
 
 impl InferenceLoop {
-    /// Builds the loop; allocates decoders for compressed cameras.
-    pub fn new(detector: Detector, cameras: Vec<LoopCamera>, sink: OutputSink) -> Self {
+    /// Builds the loop; allocates decoders for compressed cameras. Frame ages are measured on
+    /// `clock`.
+    pub fn new(
+        detector: Detector,
+        cameras: Vec<LoopCamera>,
+        sink: OutputSink,
+        clock: RosClock,
+    ) -> Self {
         let mut consumers = Vec::with_capacity(cameras.len());
         let mut counters = Vec::with_capacity(cameras.len());
         let mut names = Vec::with_capacity(cameras.len());
         let mut decoders = Vec::with_capacity(cameras.len());
+        let mut monitors = Vec::with_capacity(cameras.len());
+        let mut hard_timeouts = Vec::with_capacity(cameras.len());
         for c in cameras {
             consumers.push(c.consumer);
             counters.push(c.counters);
             names.push(c.name);
             decoders.push(c.decode_max.map(|(w, h)| Decoder::new(w, h)));
+            monitors.push(DeadlineMonitor::new(c.deadline));
+            hard_timeouts.push(c.hard_timeout);
         }
         Self {
             detector,
@@ -186,8 +212,16 @@ impl InferenceLoop {
             counters,
             names,
             decoders,
+            monitors,
+            hard_timeouts,
+            clock,
             sink,
         }
+    }
+
+    /// The engine's run control, for [`watchdog`].
+    pub fn run_control(&self) -> RunControl {
+        self.detector.run_control()
     }
 
     /// The detector (model, provider).
@@ -220,6 +254,19 @@ impl InferenceLoop {
     fn process(&mut self, frame: &Frame, dequeued: Instant) -> Step {
         let camera = frame.camera;
         let counters = &self.counters[camera];
+        // Age in ROS time; unknown (sim time before the first /clock) admits the frame.
+        let mut age = Duration::ZERO;
+        if let Some(now) = self.clock.now_ns() {
+            let (a, anomaly) = frame_age(now, frame.stamp.as_nanos());
+            age = a;
+            if anomaly {
+                counters.clock_anomalies.fetch_add(1, Ordering::Relaxed);
+            }
+            if self.monitors[camera].admit(age) == Admission::TooOld {
+                counters.dropped_too_old.fetch_add(1, Ordering::Relaxed);
+                return Step::Failed;
+            }
+        }
         let view = match (frame.format, &mut self.decoders[camera]) {
             (FrameFormat::Compressed(format), Some(decoder)) => {
                 decoder.decode(frame.data(), format)
@@ -245,7 +292,10 @@ impl InferenceLoop {
             }
         };
         let (width, height) = (view.width(), view.height());
-        match self.detector.detect(&view) {
+        match self
+            .detector
+            .detect_with_timeout(&view, self.hard_timeouts[camera])
+        {
             Ok(result) => {
                 counters.processed.fetch_add(1, Ordering::Relaxed);
                 let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
@@ -271,6 +321,7 @@ impl InferenceLoop {
                 out.received = frame.received;
                 out.enqueued = frame.enqueued;
                 out.dequeued = dequeued;
+                out.age = age;
                 out.frame_id.clear();
                 out.frame_id.push_str(frame.frame_id());
                 out.detections.clear();
@@ -283,6 +334,13 @@ impl InferenceLoop {
                     counters.dropped_output.fetch_add(1, Ordering::Relaxed);
                 }
                 Step::Processed
+            }
+            Err(DetectError::Engine(e @ EngineError::Timeout { .. })) => {
+                counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                if counters.first_timeout() {
+                    tracing::error!(camera = %self.names[camera], error = %e, "inference terminated (further timeouts are counted, not logged)");
+                }
+                Step::Failed
             }
             Err(e) => {
                 counters.inference_errors.fetch_add(1, Ordering::Relaxed);
@@ -297,5 +355,130 @@ impl InferenceLoop {
     /// Whether every ring is empty (used by replay to know when it is done).
     pub fn is_drained(&mut self) -> bool {
         self.cameras.iter().all(|c| c.queued() == 0)
+    }
+}
+
+/// The hard-timeout watchdog: sleeps until the current run's deadline and terminates the run if
+/// it is still going then. Runs until `stop`; woken by the engine whenever a run with a deadline
+/// starts. Allocates nothing.
+pub fn watchdog(control: &RunControl, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        match control.current() {
+            None => std::thread::park_timeout(Duration::from_millis(100)),
+            Some((seq, deadline)) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    control.terminate(seq);
+                    // Wait for the run to end before looking again.
+                    std::thread::park_timeout(Duration::from_millis(1));
+                } else {
+                    std::thread::park_timeout(deadline - now);
+                }
+            }
+        }
+    }
+}
+
+/// Per-camera statistics and deadline decisions on the publishing side: one instance, owned by
+/// the thread that publishes results (live) or writes them (replay).
+///
+/// Contract: allocates its histograms in `new()`; [`ResultTracker::judge`] and
+/// [`ResultTracker::snapshot`] allocate nothing and never block.
+pub struct ResultTracker {
+    monitors: Vec<DeadlineMonitor>,
+    counters: Vec<Arc<CameraCounters>>,
+    /// Per camera: queue, preprocess, inference, postprocess, age, e2e.
+    stats: Vec<[LatencyStats; 6]>,
+}
+
+impl ResultTracker {
+    /// Allocates statistics for `cameras` (deadline settings and counters per camera) with a
+    /// sliding window of `window`.
+    pub fn new(
+        cameras: Vec<(DeadlineSettings, Arc<CameraCounters>)>,
+        window: Duration,
+    ) -> Result<Self, hdrhistogram::CreationError> {
+        let mut monitors = Vec::with_capacity(cameras.len());
+        let mut counters = Vec::with_capacity(cameras.len());
+        let mut stats = Vec::with_capacity(cameras.len());
+        for (settings, c) in cameras {
+            monitors.push(DeadlineMonitor::new(settings));
+            counters.push(c);
+            let s = [
+                LatencyStats::new(window)?,
+                LatencyStats::new(window)?,
+                LatencyStats::new(window)?,
+                LatencyStats::new(window)?,
+                LatencyStats::new(window)?,
+                LatencyStats::new(window)?,
+            ];
+            stats.push(s);
+        }
+        Ok(Self {
+            monitors,
+            counters,
+            stats,
+        })
+    }
+
+    /// Records `out`'s timings and decides, at `now` (just before publishing), whether it is on
+    /// time. Misses and late drops are counted.
+    pub fn judge(&mut self, out: &Output, now: Instant) -> Verdict {
+        let Some(stats) = self.stats.get_mut(out.camera) else {
+            return Verdict::OnTime;
+        };
+        let e2e = now.saturating_duration_since(out.received);
+        let queue = out.dequeued.saturating_duration_since(out.enqueued);
+        for (s, v) in stats.iter_mut().zip([
+            queue,
+            out.times.preprocess,
+            out.times.inference,
+            out.times.postprocess,
+            out.age,
+            e2e,
+        ]) {
+            s.record(now, v);
+        }
+        let verdict = self.monitors[out.camera].verdict(e2e);
+        let c = &self.counters[out.camera];
+        match verdict {
+            Verdict::OnTime => {}
+            Verdict::LatePublish => {
+                c.deadline_misses.fetch_add(1, Ordering::Relaxed);
+            }
+            Verdict::LateDrop => {
+                c.deadline_misses.fetch_add(1, Ordering::Relaxed);
+                c.dropped_late.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        verdict
+    }
+
+    /// The statistics of `camera` now (window percentiles rotate with time even without frames).
+    pub fn snapshot(&mut self, camera: usize, now: Instant) -> StatsSnapshot {
+        let Some(stats) = self.stats.get_mut(camera) else {
+            return StatsSnapshot::default();
+        };
+        for s in stats.iter_mut() {
+            s.rotate(now);
+        }
+        let [queue, pre, inf, post, age, e2e] = stats;
+        StatsSnapshot {
+            queue: queue.window(),
+            preprocess: pre.window(),
+            inference: inf.window(),
+            postprocess: post.window(),
+            age: age.window(),
+            e2e: e2e.window(),
+            e2e_total: e2e.total(),
+            inference_total: inf.total(),
+            preprocess_total: pre.total(),
+            postprocess_total: post.total(),
+        }
+    }
+
+    /// Cameras tracked.
+    pub fn cameras(&self) -> usize {
+        self.stats.len()
     }
 }

@@ -23,11 +23,14 @@ struct Lookout {
 
 impl Lookout {
     fn start(domain: u32, params: &Path, extra: &[&str]) -> Lookout {
+        let mut args = vec!["run", "--params-file", params.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Self::spawn(domain, &args)
+    }
+
+    fn spawn(domain: u32, args: &[&str]) -> Lookout {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
-            .arg("run")
-            .arg("--params-file")
-            .arg(params)
-            .args(extra)
+            .args(args)
             .env("ROS_DOMAIN_ID", domain.to_string())
             .env("RUST_LOG", "info,ort=warn")
             .env("NO_COLOR", "1")
@@ -113,12 +116,12 @@ impl Lookout {
     }
 }
 
-/// Resident memory of `pid` in kB.
+/// Resident anonymous memory (heap and stacks, not the DDS shared-memory segments) of `pid`, kB.
 fn rss_kb(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix("RssAnon:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
@@ -480,8 +483,9 @@ fn overload_keeps_the_newest_frame_counts_drops_and_stays_bounded() {
     );
     let max = lat.iter().cloned().fold(0.0, f64::max);
     assert!(max < 3000.0, "max latency {max:.0} ms");
-    // Memory stays flat: every frame goes into a preallocated slot. Compared from a third into
-    // the run (shared-memory transport segments are mapped while the first frames arrive).
+    // Memory stays flat: every frame goes into a preallocated slot. Anonymous memory (the
+    // shared-memory transport segments, mapped as frames arrive, are not counted), compared
+    // from a third into the run.
     let (rss_mid, rss_end) = (rss[rss.len() / 3], *rss.iter().max().unwrap());
     let growth_mb = (rss_end as f64 - rss_mid as f64) / 1024.0;
     assert!(
@@ -612,4 +616,272 @@ fn an_incompatible_publisher_is_logged_once_and_counted() {
     );
     let s = summary(&lines, "front");
     assert_eq!((s["qos_incompatible"], s["received"]), (1, 0));
+}
+
+/// Statuses of `name` in the recorded /diagnostics messages: (time since first frame, level,
+/// message, values).
+fn statuses<'a>(report: &'a Value, name: &str) -> Vec<(f64, u64, &'a str, &'a Value)> {
+    report["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| {
+            let t = m["t"].as_f64().unwrap();
+            m["status"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(move |s| s["name"] == name)
+                .map(move |s| {
+                    (
+                        t,
+                        s["level"].as_u64().unwrap(),
+                        s["message"].as_str().unwrap(),
+                        &s["values"],
+                    )
+                })
+        })
+        .collect()
+}
+
+fn compressed_args(topic: &str, count: u32, rate: u32, extra: &[&str]) -> Vec<String> {
+    let jpeg = common::image("bus.jpg");
+    let mut args = vec![
+        "--pub".to_string(),
+        format!("{topic},compressed,{}", jpeg.display()),
+        "--rate".into(),
+        rate.to_string(),
+        "--count".into(),
+        count.to_string(),
+        "--diagnostics".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+#[test]
+fn diagnostics_go_ok_then_stale_when_a_camera_stops_then_recover() {
+    let domain = 49;
+    let dir = tmp_dir("stale");
+    let params = params_file(
+        &dir,
+        "    cameras: [front]\n    camera:\n      front: {topic: /cam/compressed, type: compressed, budget_ms: 5000, input_timeout_ms: 1000}\n",
+    );
+    let mut node = Lookout::start(domain, &params, &[]);
+    node.wait_running();
+    // 4 Hz; after frame 11 (t = 2.75 s) nothing for 3 s; then 12 more frames (t = 6 .. 8.75 s).
+    let report = peer(
+        domain,
+        &dir,
+        &compressed_args(
+            "/cam/compressed",
+            24,
+            4,
+            &["--gap", "11:3", "--linger", "1"],
+        ),
+    );
+    let (code, _, _) = node.stop("INT");
+    assert_eq!(code, Some(0));
+    let cam = statuses(&report, "lookout: camera front");
+    let level_in = |from: f64, to: f64| {
+        cam.iter()
+            .filter(|(t, ..)| *t > from && *t < to)
+            .map(|(_, l, ..)| *l)
+            .collect::<Vec<_>>()
+    };
+    let before = level_in(1.0, 2.7);
+    let during = level_in(4.5, 5.7);
+    let after = level_in(7.2, 8.7);
+    assert!(
+        !before.is_empty() && before.iter().all(|l| *l == 0),
+        "not OK while healthy: {before:?}"
+    );
+    assert!(
+        !during.is_empty() && during.iter().all(|l| *l == 3),
+        "not STALE while stopped: {during:?}"
+    );
+    assert!(
+        !after.is_empty() && after.iter().all(|l| *l == 0),
+        "did not recover: {after:?}"
+    );
+    let stale_msg = cam.iter().find(|(_, l, ..)| *l == 3).unwrap().2;
+    assert!(stale_msg.contains("no frame for"), "{stale_msg}");
+    // The documented keys are there.
+    let values = cam.last().unwrap().3;
+    for key in [
+        "input_rate_hz",
+        "output_rate_hz",
+        "dropped_ring_full",
+        "dropped_too_old",
+        "deadline_misses",
+        "timeouts",
+        "bad_inputs",
+        "e2e_ms_p50",
+        "e2e_ms_p99",
+        "e2e_ms_max",
+        "preprocess_ms_p99",
+        "inference_ms_p99",
+        "postprocess_ms_p99",
+    ] {
+        assert!(values.get(key).is_some(), "key {key} missing from {values}");
+    }
+    let engine = statuses(&report, "lookout: inference engine");
+    let ev = engine.last().unwrap().3;
+    assert_eq!(ev["execution_provider"], "cpu");
+    assert_eq!(ev["model"], "yolov3-tiny");
+    let manifest = std::fs::read_to_string(common::default_manifest()).unwrap();
+    assert!(manifest.contains(ev["model_sha256"].as_str().unwrap()));
+}
+
+#[test]
+fn missed_budgets_warn_and_too_old_frames_are_dropped_and_counted() {
+    let domain = 50;
+    let dir = tmp_dir("late");
+    // `late`: a 5 ms budget that no frame can meet here. `old`: a 0.001 ms maximum age.
+    let params = params_file(
+        &dir,
+        &format!(
+            "    cameras: [late, old]\n    camera:\n      late: {{topic: /late/compressed, type: compressed, budget_ms: 5, {LOSSLESS}}}\n      old: {{topic: /old/compressed, type: compressed, max_age_ms: 0.001, {LOSSLESS}}}\n"
+        ),
+    );
+    let mut node = Lookout::start(domain, &params, &[]);
+    node.wait_running();
+    let jpeg = common::image("bus.jpg");
+    let mut args = compressed_args(
+        "/late/compressed",
+        10,
+        4,
+        &["--sub", "/late/detections", "--sub", "/old/detections"],
+    );
+    args.extend([
+        "--pub".to_string(),
+        format!("/old/compressed,compressed,{}", jpeg.display()),
+    ]);
+    let report = peer(domain, &dir, &args);
+    let (code, _, lines) = node.stop("INT");
+    assert_eq!(code, Some(0));
+    // Late results are still published (late_results: publish), every one a miss.
+    let late = summary(&lines, "late");
+    assert_eq!(
+        (late["published"], late["deadline_misses"]),
+        (10, 10),
+        "{late:?}"
+    );
+    assert_eq!(received_on(&report, "/late/detections").len(), 10);
+    let warn = statuses(&report, "lookout: camera late");
+    assert!(
+        warn.iter().any(|(_, l, m, _)| *l == 1
+            && m.contains("deadline misses")
+            && m.contains("> budget 5.0 ms")),
+        "no WARN for misses: {:?}",
+        warn.iter().map(|w| (w.1, w.2)).collect::<Vec<_>>()
+    );
+    let misses: u64 = warn.last().unwrap().3["deadline_misses"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(misses, 10);
+    // Too old: dropped unprocessed, nothing published.
+    let old = summary(&lines, "old");
+    assert_eq!(
+        (old["dropped_too_old"], old["processed"], old["published"]),
+        (10, 0, 0),
+        "{old:?}"
+    );
+    assert!(received_on(&report, "/old/detections").is_empty());
+    assert!(
+        statuses(&report, "lookout: camera old")
+            .iter()
+            .any(|(_, l, m, _)| *l == 1 && m.contains("frames dropped"))
+    );
+}
+
+#[test]
+fn a_run_over_the_hard_timeout_is_terminated_and_later_frames_still_publish() {
+    let domain = 51;
+    let dir = tmp_dir("timeout");
+    // `slow`: every inference is longer than 2 ms and is terminated. `fast`: no timeout.
+    let params = params_file(
+        &dir,
+        &format!(
+            "    cameras: [slow, fast]\n    camera:\n      slow: {{topic: /slow/compressed, type: compressed, hard_timeout_ms: 2, {LOSSLESS}}}\n      fast: {{topic: /fast/compressed, type: compressed, {LOSSLESS}}}\n"
+        ),
+    );
+    let mut node = Lookout::start(domain, &params, &[]);
+    node.wait_running();
+    let jpeg = common::image("bus.jpg");
+    let mut args = compressed_args(
+        "/slow/compressed",
+        8,
+        2,
+        &["--sub", "/fast/detections", "--sub", "/slow/detections"],
+    );
+    args.extend([
+        "--pub".to_string(),
+        format!("/fast/compressed,compressed,{}", jpeg.display()),
+    ]);
+    let report = peer(domain, &dir, &args);
+    let (code, _, lines) = node.stop("INT");
+    assert_eq!(code, Some(0));
+    let slow = summary(&lines, "slow");
+    assert_eq!((slow["timeouts"], slow["published"]), (8, 0), "{slow:?}");
+    // Frames of the other camera, interleaved with the terminated runs, all come back intact.
+    let fast = received_on(&report, "/fast/detections");
+    assert_eq!(fast.len(), 8);
+    for msg in fast {
+        assert_bus_and_persons(msg);
+    }
+    let errors = statuses(&report, "lookout: camera slow");
+    assert!(
+        errors
+            .iter()
+            .any(|(_, l, m, _)| *l == 2 && m.contains("hard_timeout_ms")),
+        "no ERROR for timeouts"
+    );
+    let engine = statuses(&report, "lookout: inference engine");
+    assert!(
+        engine
+            .iter()
+            .any(|(_, l, m, _)| *l == 2 && m.contains("terminated"))
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("inference terminated after its hard timeout of 2 ms"))
+    );
+}
+
+#[test]
+fn the_documented_config_starts_through_the_ros_params_file_path() {
+    // As `ros2 launch` starts it: the file through rcl (`--ros-args --params-file`), overrides
+    // with -p, and a node name and namespace remap.
+    let config = common::repo().join("config/lookout.yaml");
+    let mut node = Lookout::spawn(
+        52,
+        &[
+            "run",
+            "--ros-args",
+            "--params-file",
+            config.to_str().unwrap(),
+            "-p",
+            "engine.execution_providers:=[cpu]",
+            "-r",
+            "__node:=eye",
+            "-r",
+            "__ns:=/robot",
+        ],
+    );
+    node.wait_running();
+    let (code, _, lines) = node.stop("INT");
+    assert_eq!(code, Some(0), "{}", lines.join("\n"));
+    // The camera of config/lookout.yaml, in the remapped namespace.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("camera ready") && l.contains("/robot/front/detections")),
+        "{}",
+        lines.join("\n")
+    );
+    summary(&lines, "front");
 }

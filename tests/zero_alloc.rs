@@ -116,13 +116,19 @@ fn steady_state_frames_allocate_nothing() {
 #[test]
 fn the_whole_loop_allocates_nothing_per_frame() {
     use lookout::config::QueuePolicy;
+    use lookout::deadline::{DeadlineSettings, LatePolicy, RosClock};
     use lookout::ingest::{Stamp, camera_ring};
-    use lookout::runtime::{InferenceLoop, LoopCamera, Step, output_channel};
+    use lookout::runtime::{InferenceLoop, LoopCamera, ResultTracker, Step, output_channel};
     use std::time::{Duration, Instant};
 
     let model = Model::load(&common::default_manifest()).unwrap();
     let det = Detector::new(model, &common::cpu_engine(), None).unwrap();
     let (mut producer, consumer, counters) = camera_ring(0, 2, 1920, 1080, QueuePolicy::KeepNewest);
+    let deadline = DeadlineSettings {
+        budget: Duration::from_millis(1),
+        max_age: Some(Duration::from_secs(3600 * 24 * 365 * 100)),
+        late_policy: LatePolicy::Publish,
+    };
     let (sink, source) = output_channel(4, 100);
     let mut inference = InferenceLoop::new(
         det,
@@ -131,9 +137,15 @@ fn the_whole_loop_allocates_nothing_per_frame() {
             consumer,
             counters: counters.clone(),
             decode_max: None,
+            deadline,
+            hard_timeout: Some(Duration::from_secs(30)),
         }],
         sink,
+        RosClock::System,
     );
+    // The publishing side's monitoring: deadline verdicts and latency histograms.
+    let mut tracker =
+        ResultTracker::new(vec![(deadline, counters.clone())], Duration::from_secs(10)).unwrap();
     let step = 1920 * 3 + 64;
     let frame: Vec<u8> = (0..step * 1080).map(|i| (i * 7 % 251) as u8).collect();
     let mut one_frame = |n: i32| {
@@ -149,6 +161,10 @@ fn the_whole_loop_allocates_nothing_per_frame() {
         );
         let stepped = inference.step();
         let out = source.recv_timeout(Duration::from_secs(5));
+        if let Ok(o) = &out {
+            tracker.judge(o, Instant::now());
+            tracker.snapshot(0, Instant::now());
+        }
         let ok = matches!(pushed, Ok(true))
             && stepped == Step::Processed
             && out

@@ -12,7 +12,9 @@ KIND is `image` (sensor_msgs/Image) or `compressed` (sensor_msgs/CompressedImage
 JPEG). For `image`, SOURCE is a raw file (8-byte header: u32 width, u32 height, little endian,
 then width*height*3 bytes of RGB) or an image file pillow reads, optionally resized with a
 `@WIDTHxHEIGHT` suffix; ENCODING is rgb8, bgr8, rgba8, bgra8 or mono8 and PAD adds
-bytes of row padding. With --rosout, /rosout messages are recorded too. With --best-effort the frames are published best effort (default:
+bytes of row padding. With --rosout and --diagnostics, /rosout and /diagnostics messages are
+recorded too (diagnostics with their time since the first frame). --gap AT:SECONDS pauses the
+publishers after frame AT. With --best-effort the frames are published best effort (default:
 reliable). Every frame is stamped with the current time and frame_id
 `<topic-basename>_<n>`; the publisher is reliable, keep-last 5.
 
@@ -87,6 +89,8 @@ def main():
     ap.add_argument("--linger", type=float, default=3.0)
     ap.add_argument("--best-effort", action="store_true", help="publish frames best effort")
     ap.add_argument("--rosout", action="store_true", help="record /rosout messages")
+    ap.add_argument("--diagnostics", action="store_true", help="record /diagnostics messages")
+    ap.add_argument("--gap", default="", help="AT:SECONDS: after frame AT, publish nothing for SECONDS")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
@@ -178,12 +182,33 @@ def main():
     while time.monotonic() < settle:
         rclpy.spin_once(node, timeout_sec=0.05)
 
+    diagnostics = []
+    if args.diagnostics:
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        def on_diag(m):
+            diagnostics.append({
+                "t": time.monotonic() - start_time[0],
+                "status": [
+                    {"name": s.name, "level": int.from_bytes(s.level, "little") if isinstance(s.level, bytes) else int(s.level),
+                     "message": s.message, "values": {kv.key: kv.value for kv in s.values}}
+                    for s in m.status
+                ],
+            })
+        subs.append(node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10))
+    start_time = [time.monotonic()]
+    gap_at, gap_s = (int(args.gap.split(":")[0]), float(args.gap.split(":")[1])) if args.gap else (-1, 0.0)
+
     published = {t: [] for t, _, _ in pubs}
     period = 1.0 / args.rate
     total = args.count if args.count > 0 else int(round(args.duration * args.rate))
     start = time.monotonic()
+    start_time[0] = start
+    shift = 0.0
     for i in range(total):
-        target = start + i * period
+        if i == gap_at + 1:
+            shift += gap_s
+        target = start + i * period + shift
         while True:
             left = target - time.monotonic()
             if left <= 0:
@@ -200,7 +225,7 @@ def main():
         rclpy.spin_once(node, timeout_sec=0.05)
 
     with open(args.out, "w") as f:
-        json.dump({"published": published, "received": received, "rosout": rosout}, f)
+        json.dump({"published": published, "received": received, "rosout": rosout, "diagnostics": diagnostics}, f)
     node.destroy_node()
     rclpy.shutdown()
 

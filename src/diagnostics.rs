@@ -1,0 +1,505 @@
+//! Health of each camera and of the inference engine, as `diagnostic_msgs/DiagnosticStatus`
+//! content: a level (OK, WARN, ERROR, STALE), a message that says why, and key/values.
+//!
+//! The key names are an interface (dashboards, `ros2 topic echo /diagnostics`, alert rules) and
+//! are listed in the README. Everything here is a pure function of counters, statistics and
+//! times passed in, so the rules are tested with a fake clock.
+//!
+//! Rules, per camera, over the last diagnostics period (counter increases) and the sliding
+//! window (percentiles):
+//! - STALE: no frame for `input_timeout_ms` (or none since start after that long).
+//! - ERROR: an inference timed out or failed, or the output rate is below
+//!   `min_output_rate_hz` while frames arrive.
+//! - WARN: window p99 of reception-to-publication over `budget_ms`; deadline misses; frames
+//!   dropped (queue full, superseded, too old, late, output); bad input; clock anomalies; an
+//!   incompatible publisher on the topic.
+//! - OK otherwise. The level is the worst that applies; the message lists every reason.
+//!
+//! Contract: allocates (strings); runs once a period on the executor thread, never per frame.
+
+use std::time::{Duration, Instant};
+
+use crate::deadline::{Percentiles, StatsSnapshot};
+use crate::ingest::CounterSnapshot;
+
+/// `diagnostic_msgs/DiagnosticStatus` levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// OK (0).
+    Ok = 0,
+    /// WARN (1).
+    Warn = 1,
+    /// ERROR (2).
+    Error = 2,
+    /// STALE (3).
+    Stale = 3,
+}
+
+impl Level {
+    /// The byte value of `diagnostic_msgs/DiagnosticStatus.level`.
+    pub fn as_byte(self) -> u8 {
+        self as u8
+    }
+}
+
+/// One status: level, message, key/values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    /// `name` field (`lookout: camera front`, `lookout: inference engine`).
+    pub name: String,
+    /// Level.
+    pub level: Level,
+    /// Why (`OK` when nothing is wrong).
+    pub message: String,
+    /// Key/values.
+    pub values: Vec<(String, String)>,
+}
+
+/// What the camera rules look at.
+#[derive(Debug, Clone, Copy)]
+pub struct CameraInput<'a> {
+    /// Camera name.
+    pub name: &'a str,
+    /// Now (monotonic).
+    pub now: Instant,
+    /// Node start.
+    pub started: Instant,
+    /// Counters now.
+    pub counters: CounterSnapshot,
+    /// Counters one period ago.
+    pub previous: CounterSnapshot,
+    /// Time since `previous`.
+    pub period: Duration,
+    /// Last frame arrival.
+    pub last_received: Option<Instant>,
+    /// Latency statistics.
+    pub stats: StatsSnapshot,
+    /// Publishers on the topic that cannot match, now.
+    pub qos_incompatible: u64,
+    /// Soft deadline, ms.
+    pub budget_ms: f64,
+    /// Stale after this long without a frame.
+    pub input_timeout: Duration,
+    /// Minimum output rate, Hz (0: off).
+    pub min_output_rate_hz: f64,
+}
+
+fn fmt_ms(v: f64) -> String {
+    format!("{v:.2}")
+}
+
+fn push_percentiles(values: &mut Vec<(String, String)>, key: &str, p: &Percentiles, full: bool) {
+    values.push((format!("{key}_ms_p50"), fmt_ms(p.p50)));
+    if full {
+        values.push((format!("{key}_ms_p90"), fmt_ms(p.p90)));
+    }
+    values.push((format!("{key}_ms_p99"), fmt_ms(p.p99)));
+    if full {
+        values.push((format!("{key}_ms_p999"), fmt_ms(p.p999)));
+    }
+    values.push((format!("{key}_ms_max"), fmt_ms(p.max)));
+}
+
+/// The status of one camera.
+pub fn camera_status(c: &CameraInput<'_>) -> Status {
+    let now = c.counters;
+    let before = c.previous;
+    let d = |a: u64, b: u64| a.saturating_sub(b);
+    let secs = c.period.as_secs_f64().max(1e-3);
+    let input_rate = d(now.received, before.received) as f64 / secs;
+    let output_rate = d(now.published, before.published) as f64 / secs;
+
+    let mut level = Level::Ok;
+    let mut reasons: Vec<String> = Vec::new();
+    let mut flag = |l: Level, why: String, level: &mut Level| {
+        *level = (*level).max(l);
+        reasons.push(why);
+    };
+
+    let silent_for = match c.last_received {
+        Some(t) => c.now.saturating_duration_since(t),
+        None => c.now.saturating_duration_since(c.started),
+    };
+    if silent_for > c.input_timeout {
+        let what = if c.last_received.is_some() {
+            "no frame for"
+        } else {
+            "no frame yet after"
+        };
+        flag(
+            Level::Stale,
+            format!(
+                "{what} {:.1} s (input_timeout_ms {:.0})",
+                silent_for.as_secs_f64(),
+                c.input_timeout.as_secs_f64() * 1e3
+            ),
+            &mut level,
+        );
+    }
+    let timeouts = d(now.timeouts, before.timeouts);
+    if timeouts > 0 {
+        flag(
+            Level::Error,
+            format!("{timeouts} inference runs over hard_timeout_ms terminated"),
+            &mut level,
+        );
+    }
+    let errors = d(now.inference_errors, before.inference_errors);
+    if errors > 0 {
+        flag(
+            Level::Error,
+            format!("{errors} inference failures"),
+            &mut level,
+        );
+    }
+    if c.min_output_rate_hz > 0.0 && input_rate > 0.0 && output_rate < c.min_output_rate_hz {
+        flag(
+            Level::Error,
+            format!(
+                "output rate {output_rate:.1} Hz < minimum {:.1} Hz",
+                c.min_output_rate_hz
+            ),
+            &mut level,
+        );
+    }
+    if c.stats.e2e.count > 0 && c.stats.e2e.p99 > c.budget_ms {
+        flag(
+            Level::Warn,
+            format!(
+                "p99 latency {:.1} ms > budget {:.1} ms",
+                c.stats.e2e.p99, c.budget_ms
+            ),
+            &mut level,
+        );
+    }
+    let misses = d(now.deadline_misses, before.deadline_misses);
+    if misses > 0 {
+        flag(Level::Warn, format!("{misses} deadline misses"), &mut level);
+    }
+    let dropped = d(now.dropped_ring_full, before.dropped_ring_full)
+        + d(now.dropped_superseded, before.dropped_superseded)
+        + d(now.dropped_too_old, before.dropped_too_old)
+        + d(now.dropped_late, before.dropped_late)
+        + d(now.dropped_output, before.dropped_output);
+    if dropped > 0 {
+        flag(Level::Warn, format!("{dropped} frames dropped"), &mut level);
+    }
+    let bad = d(now.bad_input, before.bad_input);
+    if bad > 0 {
+        flag(Level::Warn, format!("{bad} bad input frames"), &mut level);
+    }
+    let clock = d(now.clock_anomalies, before.clock_anomalies);
+    if clock > 0 {
+        flag(
+            Level::Warn,
+            format!("{clock} frames stamped in the future (clock anomaly)"),
+            &mut level,
+        );
+    }
+    if c.qos_incompatible > 0 {
+        flag(
+            Level::Warn,
+            format!(
+                "{} publishers with incompatible QoS or type",
+                c.qos_incompatible
+            ),
+            &mut level,
+        );
+    }
+    // Worst reasons first.
+    let message = if reasons.is_empty() {
+        "OK".to_string()
+    } else {
+        reasons.join("; ")
+    };
+
+    let mut values: Vec<(String, String)> = vec![
+        ("input_rate_hz".into(), format!("{input_rate:.2}")),
+        ("output_rate_hz".into(), format!("{output_rate:.2}")),
+        ("frames_received".into(), now.received.to_string()),
+        ("frames_processed".into(), now.processed.to_string()),
+        ("frames_published".into(), now.published.to_string()),
+        (
+            "dropped_ring_full".into(),
+            now.dropped_ring_full.to_string(),
+        ),
+        (
+            "dropped_superseded".into(),
+            now.dropped_superseded.to_string(),
+        ),
+        ("dropped_too_old".into(), now.dropped_too_old.to_string()),
+        ("dropped_late".into(), now.dropped_late.to_string()),
+        ("dropped_output".into(), now.dropped_output.to_string()),
+        ("deadline_misses".into(), now.deadline_misses.to_string()),
+        ("timeouts".into(), now.timeouts.to_string()),
+        ("bad_inputs".into(), now.bad_input.to_string()),
+        ("inference_errors".into(), now.inference_errors.to_string()),
+        ("clock_anomalies".into(), now.clock_anomalies.to_string()),
+        (
+            "qos_incompatible_publishers".into(),
+            c.qos_incompatible.to_string(),
+        ),
+        ("budget_ms".into(), fmt_ms(c.budget_ms)),
+        (
+            "seconds_since_last_frame".into(),
+            format!("{:.2}", silent_for.as_secs_f64()),
+        ),
+    ];
+    push_percentiles(&mut values, "e2e", &c.stats.e2e, true);
+    values.push((
+        "e2e_ms_p99_since_start".into(),
+        fmt_ms(c.stats.e2e_total.p99),
+    ));
+    values.push((
+        "e2e_ms_max_since_start".into(),
+        fmt_ms(c.stats.e2e_total.max),
+    ));
+    push_percentiles(&mut values, "queue", &c.stats.queue, false);
+    push_percentiles(&mut values, "preprocess", &c.stats.preprocess, false);
+    push_percentiles(&mut values, "inference", &c.stats.inference, false);
+    push_percentiles(&mut values, "postprocess", &c.stats.postprocess, false);
+    push_percentiles(&mut values, "age", &c.stats.age, false);
+    Status {
+        name: format!("lookout: camera {}", c.name),
+        level,
+        message,
+        values,
+    }
+}
+
+/// What the engine rule looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineInput<'a> {
+    /// Provider in use.
+    pub execution_provider: &'a str,
+    /// Model name.
+    pub model: &'a str,
+    /// ONNX sha256.
+    pub sha256: &'a str,
+    /// ONNX Runtime library loaded.
+    pub ort_library: &'a str,
+    /// Timeouts over all cameras, now and one period ago.
+    pub timeouts: (u64, u64),
+    /// Inference failures over all cameras, now and one period ago.
+    pub errors: (u64, u64),
+    /// Inference time (window), the worst camera's.
+    pub inference: Percentiles,
+}
+
+/// The status of the inference engine: ERROR when a run timed out or failed in the last period.
+pub fn engine_status(e: &EngineInput<'_>) -> Status {
+    let timeouts = e.timeouts.0.saturating_sub(e.timeouts.1);
+    let errors = e.errors.0.saturating_sub(e.errors.1);
+    let mut reasons = Vec::new();
+    if timeouts > 0 {
+        reasons.push(format!(
+            "{timeouts} runs terminated after their hard timeout"
+        ));
+    }
+    if errors > 0 {
+        reasons.push(format!("{errors} runs failed"));
+    }
+    let level = if reasons.is_empty() {
+        Level::Ok
+    } else {
+        Level::Error
+    };
+    let mut values = vec![
+        (
+            "execution_provider".to_string(),
+            e.execution_provider.to_string(),
+        ),
+        ("model".to_string(), e.model.to_string()),
+        ("model_sha256".to_string(), e.sha256.to_string()),
+        ("ort_library".to_string(), e.ort_library.to_string()),
+        ("timeouts".to_string(), e.timeouts.0.to_string()),
+        ("inference_errors".to_string(), e.errors.0.to_string()),
+    ];
+    push_percentiles(&mut values, "inference", &e.inference, false);
+    Status {
+        name: "lookout: inference engine".to_string(),
+        level,
+        message: if reasons.is_empty() {
+            format!("OK ({})", e.execution_provider)
+        } else {
+            reasons.join("; ")
+        },
+        values,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A camera input at `now` = t0 + `at_s`, with the last frame at t0 + `last_s`.
+    fn input(t0: Instant, at_s: f64, last_s: Option<f64>) -> CameraInput<'static> {
+        let s = |v: f64| Duration::from_secs_f64(v);
+        CameraInput {
+            name: "front",
+            now: t0 + s(at_s),
+            started: t0,
+            counters: CounterSnapshot::default(),
+            previous: CounterSnapshot::default(),
+            period: s(1.0),
+            last_received: last_s.map(|l| t0 + s(l)),
+            stats: StatsSnapshot::default(),
+            qos_incompatible: 0,
+            budget_ms: 100.0,
+            input_timeout: s(1.0),
+            min_output_rate_hz: 0.0,
+        }
+    }
+
+    fn value<'a>(s: &'a Status, key: &str) -> &'a str {
+        &s.values
+            .iter()
+            .find(|(k, _)| k == key)
+            .unwrap_or_else(|| panic!("no {key}"))
+            .1
+    }
+
+    #[test]
+    fn healthy_camera_is_ok_with_rates() {
+        let t0 = Instant::now();
+        let mut c = input(t0, 10.0, Some(9.95));
+        c.counters.received = 110;
+        c.counters.published = 108;
+        c.previous.received = 100;
+        c.previous.published = 98;
+        c.stats.e2e = Percentiles {
+            count: 100,
+            p50: 40.0,
+            p90: 45.0,
+            p99: 60.0,
+            p999: 70.0,
+            max: 71.0,
+        };
+        let s = camera_status(&c);
+        assert_eq!((s.level, s.message.as_str()), (Level::Ok, "OK"));
+        assert_eq!(value(&s, "input_rate_hz"), "10.00");
+        assert_eq!(value(&s, "output_rate_hz"), "10.00");
+        assert_eq!(value(&s, "e2e_ms_p99"), "60.00");
+    }
+
+    #[test]
+    fn a_camera_that_stops_goes_stale_then_recovers() {
+        let t0 = Instant::now();
+        // Last frame 2.5 s ago with a 1 s timeout.
+        let s = camera_status(&input(t0, 12.5, Some(10.0)));
+        assert_eq!(s.level, Level::Stale);
+        assert!(s.message.contains("no frame for 2.5 s"), "{}", s.message);
+        // Never a frame, 2 s after start.
+        let s = camera_status(&input(t0, 2.0, None));
+        assert_eq!(s.level, Level::Stale);
+        assert!(s.message.contains("no frame yet"), "{}", s.message);
+        // Frames again.
+        let s = camera_status(&input(t0, 13.0, Some(12.9)));
+        assert_eq!(s.level, Level::Ok);
+    }
+
+    #[test]
+    fn p99_over_budget_and_misses_warn() {
+        let t0 = Instant::now();
+        let mut c = input(t0, 5.0, Some(4.9));
+        c.stats.e2e = Percentiles {
+            count: 50,
+            p50: 90.0,
+            p90: 120.0,
+            p99: 150.0,
+            p999: 150.0,
+            max: 150.0,
+        };
+        c.counters.deadline_misses = 7;
+        c.previous.deadline_misses = 2;
+        let s = camera_status(&c);
+        assert_eq!(s.level, Level::Warn);
+        assert!(
+            s.message.contains("p99 latency 150.0 ms > budget 100.0 ms"),
+            "{}",
+            s.message
+        );
+        assert!(s.message.contains("5 deadline misses"), "{}", s.message);
+    }
+
+    #[test]
+    fn timeouts_and_low_output_rate_are_errors() {
+        let t0 = Instant::now();
+        let mut c = input(t0, 5.0, Some(4.9));
+        c.counters.timeouts = 3;
+        c.previous.timeouts = 1;
+        let s = camera_status(&c);
+        assert_eq!(s.level, Level::Error);
+        assert!(
+            s.message.contains("2 inference runs over hard_timeout_ms"),
+            "{}",
+            s.message
+        );
+
+        let mut c = input(t0, 5.0, Some(4.9));
+        c.min_output_rate_hz = 5.0;
+        c.counters.received = 10;
+        c.counters.published = 2;
+        let s = camera_status(&c);
+        assert_eq!(s.level, Level::Error);
+        assert!(
+            s.message.contains("output rate 2.0 Hz < minimum 5.0 Hz"),
+            "{}",
+            s.message
+        );
+    }
+
+    #[test]
+    fn drops_bad_input_and_clock_anomalies_warn_only_while_they_increase() {
+        let t0 = Instant::now();
+        let mut c = input(t0, 5.0, Some(4.9));
+        c.counters.dropped_too_old = 4;
+        c.counters.bad_input = 1;
+        c.counters.clock_anomalies = 2;
+        let s = camera_status(&c);
+        assert_eq!(s.level, Level::Warn);
+        assert!(
+            s.message.contains("4 frames dropped")
+                && s.message.contains("1 bad input")
+                && s.message.contains("clock anomaly"),
+            "{}",
+            s.message
+        );
+        // Next period, nothing new: back to OK, totals still reported.
+        c.previous = c.counters;
+        let s = camera_status(&c);
+        assert_eq!(s.level, Level::Ok);
+        assert_eq!(value(&s, "dropped_too_old"), "4");
+        assert_eq!(value(&s, "clock_anomalies"), "2");
+    }
+
+    #[test]
+    fn worst_level_wins_and_every_reason_is_listed() {
+        let t0 = Instant::now();
+        let mut c = input(t0, 5.0, Some(2.0));
+        c.counters.timeouts = 1;
+        c.counters.deadline_misses = 1;
+        let s = camera_status(&c);
+        assert_eq!(s.level, Level::Stale);
+        assert_eq!(s.message.split("; ").count(), 3, "{}", s.message);
+    }
+
+    #[test]
+    fn engine_is_error_only_when_runs_time_out_or_fail_in_the_period() {
+        let mut e = EngineInput {
+            execution_provider: "cpu",
+            model: "yolov3-tiny",
+            sha256: "c3f7",
+            ort_library: "/x/libonnxruntime.so",
+            timeouts: (2, 2),
+            errors: (0, 0),
+            inference: Percentiles::default(),
+        };
+        let s = engine_status(&e);
+        assert_eq!(s.level, Level::Ok);
+        assert_eq!(value(&s, "execution_provider"), "cpu");
+        assert_eq!(value(&s, "model_sha256"), "c3f7");
+        e.timeouts = (3, 2);
+        assert_eq!(engine_status(&e).level, Level::Error);
+    }
+}
