@@ -6,7 +6,8 @@
 //!   publication) are differences of monotonic `Instant`s taken on this machine.
 //! - **Frame age** (`now - header.stamp`) is ROS time: the system clock, or `/clock` with
 //!   `use_sim_time`. A negative age (a stamp from the future, a bag looping back) is clamped to
-//!   zero and counted as a clock anomaly; no latency is ever reported negative.
+//!   zero and, beyond [`FUTURE_STAMP_TOLERANCE`], counted as a clock anomaly; no latency is ever
+//!   reported negative.
 //!
 //! Statistics are HDR histograms (microseconds, 1 µs .. 10 min, 3 significant digits), one per
 //! measure over a sliding window (rotated every `window`) and one since start. Recording and
@@ -161,12 +162,18 @@ pub enum Verdict {
     LateDrop,
 }
 
+/// How far in the future a stamp may be before it counts as a clock anomaly: with sim time the
+/// node's latest `/clock` lags a sim-aware publisher by up to one clock period, and across
+/// machines clocks differ by a little.
+pub const FUTURE_STAMP_TOLERANCE: Duration = Duration::from_millis(100);
+
 /// Frame age from ROS times (ns): `now - stamp`, clamped at zero. Returns the age and whether
-/// the clock was inconsistent (stamp in the future).
+/// the clock was inconsistent (stamp more than [`FUTURE_STAMP_TOLERANCE`] in the future).
 pub fn frame_age(now_ros_ns: i64, stamp_ns: i64) -> (Duration, bool) {
     let age = now_ros_ns.saturating_sub(stamp_ns);
     if age < 0 {
-        (Duration::ZERO, true)
+        let ahead = Duration::from_nanos(age.unsigned_abs());
+        (Duration::ZERO, ahead > FUTURE_STAMP_TOLERANCE)
     } else {
         (Duration::from_nanos(age as u64), false)
     }
@@ -300,6 +307,11 @@ mod tests {
         // A bag looping: now is 5 s before the stamp.
         let (age, anomaly) = frame_age(10_000_000_000, 15_000_000_000);
         assert_eq!((age, anomaly), (Duration::ZERO, true));
+        // A stamp a few ms ahead (sim clock lag, clock skew): age 0, not an anomaly.
+        assert_eq!(
+            frame_age(1_000_000_000, 1_020_000_000),
+            (Duration::ZERO, false)
+        );
         // Forward jump: a large but valid age.
         let (age, anomaly) = frame_age(3_600_000_000_000, 1_000_000_000);
         assert_eq!((age, anomaly), (Duration::from_secs(3599), false));

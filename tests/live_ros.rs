@@ -112,7 +112,17 @@ impl Lookout {
         while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
             self.seen.push(line);
         }
-        (status.code(), took, self.seen)
+        (status.code(), took, std::mem::take(&mut self.seen))
+    }
+}
+
+impl Drop for Lookout {
+    /// A test that fails must not leave its node running (it would publish into later tests).
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -884,4 +894,95 @@ fn the_documented_config_starts_through_the_ros_params_file_path() {
         lines.join("\n")
     );
     summary(&lines, "front");
+}
+
+#[test]
+fn with_sim_time_ages_use_clock_and_future_stamps_are_counted_not_negative() {
+    let domain = 53;
+    let dir = tmp_dir("simtime");
+    // Sim time starts at 1000 s, far from the system clock: with a 2 s maximum age, frames
+    // stamped in sim time are only young when lookout measures age on /clock.
+    let params = params_file(
+        &dir,
+        &format!(
+            "    use_sim_time: true\n    cameras: [front]\n    camera:\n      front: {{topic: /cam/compressed, type: compressed, max_age_ms: 2000, {LOSSLESS}}}\n"
+        ),
+    );
+    let mut node = Lookout::start(domain, &params, &[]);
+    node.wait_running();
+    // Frames 4.. are stamped 30 s in the future of the sim clock (a clock that jumped back).
+    let args = compressed_args(
+        "/cam/compressed",
+        8,
+        4,
+        &[
+            "--sub",
+            "/front/detections",
+            "--sim-clock",
+            "1000",
+            "--stamp-offset",
+            "4:30",
+        ],
+    );
+    let report = peer(domain, &dir, &args);
+    let (code, _, lines) = node.stop("INT");
+    assert_eq!(code, Some(0));
+    let s = summary(&lines, "front");
+    assert_eq!((s["dropped_too_old"], s["published"]), (0, 8), "{s:?}");
+    assert_eq!(s["clock_anomalies"], 4, "{s:?}");
+    // Ages are never negative; the anomalies show as a WARN.
+    let cam = statuses(&report, "lookout: camera front");
+    for (_, _, _, values) in &cam {
+        let age: f64 = values["age_ms_p50"].as_str().unwrap().parse().unwrap();
+        assert!(age >= 0.0);
+    }
+    assert!(
+        cam.iter()
+            .any(|(_, l, m, _)| *l == 1 && m.contains("clock anomaly"))
+    );
+    assert_eq!(received_on(&report, "/front/detections").len(), 8);
+}
+
+#[test]
+fn debug_topics_carry_processing_time_and_pipeline_latency() {
+    let domain = 54;
+    let dir = tmp_dir("debug");
+    let params = params_file(
+        &dir,
+        &format!(
+            "    diagnostics: {{debug_topics: true}}\n    cameras: [front]\n    camera:\n      front: {{topic: /cam/compressed, type: compressed, {LOSSLESS}}}\n"
+        ),
+    );
+    let mut node = Lookout::start(domain, &params, &[]);
+    node.wait_running();
+    let args = compressed_args(
+        "/cam/compressed",
+        5,
+        4,
+        &[
+            "--float",
+            "/lookout/debug/front/processing_time_ms",
+            "--float",
+            "/lookout/debug/front/pipeline_latency_ms",
+        ],
+    );
+    let report = peer(domain, &dir, &args);
+    let (code, _, _) = node.stop("INT");
+    assert_eq!(code, Some(0));
+    for topic in [
+        "/lookout/debug/front/processing_time_ms",
+        "/lookout/debug/front/pipeline_latency_ms",
+    ] {
+        let values: Vec<f64> = report["floats"][topic]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(values.len(), 5, "{topic}: {values:?}");
+        assert!(
+            values.iter().all(|v| *v > 0.0 && *v < 10_000.0),
+            "{topic}: {values:?}"
+        );
+    }
 }

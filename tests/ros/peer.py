@@ -14,7 +14,9 @@ then width*height*3 bytes of RGB) or an image file pillow reads, optionally resi
 `@WIDTHxHEIGHT` suffix; ENCODING is rgb8, bgr8, rgba8, bgra8 or mono8 and PAD adds
 bytes of row padding. With --rosout and --diagnostics, /rosout and /diagnostics messages are
 recorded too (diagnostics with their time since the first frame). --gap AT:SECONDS pauses the
-publishers after frame AT. With --best-effort the frames are published best effort (default:
+publishers after frame AT. --float TOPIC records std_msgs/Float64 values. --sim-clock S publishes
+/clock (50 Hz, starting at S seconds) and stamps frames in that time; --stamp-offset AT:SECONDS
+shifts the stamps of frames AT and later (e.g. into the future). With --best-effort the frames are published best effort (default:
 reliable). Every frame is stamped with the current time and frame_id
 `<topic-basename>_<n>`; the publisher is reliable, keep-last 5.
 
@@ -91,6 +93,10 @@ def main():
     ap.add_argument("--rosout", action="store_true", help="record /rosout messages")
     ap.add_argument("--diagnostics", action="store_true", help="record /diagnostics messages")
     ap.add_argument("--gap", default="", help="AT:SECONDS: after frame AT, publish nothing for SECONDS")
+    ap.add_argument("--float", action="append", default=[], help="record std_msgs/Float64 on TOPIC")
+    ap.add_argument("--sim-clock", type=float, default=None,
+                    help="publish /clock starting at this many seconds; frames are stamped in sim time")
+    ap.add_argument("--stamp-offset", default="", help="AT:SECONDS: from frame AT on, stamps are shifted")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
@@ -131,13 +137,13 @@ def main():
 
     def on_detections(topic):
         def cb(msg):
-            now_ns = time.time_ns()
+            recv_ns = time.time_ns()
             stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
             received.append({
                 "topic": topic,
                 "stamp_ns": stamp_ns,
                 "frame_id": msg.header.frame_id,
-                "latency_ms": (now_ns - stamp_ns) / 1e6,
+                "latency_ms": (recv_ns - stamp_ns) / 1e6,
                 "detections": [
                     {
                         "class": d.results[0].hypothesis.class_id if d.results else "",
@@ -168,20 +174,7 @@ def main():
             Log, "/rosout", lambda m: rosout.append({"name": m.name, "level": int(m.level), "msg": m.msg}), rosout_qos
         ))
 
-    deadline = time.monotonic() + args.match_timeout
-    while time.monotonic() < deadline:
-        rclpy.spin_once(node, timeout_sec=0.05)
-        if all(p.get_subscription_count() > 0 for _, p, _ in pubs) and all(
-            node.count_publishers(t) > 0 for t in args.sub
-        ):
-            break
-    else:
-        print("peer: endpoints did not match in time", file=sys.stderr)
-    # Matching is reported a little before the data path is ready on both sides.
-    settle = time.monotonic() + 0.5
-    while time.monotonic() < settle:
-        rclpy.spin_once(node, timeout_sec=0.05)
-
+    start_time = [time.monotonic()]
     diagnostics = []
     if args.diagnostics:
         from diagnostic_msgs.msg import DiagnosticArray
@@ -196,7 +189,56 @@ def main():
                 ],
             })
         subs.append(node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10))
-    start_time = [time.monotonic()]
+    floats = {t: [] for t in args.float}
+    if args.float:
+        from std_msgs.msg import Float64
+
+        for t in args.float:
+            subs.append(node.create_subscription(Float64, t, lambda m, t=t: floats[t].append(m.data), 10))
+
+    clock_pub = None
+    if args.sim_clock is not None:
+        from rosgraph_msgs.msg import Clock
+
+        clock_pub = node.create_publisher(Clock, "/clock", 10)
+        clock_t0 = time.monotonic()
+
+    def now_ns():
+        if clock_pub is None:
+            return time.time_ns()
+        return int((args.sim_clock + time.monotonic() - clock_t0) * 1e9)
+
+    def tick_clock():
+        if clock_pub is not None:
+            from rosgraph_msgs.msg import Clock
+
+            c = Clock()
+            c.clock.sec, c.clock.nanosec = divmod(now_ns(), 1_000_000_000)
+            clock_pub.publish(c)
+
+    def spin_for(seconds):
+        end = time.monotonic() + seconds
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            tick_clock()
+            rclpy.spin_once(node, timeout_sec=min(left, 0.02))
+
+    offset_at, offset_s = (int(args.stamp_offset.split(":")[0]), float(args.stamp_offset.split(":")[1])) if args.stamp_offset else (-1, 0.0)
+    deadline = time.monotonic() + args.match_timeout
+    while time.monotonic() < deadline:
+        tick_clock()
+        rclpy.spin_once(node, timeout_sec=0.05)
+        if all(p.get_subscription_count() > 0 for _, p, _ in pubs) and all(
+            node.count_publishers(t) > 0 for t in args.sub
+        ):
+            break
+    else:
+        print("peer: endpoints did not match in time", file=sys.stderr)
+    # Matching is reported a little before the data path is ready on both sides.
+    spin_for(0.5)
+
     gap_at, gap_s = (int(args.gap.split(":")[0]), float(args.gap.split(":")[1])) if args.gap else (-1, 0.0)
 
     published = {t: [] for t, _, _ in pubs}
@@ -209,23 +251,19 @@ def main():
         if i == gap_at + 1:
             shift += gap_s
         target = start + i * period + shift
-        while True:
-            left = target - time.monotonic()
-            if left <= 0:
-                break
-            rclpy.spin_once(node, timeout_sec=min(left, 0.01))
+        spin_for(max(0.0, target - time.monotonic()))
+        tick_clock()
         for topic, pub, msg in pubs:
-            now_ns = time.time_ns()
-            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(now_ns, 1_000_000_000)
+            stamp_ns = now_ns() + (int(offset_s * 1e9) if 0 <= offset_at <= i else 0)
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
             msg.header.frame_id = f"{os.path.basename(topic)}_{i}"
             pub.publish(msg)
-            published[topic].append({"stamp_ns": now_ns, "frame_id": msg.header.frame_id})
-    end = time.monotonic() + args.linger
-    while time.monotonic() < end:
-        rclpy.spin_once(node, timeout_sec=0.05)
+            published[topic].append({"stamp_ns": stamp_ns, "frame_id": msg.header.frame_id})
+    spin_for(args.linger)
 
     with open(args.out, "w") as f:
-        json.dump({"published": published, "received": received, "rosout": rosout, "diagnostics": diagnostics}, f)
+        json.dump({"published": published, "received": received, "rosout": rosout,
+                   "diagnostics": diagnostics, "floats": floats}, f)
     node.destroy_node()
     rclpy.shutdown()
 
