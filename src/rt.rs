@@ -70,38 +70,32 @@ mod tests {
         );
     }
 
+    /// Applies `config` in a fresh thread (so the test runner's thread is not changed).
+    fn apply_in_thread(config: ThreadConfig) -> Applied {
+        std::thread::Builder::new()
+            .name("rt-test".into())
+            .spawn(move || apply("rt-test", &config))
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
     #[test]
     fn affinity_to_cpu_zero_is_accepted() {
-        let handle = std::thread::Builder::new()
-            .name("rt-test".into())
-            .spawn(|| {
-                apply(
-                    "rt-test",
-                    &ThreadConfig {
-                        cpu_affinity: vec![0],
-                        sched_fifo_priority: 0,
-                    },
-                )
-            })
-            .unwrap();
-        assert!(handle.join().unwrap().affinity);
+        let cfg = ThreadConfig {
+            cpu_affinity: vec![0],
+            sched_fifo_priority: 0,
+        };
+        assert!(apply_in_thread(cfg).affinity);
     }
 
     #[test]
     fn a_refused_setting_is_not_fatal() {
         // CPU 1023 does not exist here: refused, logged, and the call returns normally.
-        let handle = std::thread::Builder::new()
-            .name("rt-test".into())
-            .spawn(|| {
-                apply(
-                    "rt-test",
-                    &ThreadConfig {
-                        cpu_affinity: vec![1023],
-                        sched_fifo_priority: 0,
-                    },
-                )
-            })
-            .unwrap();
-        assert!(!handle.join().unwrap().affinity);
+        let cfg = ThreadConfig {
+            cpu_affinity: vec![1023],
+            sched_fifo_priority: 0,
+        };
+        assert!(!apply_in_thread(cfg).affinity);
     }
 }

@@ -180,10 +180,13 @@ fn raw_frame(dir: &Path, name: &str, size: Option<(u32, u32)>) -> PathBuf {
 /// parallel tests. (The overload test keeps the defaults: best effort, keep newest.)
 const LOSSLESS: &str = "qos: {reliability: reliable}, queue_policy: fifo";
 
+/// Writes a parameters file: CPU only, one ONNX Runtime thread (the tests run two at a time on
+/// two cores, each with its rclpy peer), plus `body`.
 fn params_file(dir: &Path, body: &str) -> PathBuf {
     let path = dir.join("params.yaml");
-    let text =
-        format!("/**:\n  ros__parameters:\n    engine: {{execution_providers: [cpu]}}\n{body}");
+    let text = format!(
+        "/**:\n  ros__parameters:\n    engine: {{execution_providers: [cpu], intra_op_threads: 1}}\n{body}"
+    );
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -205,6 +208,24 @@ fn peer(domain: u32, dir: &Path, args: &[String]) -> Value {
         String::from_utf8_lossy(&o.stderr)
     );
     serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
+}
+
+/// Starts `lookout run` with `params` (and `extra` arguments), runs the peer with `args`, stops
+/// the node with SIGINT (asserting a clean exit) and returns the peer's report and the node's
+/// stderr lines.
+fn scenario(
+    domain: u32,
+    dir: &Path,
+    params: &Path,
+    extra: &[&str],
+    args: &[String],
+) -> (Value, Vec<String>) {
+    let mut node = Lookout::start(domain, params, extra);
+    node.wait_running();
+    let report = peer(domain, dir, args);
+    let (code, _, lines) = node.stop("INT");
+    assert_eq!(code, Some(0), "{}", lines.join("\n"));
+    (report, lines)
 }
 
 fn received_on<'a>(report: &'a Value, topic: &str) -> Vec<&'a Value> {
@@ -294,11 +315,11 @@ fn raw_bgr8_and_padded_rgb8_frames_come_back_with_bus_and_persons() {
             "    cameras: [front, rear]\n    camera:\n      front: {{topic: /cam/front/image_raw, {LOSSLESS}}}\n      rear: {{topic: /cam/rear/image_raw, detections_topic: /rear/objects, {LOSSLESS}}}\n"
         ),
     );
-    let mut node = Lookout::start(domain, &params, &[]);
-    node.wait_running();
-    let report = peer(
+    let (report, lines) = scenario(
         domain,
         &dir,
+        &params,
+        &[],
         &[
             "--pub".into(),
             format!("/cam/front/image_raw,image,{},bgr8", bus.display()),
@@ -314,8 +335,6 @@ fn raw_bgr8_and_padded_rgb8_frames_come_back_with_bus_and_persons() {
             "4".into(),
         ],
     );
-    let (code, _, lines) = node.stop("INT");
-    assert_eq!(code, Some(0));
     for (input, output) in [
         ("/cam/front/image_raw", "/front/detections"),
         ("/cam/rear/image_raw", "/rear/objects"),
@@ -341,12 +360,12 @@ fn compressed_jpeg_frames_come_back_with_bus_and_persons() {
             "    cameras: [front]\n    camera:\n      front: {{topic: /cam/front/compressed, type: compressed, {LOSSLESS}}}\n"
         ),
     );
-    let mut node = Lookout::start(domain, &params, &[]);
-    node.wait_running();
     let jpeg = common::image("bus.jpg");
-    let report = peer(
+    let (report, _) = scenario(
         domain,
         &dir,
+        &params,
+        &[],
         &[
             "--pub".into(),
             format!("/cam/front/compressed,compressed,{}", jpeg.display()),
@@ -358,8 +377,6 @@ fn compressed_jpeg_frames_come_back_with_bus_and_persons() {
             "4".into(),
         ],
     );
-    let (code, _, _) = node.stop("INT");
-    assert_eq!(code, Some(0));
     for msg in assert_round_trip(&report, "/cam/front/compressed", "/front/detections") {
         assert_bus_and_persons(&msg);
     }
@@ -376,12 +393,12 @@ fn two_cameras_each_get_their_own_detections() {
             "    cameras: [left, right]\n    camera:\n      left: {{topic: /left/image_raw, {LOSSLESS}}}\n      right: {{topic: /right/compressed, type: compressed, {LOSSLESS}}}\n"
         ),
     );
-    let mut node = Lookout::start(domain, &params, &["--ros-args", "-r", "__ns:=/robot"]);
-    node.wait_running();
     let dog = common::image("dog.jpg");
-    let report = peer(
+    let (report, _) = scenario(
         domain,
         &dir,
+        &params,
+        &["--ros-args", "-r", "__ns:=/robot"],
         &[
             "--pub".into(),
             format!("/left/image_raw,image,{},bgr8", bus.display()),
@@ -398,8 +415,6 @@ fn two_cameras_each_get_their_own_detections() {
             "3".into(),
         ],
     );
-    let (code, _, _) = node.stop("INT");
-    assert_eq!(code, Some(0));
     for msg in assert_round_trip(&report, "/left/image_raw", "/robot/left/detections") {
         assert!(msg["frame_id"].as_str().unwrap().starts_with("image_raw_"));
         assert_bus_and_persons(&msg);
@@ -493,13 +508,18 @@ fn overload_keeps_the_newest_frame_counts_drops_and_stays_bounded() {
     );
     let max = lat.iter().cloned().fold(0.0, f64::max);
     assert!(max < 3000.0, "max latency {max:.0} ms");
-    // Memory stays flat: every frame goes into a preallocated slot. Anonymous memory (the
-    // shared-memory transport segments, mapped as frames arrive, are not counted), compared
-    // from a third into the run.
-    let (rss_mid, rss_end) = (rss[rss.len() / 3], *rss.iter().max().unwrap());
+    // Memory stays bounded: every frame goes into a preallocated slot. Measured as anonymous
+    // memory (the DDS shared-memory segments are not counted) from half-way to the end. The
+    // middleware's deserialised messages (about 2.8 MB each here) are allocated and freed per
+    // frame and the allocator keeps a high-water mark of them, so the bound allows some of
+    // those; a leak of one frame buffer per frame would add several hundred MB over the run.
+    let (rss_mid, rss_end) = (
+        rss[rss.len() / 2],
+        *rss[rss.len() / 2..].iter().max().unwrap(),
+    );
     let growth_mb = (rss_end as f64 - rss_mid as f64) / 1024.0;
     assert!(
-        growth_mb < 32.0,
+        growth_mb < 64.0,
         "resident memory grew by {growth_mb:.1} MB ({rss_mid} kB -> {rss_end} kB): {rss:?}"
     );
     eprintln!(
@@ -675,14 +695,16 @@ fn diagnostics_go_ok_then_stale_when_a_camera_stops_then_recover() {
     let dir = tmp_dir("stale");
     let params = params_file(
         &dir,
-        "    cameras: [front]\n    camera:\n      front: {topic: /cam/compressed, type: compressed, budget_ms: 5000, input_timeout_ms: 1000}\n",
+        &format!(
+            "    cameras: [front]\n    camera:\n      front: {{topic: /cam/compressed, type: compressed, budget_ms: 5000, input_timeout_ms: 1000, {LOSSLESS}}}\n"
+        ),
     );
-    let mut node = Lookout::start(domain, &params, &[]);
-    node.wait_running();
     // 4 Hz; after frame 11 (t = 2.75 s) nothing for 3 s; then 12 more frames (t = 6 .. 8.75 s).
-    let report = peer(
+    let (report, _) = scenario(
         domain,
         &dir,
+        &params,
+        &[],
         &compressed_args(
             "/cam/compressed",
             24,
@@ -690,8 +712,6 @@ fn diagnostics_go_ok_then_stale_when_a_camera_stops_then_recover() {
             &["--gap", "11:3", "--linger", "1"],
         ),
     );
-    let (code, _, _) = node.stop("INT");
-    assert_eq!(code, Some(0));
     let cam = statuses(&report, "lookout: camera front");
     let level_in = |from: f64, to: f64| {
         cam.iter()
@@ -714,7 +734,7 @@ fn diagnostics_go_ok_then_stale_when_a_camera_stops_then_recover() {
         !after.is_empty() && after.iter().all(|l| *l == 0),
         "did not recover: {after:?}"
     );
-    let stale_msg = cam.iter().find(|(_, l, ..)| *l == 3).unwrap().2;
+    let stale_msg = cam.iter().find(|(t, l, ..)| *l == 3 && *t > 4.5).unwrap().2;
     assert!(stale_msg.contains("no frame for"), "{stale_msg}");
     // The documented keys are there.
     let values = cam.last().unwrap().3;
@@ -754,8 +774,6 @@ fn missed_budgets_warn_and_too_old_frames_are_dropped_and_counted() {
             "    cameras: [late, old]\n    camera:\n      late: {{topic: /late/compressed, type: compressed, budget_ms: 5, {LOSSLESS}}}\n      old: {{topic: /old/compressed, type: compressed, max_age_ms: 0.001, {LOSSLESS}}}\n"
         ),
     );
-    let mut node = Lookout::start(domain, &params, &[]);
-    node.wait_running();
     let jpeg = common::image("bus.jpg");
     let mut args = compressed_args(
         "/late/compressed",
@@ -767,9 +785,7 @@ fn missed_budgets_warn_and_too_old_frames_are_dropped_and_counted() {
         "--pub".to_string(),
         format!("/old/compressed,compressed,{}", jpeg.display()),
     ]);
-    let report = peer(domain, &dir, &args);
-    let (code, _, lines) = node.stop("INT");
-    assert_eq!(code, Some(0));
+    let (report, lines) = scenario(domain, &dir, &params, &[], &args);
     // Late results are still published (late_results: publish), every one a miss.
     let late = summary(&lines, "late");
     assert_eq!(
@@ -818,8 +834,6 @@ fn a_run_over_the_hard_timeout_is_terminated_and_later_frames_still_publish() {
             "    cameras: [slow, fast]\n    camera:\n      slow: {{topic: /slow/compressed, type: compressed, hard_timeout_ms: 2, {LOSSLESS}}}\n      fast: {{topic: /fast/compressed, type: compressed, {LOSSLESS}}}\n"
         ),
     );
-    let mut node = Lookout::start(domain, &params, &[]);
-    node.wait_running();
     let jpeg = common::image("bus.jpg");
     let mut args = compressed_args(
         "/slow/compressed",
@@ -831,9 +845,7 @@ fn a_run_over_the_hard_timeout_is_terminated_and_later_frames_still_publish() {
         "--pub".to_string(),
         format!("/fast/compressed,compressed,{}", jpeg.display()),
     ]);
-    let report = peer(domain, &dir, &args);
-    let (code, _, lines) = node.stop("INT");
-    assert_eq!(code, Some(0));
+    let (report, lines) = scenario(domain, &dir, &params, &[], &args);
     let slow = summary(&lines, "slow");
     assert_eq!((slow["timeouts"], slow["published"]), (8, 0), "{slow:?}");
     // Frames of the other camera, interleaved with the terminated runs, all come back intact.
@@ -908,8 +920,6 @@ fn with_sim_time_ages_use_clock_and_future_stamps_are_counted_not_negative() {
             "    use_sim_time: true\n    cameras: [front]\n    camera:\n      front: {{topic: /cam/compressed, type: compressed, max_age_ms: 2000, {LOSSLESS}}}\n"
         ),
     );
-    let mut node = Lookout::start(domain, &params, &[]);
-    node.wait_running();
     // Frames 4.. are stamped 30 s in the future of the sim clock (a clock that jumped back).
     let args = compressed_args(
         "/cam/compressed",
@@ -924,9 +934,7 @@ fn with_sim_time_ages_use_clock_and_future_stamps_are_counted_not_negative() {
             "4:30",
         ],
     );
-    let report = peer(domain, &dir, &args);
-    let (code, _, lines) = node.stop("INT");
-    assert_eq!(code, Some(0));
+    let (report, lines) = scenario(domain, &dir, &params, &[], &args);
     let s = summary(&lines, "front");
     assert_eq!((s["dropped_too_old"], s["published"]), (0, 8), "{s:?}");
     assert_eq!(s["clock_anomalies"], 4, "{s:?}");
@@ -953,8 +961,6 @@ fn debug_topics_carry_processing_time_and_pipeline_latency() {
             "    diagnostics: {{debug_topics: true}}\n    cameras: [front]\n    camera:\n      front: {{topic: /cam/compressed, type: compressed, {LOSSLESS}}}\n"
         ),
     );
-    let mut node = Lookout::start(domain, &params, &[]);
-    node.wait_running();
     let args = compressed_args(
         "/cam/compressed",
         5,
@@ -966,9 +972,7 @@ fn debug_topics_carry_processing_time_and_pipeline_latency() {
             "/lookout/debug/front/pipeline_latency_ms",
         ],
     );
-    let report = peer(domain, &dir, &args);
-    let (code, _, _) = node.stop("INT");
-    assert_eq!(code, Some(0));
+    let (report, _) = scenario(domain, &dir, &params, &[], &args);
     for topic in [
         "/lookout/debug/front/processing_time_ms",
         "/lookout/debug/front/pipeline_latency_ms",
