@@ -19,6 +19,8 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod bag;
+pub mod cdr;
 pub mod config;
 pub mod deadline;
 pub mod decode;

@@ -1,0 +1,150 @@
+//! lookout's rosbag2 reader and CDR decoder against bags written by the `rosbags` Python package
+//! (tests/bags/write_test_bag.py, run here into a temporary folder): MCAP and sqlite3 storage,
+//! raw and compressed images, a non-image topic, and the real model on a frame read from a bag.
+
+mod common;
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use lookout::bag::{Bag, Storage};
+use lookout::cdr;
+use lookout::ingest::Stamp;
+
+/// Writes the test bags once per test process; returns their folder.
+fn bags() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("lookout-bags-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let o = Command::new(common::python())
+            .arg(common::repo().join("tests/bags/write_test_bag.py"))
+            .arg(&dir)
+            .arg(common::image("bus.jpg"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        dir
+    })
+}
+
+#[test]
+fn both_storages_list_the_same_topics_and_counts() {
+    for (name, storage) in [("mcap", Storage::Mcap), ("sqlite3", Storage::Sqlite3)] {
+        let bag = Bag::open(&bags().join(name)).unwrap();
+        assert_eq!(
+            bag.files().map(|(_, s)| s).collect::<Vec<_>>(),
+            vec![storage]
+        );
+        let mut topics: Vec<(String, String, u64)> = bag
+            .topics()
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.name, t.type_name, t.count))
+            .collect();
+        topics.sort();
+        assert_eq!(
+            topics,
+            vec![
+                (
+                    "/cam/compressed".into(),
+                    "sensor_msgs/msg/CompressedImage".into(),
+                    2
+                ),
+                ("/cam/image_raw".into(), "sensor_msgs/msg/Image".into(), 3),
+                ("/chatter".into(), "std_msgs/msg/String".into(), 1),
+            ],
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn raw_images_decode_field_for_field() {
+    for name in ["mcap", "sqlite3"] {
+        let bag = Bag::open(&bags().join(name)).unwrap();
+        let mut k = 0u32;
+        let mut times = Vec::new();
+        bag.for_each(|m| {
+            times.push(m.log_time_ns);
+            if m.topic == "/cam/image_raw" {
+                let img = cdr::image(m.data).unwrap();
+                assert_eq!(
+                    img.stamp,
+                    Stamp {
+                        sec: 100 + k as i32,
+                        nanosec: 1000 * k
+                    }
+                );
+                assert_eq!((img.frame_id, img.encoding), ("cam_optical", "bgr8"));
+                assert_eq!(
+                    (img.width, img.height, img.step, img.is_bigendian),
+                    (4, 2, 16, 0)
+                );
+                let expected: Vec<u8> = (0..32u32).map(|i| ((i * 7 + k) % 256) as u8).collect();
+                assert_eq!(img.data, &expected[..]);
+                k += 1;
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(k, 3, "{name}");
+        // Storage order is writing order.
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "{name}: {times:?}");
+    }
+}
+
+#[test]
+fn a_compressed_frame_from_a_bag_runs_through_the_model() {
+    let bag = Bag::open(&bags().join("mcap").join("mcap.mcap")).unwrap();
+    let mut jpeg = Vec::new();
+    bag.for_each(|m| {
+        if m.topic == "/cam/compressed" {
+            let c = cdr::compressed_image(m.data).unwrap();
+            assert_eq!(
+                (c.frame_id, c.format, c.stamp.sec),
+                ("cam_compressed", "jpeg", 200)
+            );
+            jpeg = c.data.to_vec();
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(jpeg, std::fs::read(common::image("bus.jpg")).unwrap());
+    let model = lookout::model::Model::load(&common::default_manifest()).unwrap();
+    let mut det = lookout::pipeline::Detector::new(model, &common::cpu_engine(), None).unwrap();
+    let mut dec = lookout::decode::Decoder::new(2048, 2048);
+    let view = dec
+        .decode(&jpeg, lookout::decode::CompressedFormat::Jpeg)
+        .unwrap();
+    let ids: Vec<u32> = det
+        .detect(&view)
+        .unwrap()
+        .detections
+        .iter()
+        .map(|d| d.class_id)
+        .collect();
+    assert!(
+        ids.iter()
+            .any(|id| det.model().class_name(*id as usize) == "bus")
+    );
+}
+
+#[test]
+fn not_a_bag_is_a_clear_error() {
+    let e = Bag::open(&common::repo().join("src"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no rosbag2 storage file"), "{e}");
+    let garbage = std::env::temp_dir().join(format!("lookout-garbage-{}.mcap", std::process::id()));
+    std::fs::write(&garbage, b"definitely not mcap").unwrap();
+    let e = Bag::open(&garbage)
+        .unwrap()
+        .for_each(|_| ControlFlow::Continue(()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("invalid MCAP file"), "{e}");
+}
