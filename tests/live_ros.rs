@@ -674,17 +674,22 @@ fn statuses<'a>(report: &'a Value, name: &str) -> Vec<(f64, u64, &'a str, &'a Va
         .collect()
 }
 
-fn compressed_args(topic: &str, count: u32, rate: u32, extra: &[&str]) -> Vec<String> {
+/// Peer arguments: bus.jpg as CompressedImage on each of `topics`, `count` frames at `rate` Hz,
+/// /diagnostics recorded, then `extra`.
+fn compressed_args(topics: &[&str], count: u32, rate: u32, extra: &[&str]) -> Vec<String> {
     let jpeg = common::image("bus.jpg");
-    let mut args = vec![
-        "--pub".to_string(),
-        format!("{topic},compressed,{}", jpeg.display()),
+    let mut args = Vec::new();
+    for topic in topics {
+        args.push("--pub".to_string());
+        args.push(format!("{topic},compressed,{}", jpeg.display()));
+    }
+    args.extend([
         "--rate".into(),
         rate.to_string(),
         "--count".into(),
         count.to_string(),
         "--diagnostics".into(),
-    ];
+    ]);
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
@@ -706,7 +711,7 @@ fn diagnostics_go_ok_then_stale_when_a_camera_stops_then_recover() {
         &params,
         &[],
         &compressed_args(
-            "/cam/compressed",
+            &["/cam/compressed"],
             24,
             4,
             &["--gap", "11:3", "--linger", "1"],
@@ -774,17 +779,12 @@ fn missed_budgets_warn_and_too_old_frames_are_dropped_and_counted() {
             "    cameras: [late, old]\n    camera:\n      late: {{topic: /late/compressed, type: compressed, budget_ms: 5, {LOSSLESS}}}\n      old: {{topic: /old/compressed, type: compressed, max_age_ms: 0.001, {LOSSLESS}}}\n"
         ),
     );
-    let jpeg = common::image("bus.jpg");
-    let mut args = compressed_args(
-        "/late/compressed",
+    let args = compressed_args(
+        &["/late/compressed", "/old/compressed"],
         10,
         4,
         &["--sub", "/late/detections", "--sub", "/old/detections"],
     );
-    args.extend([
-        "--pub".to_string(),
-        format!("/old/compressed,compressed,{}", jpeg.display()),
-    ]);
     let (report, lines) = scenario(domain, &dir, &params, &[], &args);
     // Late results are still published (late_results: publish), every one a miss.
     let late = summary(&lines, "late");
@@ -834,17 +834,12 @@ fn a_run_over_the_hard_timeout_is_terminated_and_later_frames_still_publish() {
             "    cameras: [slow, fast]\n    camera:\n      slow: {{topic: /slow/compressed, type: compressed, hard_timeout_ms: 2, {LOSSLESS}}}\n      fast: {{topic: /fast/compressed, type: compressed, {LOSSLESS}}}\n"
         ),
     );
-    let jpeg = common::image("bus.jpg");
-    let mut args = compressed_args(
-        "/slow/compressed",
+    let args = compressed_args(
+        &["/slow/compressed", "/fast/compressed"],
         8,
         2,
         &["--sub", "/fast/detections", "--sub", "/slow/detections"],
     );
-    args.extend([
-        "--pub".to_string(),
-        format!("/fast/compressed,compressed,{}", jpeg.display()),
-    ]);
     let (report, lines) = scenario(domain, &dir, &params, &[], &args);
     let slow = summary(&lines, "slow");
     assert_eq!((slow["timeouts"], slow["published"]), (8, 0), "{slow:?}");
@@ -922,7 +917,7 @@ fn with_sim_time_ages_use_clock_and_future_stamps_are_counted_not_negative() {
     );
     // Frames 4.. are stamped 30 s in the future of the sim clock (a clock that jumped back).
     let args = compressed_args(
-        "/cam/compressed",
+        &["/cam/compressed"],
         8,
         4,
         &[
@@ -962,7 +957,7 @@ fn debug_topics_carry_processing_time_and_pipeline_latency() {
         ),
     );
     let args = compressed_args(
-        "/cam/compressed",
+        &["/cam/compressed"],
         5,
         4,
         &[
