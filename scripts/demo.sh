@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: set-up, release build, then the default model (CPU) on the
-# test images. (Bag replay replaces this when `lookout replay` lands.)
+# The main job on a fresh machine: set-up (which builds the vtest bag from OpenCV's pedestrian
+# video), release build, then `lookout replay` of that bag with the default model on the CPU.
+# Writes the detections bag and report to $LOOKOUT_HOME/runs/vtest_lookout and prints the
+# report summary.
 #
-# Usage: scripts/demo.sh [extra `lookout detect` args, e.g. --json]
+# Usage: scripts/demo.sh [extra `lookout replay` args, e.g. --json, --rate 1, --copy-all]
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -10,5 +12,6 @@ scripts/setup.sh
 # shellcheck source=/dev/null
 source "${LOOKOUT_HOME:-$repo/.lookout}/env.sh"
 cargo build --release --quiet
-images=$LOOKOUT_HOME/data/images
-exec target/release/lookout detect --execution-providers cpu "$@" "$images/bus.jpg" "$images/dog.jpg" "$images/person.jpg"
+mkdir -p "$LOOKOUT_HOME/runs"
+exec target/release/lookout replay "$LOOKOUT_HOME/data/bags/vtest" \
+  --out "$LOOKOUT_HOME/runs/vtest_lookout" --force --execution-providers cpu "$@"

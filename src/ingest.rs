@@ -170,6 +170,8 @@ pub enum BadInputKind {
     Compressed = 3,
     /// `frame_id` longer than [`FRAME_ID_CAPACITY`].
     FrameId = 4,
+    /// The serialized message does not decode (replay: malformed CDR in the bag).
+    Malformed = 5,
 }
 
 impl BadInputKind {
@@ -590,6 +592,17 @@ impl FrameProducer {
             data,
         );
         Ok(self.submit(frame))
+    }
+
+    /// Counts a message that could not be deserialized (replay: malformed CDR) as received and
+    /// as bad input; returns true the first time on this camera (log it then).
+    pub fn reject_malformed(&mut self) -> bool {
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .last_received_ns
+            .store(mono_ns(Instant::now()), Ordering::Relaxed);
+        self.next_seq += 1;
+        self.counters.bad(BadInputKind::Malformed)
     }
 
     fn reject(&mut self, error: FrameError) -> Rejected {

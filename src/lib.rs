@@ -25,6 +25,7 @@ pub mod config;
 pub mod deadline;
 pub mod decode;
 pub mod diagnostics;
+pub mod diff;
 pub mod geometry;
 pub mod image;
 pub mod infer;
@@ -33,7 +34,9 @@ pub mod model;
 pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
+pub mod replay;
 #[cfg(feature = "ros")]
 pub mod ros;
 pub mod rt;
 pub mod runtime;
+pub mod schema;

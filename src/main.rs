@@ -42,6 +42,101 @@ enum Command {
     /// and prints a per-camera summary.
     #[cfg(feature = "ros")]
     Run(RunArgs),
+    /// Replay rosbag2 bags (MCAP or sqlite3) through the detector; write a detections bag
+    /// (MCAP, with metadata.yaml and /diagnostics) and a JSON report.
+    ///
+    /// Cameras, topics, model and deadlines come from the same parameters file as `run`.
+    /// --max-speed (default) processes every frame in order, none dropped, and writes the same
+    /// detections on every run; --rate R plays at R times the recorded rate with the live
+    /// drop and deadline policy; --step processes one frame per Enter (q to stop). Ctrl-C
+    /// finishes the output bag, which stays readable. Prints the report summary; exit 0.
+    Replay(ReplayArgs),
+    /// Compare the detections of two bags (matched by topic and stamp): per-class counts and
+    /// IoU-matched score and box differences. Exit 0 within tolerances, 1 beyond them, 2 when
+    /// a bag cannot be read.
+    Diff(DiffArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ReplayArgs {
+    /// Input bags (folders with metadata.yaml, or .mcap/.db3 files), played in this order.
+    #[arg(required = true, value_name = "BAG")]
+    bags: Vec<PathBuf>,
+
+    /// ROS 2 parameters file (default: config/lookout.yaml).
+    #[arg(long, value_name = "FILE")]
+    params_file: Option<PathBuf>,
+
+    /// Output bag folder (default: <first bag name>_lookout); must not exist unless --force.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+
+    /// Replace an existing output bag.
+    #[arg(long)]
+    force: bool,
+
+    /// Report file (JSON; default: <out>/report.json).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+
+    /// Every frame, in order, as fast as inference runs (the default).
+    #[arg(long, conflicts_with_all = ["rate", "step"])]
+    max_speed: bool,
+
+    /// Play at R times the recorded rate, with the live queue, age and deadline policy.
+    #[arg(long, value_name = "R", conflicts_with = "step", value_parser = parse_rate)]
+    rate: Option<f64>,
+
+    /// One frame per Enter (q + Enter stops); prints each frame's detections.
+    #[arg(long)]
+    step: bool,
+
+    /// Also copy every input message (images and other topics) into the output bag.
+    #[arg(long)]
+    copy_all: bool,
+
+    /// Leave /diagnostics out of the output bag (the whole bag is then byte-identical from run
+    /// to run).
+    #[arg(long)]
+    no_diagnostics: bool,
+
+    /// Execution providers to try, in order (overrides engine.execution_providers).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    execution_providers: Option<Vec<Provider>>,
+
+    /// Print the whole report (JSON) instead of the summary.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("expected a positive number, got `{s}`")),
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct DiffArgs {
+    /// Reference detections bag.
+    a: PathBuf,
+    /// Detections bag to compare with it.
+    b: PathBuf,
+    /// Least IoU for two same-class detections to be paired.
+    #[arg(long, default_value_t = 0.5)]
+    iou: f64,
+    /// Largest allowed score difference of a pair.
+    #[arg(long, default_value_t = 0.02)]
+    score_tol: f64,
+    /// Largest allowed box corner displacement of a pair, pixels.
+    #[arg(long, default_value_t = 2.0)]
+    box_tol_px: f64,
+    /// Unmatched detections allowed over all frames.
+    #[arg(long, default_value_t = 0)]
+    max_unmatched: u64,
+    /// Print the whole comparison as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[cfg(feature = "ros")]
@@ -107,6 +202,16 @@ fn main() -> ExitCode {
         Command::Detect(args) => detect(&args),
         #[cfg(feature = "ros")]
         Command::Run(args) => run(&args),
+        Command::Replay(args) => replay(&args),
+        Command::Diff(args) => {
+            return match diff(&args) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("lookout: error: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
     };
     match result {
         Ok(code) => code,
@@ -123,7 +228,8 @@ fn init_logging(command: &Command) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let default = match command {
-        Command::Detect(_) => "warn",
+        Command::Detect(_) | Command::Diff(_) => "warn",
+        Command::Replay(_) => "info,ort=warn",
         #[cfg(feature = "ros")]
         Command::Run(_) => "info,ort=warn",
     };
@@ -139,15 +245,7 @@ fn init_logging(command: &Command) {
 
 #[cfg(feature = "ros")]
 fn run(args: &RunArgs) -> Result<ExitCode> {
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicBool;
-
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal while shutting down exits at once.
-        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))?;
-        signal_hook::flag::register(signal, Arc::clone(&stop))?;
-    }
+    let stop = stop_flag()?;
     // rcl reads the process arguments itself; note whether they carry a params file.
     let ros_params_file = std::env::args()
         .skip_while(|a| a != "--ros-args")
@@ -184,6 +282,223 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn stop_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while shutting down exits at once.
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    Ok(stop)
+}
+
+fn replay(args: &ReplayArgs) -> Result<ExitCode> {
+    use lookout::replay::{Pace, Replay, ReplayOptions, default_out};
+    use std::io::BufRead;
+    use std::sync::atomic::Ordering;
+
+    let params = args.params_file.clone().unwrap_or_else(|| {
+        lookout::config::resolve_path(Path::new(lookout::config::DEFAULT_PARAMS_FILE))
+    });
+    let mut config = lookout::config::Config::load(&params, "lookout")
+        .with_context(|| format!("parameters file {}", params.display()))?;
+    if let Some(p) = &args.execution_providers {
+        config.engine.execution_providers = p.clone();
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(&args.bags[0]));
+    if args.force && out.exists() {
+        let looks_like_bag = out.join("metadata.yaml").exists()
+            || std::fs::read_dir(&out)?
+                .filter_map(|e| e.ok())
+                .any(|e| e.path().extension().is_some_and(|x| x == "mcap"));
+        if !looks_like_bag {
+            bail!(
+                "--force: {} exists and is not a bag; not removing it",
+                out.display()
+            );
+        }
+        std::fs::remove_dir_all(&out)
+            .with_context(|| format!("cannot remove {}", out.display()))?;
+    }
+    let pace = match (args.rate, args.step) {
+        (Some(r), _) => Pace::Rate(r),
+        (None, true) => Pace::Step,
+        (None, false) => Pace::MaxSpeed,
+    };
+    let report_path = args
+        .report
+        .clone()
+        .unwrap_or_else(|| out.join("report.json"));
+    let stop = stop_flag()?;
+    let replay = Replay::new(ReplayOptions {
+        bags: args.bags.clone(),
+        config,
+        out: out.clone(),
+        pace,
+        copy_all: args.copy_all,
+        diagnostics: !args.no_diagnostics,
+    })?;
+    tracing::info!(
+        execution_provider = replay.execution_provider(),
+        out = %out.display(),
+        "replaying"
+    );
+    let bar = indicatif::ProgressBar::with_draw_target(
+        replay.frames_expected(),
+        indicatif::ProgressDrawTarget::stderr_with_hz(4),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} frames {per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut progress = |n: u64| bar.set_position(n);
+    let stdin = std::io::stdin();
+    let mut go_ahead = |view: &lookout::replay::StepView<'_>| {
+        if let Some((camera, bytes)) = view.previous
+            && let Ok(msg) = lookout::cdr::detection_array(bytes)
+        {
+            bar.suspend(|| {
+                println!(
+                    "frame {} camera {} stamp {}.{:09}: {} detections",
+                    view.frame,
+                    camera,
+                    msg.stamp.sec,
+                    msg.stamp.nanosec,
+                    msg.detections.len()
+                );
+                for d in &msg.detections {
+                    let (class, score) = d.best().unwrap_or(("?", 0.0));
+                    let c = d.corners();
+                    println!(
+                        "  {class:<14} {score:.2}  [{:.0}, {:.0}, {:.0}, {:.0}]",
+                        c[0], c[1], c[2], c[3]
+                    );
+                }
+            });
+        }
+        if view.topic.is_empty() {
+            return false;
+        }
+        eprint!("next: {} (Enter: process, q: stop) ", view.topic);
+        let mut line = String::new();
+        match stdin.lock().read_line(&mut line) {
+            Ok(0) | Err(_) => false,
+            Ok(_) => line.trim() != "q",
+        }
+    };
+    let report = replay.run(&stop, &mut progress, &mut go_ahead)?;
+    bar.finish_and_clear();
+    let json = serde_json::to_string_pretty(&report)?;
+    std::fs::write(&report_path, format!("{json}\n"))
+        .with_context(|| format!("cannot write {}", report_path.display()))?;
+    if args.json {
+        println!("{json}");
+    } else {
+        let l = &report.latency_ms;
+        println!(
+            "replay{}: {} frames in, {} processed, {} dropped, {} deadline misses, {} bad inputs ({} mode, {})",
+            if report.interrupted {
+                " (interrupted)"
+            } else {
+                ""
+            },
+            report.frames_in,
+            report.frames_processed,
+            report.dropped,
+            report.deadline_misses,
+            report.bad_inputs,
+            report.mode,
+            report.execution_provider
+        );
+        println!(
+            "speed: {:.2} frames/s over {:.1} s (inference alone: {:.2} frames/s)",
+            report.frames_per_s, report.wall_s, report.inference_only_frames_per_s
+        );
+        for (name, p) in [
+            ("e2e", l.e2e),
+            ("preprocess", l.preprocess),
+            ("inference", l.inference),
+            ("postprocess", l.postprocess),
+        ] {
+            println!(
+                "{name:<12} ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p999 {:.2}  max {:.2}",
+                p.p50, p.p90, p.p99, p.p999, p.max
+            );
+        }
+        for (name, c) in &report.per_camera {
+            println!(
+                "camera {name}: {} in, {} processed, {} messages written",
+                c.frames_in, c.frames_processed, c.messages_written
+            );
+        }
+        println!("model {} sha256 {}", report.model, report.model_sha256);
+        println!(
+            "output bag: {} ({} messages); report: {}",
+            report.output_bag,
+            report.messages_written,
+            report_path.display()
+        );
+    }
+    let _ = stop.load(Ordering::Relaxed);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn diff(args: &DiffArgs) -> Result<ExitCode> {
+    let tol = lookout::diff::Tolerances {
+        iou: args.iou,
+        score: args.score_tol,
+        box_px: args.box_tol_px,
+        max_unmatched: args.max_unmatched,
+    };
+    let report = lookout::diff::diff(&args.a, &args.b, &tol)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for (topic, t) in &report.topics {
+            println!(
+                "{topic}: frames A {} B {} matched {} (only A {}, only B {}); unmatched detections A {} B {}",
+                t.frames_a,
+                t.frames_b,
+                t.frames_matched,
+                t.frames_only_a,
+                t.frames_only_b,
+                t.unmatched_a,
+                t.unmatched_b
+            );
+            for (class, c) in &t.classes {
+                println!(
+                    "  {class:<14} A {:>5}  B {:>5}  pairs {:>5}  score diff max {:.4} mean {:.4}  box diff max {:.2} px",
+                    c.count_a,
+                    c.count_b,
+                    c.matched,
+                    c.max_score_diff,
+                    c.mean_score_diff,
+                    c.max_box_diff_px
+                );
+            }
+        }
+        if report.within_tolerance {
+            println!("within tolerance");
+        } else {
+            for f in &report.failures {
+                println!("beyond tolerance: {f}");
+            }
+        }
+    }
+    Ok(if report.within_tolerance {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn detect(args: &DetectArgs) -> Result<ExitCode> {

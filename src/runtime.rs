@@ -131,6 +131,11 @@ impl OutputSource {
             .map_err(|e| e.is_disconnected())
     }
 
+    /// Whether no result is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
     /// Takes the next result if one is ready.
     pub fn try_recv(&self) -> Option<Output> {
         self.rx.try_recv().ok()

@@ -985,3 +985,130 @@ fn debug_topics_carry_processing_time_and_pipeline_latency() {
         );
     }
 }
+
+#[test]
+fn a_bag_played_into_the_live_node_with_clock_gives_the_offline_replay_detections() {
+    let dir = tmp_dir("bagplay");
+    // A 10-frame clip of the vtest bag: raw bgr8 and JPEG topics, 100 ms apart.
+    let clip = dir.join("clip");
+    let status = Command::new(common::python())
+        .arg(common::repo().join("scripts/make_vtest_bag.py"))
+        .arg(common::lookout_home().join("data/vtest.avi"))
+        .arg(&clip)
+        .args(["--frames", "10"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Lossless with room for every frame: the debug build on a loaded machine infers slower
+    // than the 20 frames/s the bag plays.
+    let lossless = format!("{LOSSLESS}, ring_capacity: 40, max_width: 768, max_height: 576");
+    let params = params_file(
+        &dir,
+        &format!(
+            "    use_sim_time: true\n    cameras: [raw, jpeg]\n    camera:\n      raw: {{topic: /camera/image_raw, {lossless}}}\n      jpeg: {{topic: /camera/image_raw/compressed, type: compressed, {lossless}}}\n"
+        ),
+    );
+    // The offline replay of the same bag with the same parameters.
+    let offline = dir.join("offline");
+    let _ = std::fs::remove_dir_all(&offline);
+    let o = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["replay", "--params-file"])
+        .arg(&params)
+        .arg("--out")
+        .arg(&offline)
+        .arg(clip.join("vtest"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut expected = std::collections::HashMap::new();
+    lookout::bag::Bag::open(&offline)
+        .unwrap()
+        .for_each(|m| {
+            if m.type_name == "vision_msgs/msg/Detection2DArray" {
+                let msg = lookout::cdr::detection_array(m.data).unwrap();
+                expected.insert((m.topic.to_string(), msg.stamp.as_nanos()), msg);
+            }
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(expected.len(), 20);
+
+    // Live: played twice at the recorded rate with /clock (time jumps back for the second loop).
+    let mut node = Lookout::start(55, &params, &[]);
+    node.wait_running();
+    let out = dir.join("player.json");
+    let o = Command::new(common::python())
+        .arg(common::repo().join("tests/ros/bag_player.py"))
+        .arg(clip.join("vtest"))
+        .args([
+            "--sub",
+            "/raw/detections",
+            "--sub",
+            "/jpeg/detections",
+            "--loops",
+            "2",
+            "--linger",
+            "30",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .env("ROS_DOMAIN_ID", "55")
+        .output()
+        .unwrap();
+    let (code, _, lines) = node.stop("INT");
+    assert!(
+        o.status.success(),
+        "player: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(code, Some(0), "{}", lines.join("\n"));
+    let report: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let received = report["received"].as_array().unwrap();
+    let got: Vec<(String, u64, u64)> = received
+        .iter()
+        .map(|r| {
+            (
+                r["topic"].as_str().unwrap().to_string(),
+                r["stamp_ns"].as_u64().unwrap() % 10_000_000_000,
+                r["loop"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        received.len(),
+        40,
+        "two loops of 20 frames; received {got:?}\n{}\n{}",
+        lines.join("\n"),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut per_loop = [0usize; 2];
+    for r in received {
+        let topic = r["topic"].as_str().unwrap();
+        let stamp = r["stamp_ns"].as_i64().unwrap();
+        let want = expected
+            .get(&(topic.to_string(), stamp))
+            .unwrap_or_else(|| panic!("no offline result for {topic} at {stamp}"));
+        let got = r["detections"].as_array().unwrap();
+        assert_eq!(got.len(), want.detections.len(), "{topic} {stamp}");
+        for (g, w) in got.iter().zip(&want.detections) {
+            assert_eq!(g["class"], w.results[0].0.as_str());
+            assert_eq!(g["score"].as_f64().unwrap(), w.results[0].1);
+            assert_eq!(g["center"][0].as_f64().unwrap(), w.center.0);
+            assert_eq!(g["center"][1].as_f64().unwrap(), w.center.1);
+            assert_eq!(g["size"][0].as_f64().unwrap(), w.size.0);
+            assert_eq!(g["size"][1].as_f64().unwrap(), w.size.1);
+        }
+        per_loop[r["loop"].as_u64().unwrap().min(1) as usize] += 1;
+    }
+    assert!(
+        per_loop[1] >= 10,
+        "the second loop produced results: {per_loop:?}"
+    );
+    for cam in ["raw", "jpeg"] {
+        let s = summary(&lines, cam);
+        assert_eq!(s["processed"], 20, "{cam}: {s:?}");
+        assert_eq!(s["published"], 20, "{cam}: {s:?}");
+        assert_eq!(s["dropped_too_old"], 0, "{cam}: {s:?}");
+    }
+}

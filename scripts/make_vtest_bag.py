@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Builds the vtest bags from OpenCV's pedestrian video (Debian opencv-doc,
+examples/data/vtest.avi: 768x576, 10 frames/s, 795 frames) with the `rosbags` package, an
+implementation of rosbag2 independent of lookout's reader.
+
+    make_vtest_bag.py AVI OUT_DIR [--frames N]
+
+Writes two rosbag2 bags (metadata.yaml version 9, ROS 2 Jazzy types) with the same messages:
+- OUT_DIR/vtest        storage mcap, zstd-compressed chunks (rosbag2's `zstd_fast`-like preset);
+- OUT_DIR/vtest_sqlite3 storage sqlite3 (the Humble default).
+Topics, one message per video frame, in frame order:
+- /camera/image_raw            sensor_msgs/msg/Image, bgr8, step 3*width;
+- /camera/image_raw/compressed sensor_msgs/msg/CompressedImage, format "jpeg" (Pillow, quality 90).
+header.stamp = 1700000000 s + frame_time (from the video's timestamps: 100 ms apart);
+header.frame_id = "camera_optical_frame"; receive (log) time = stamp + 5 ms for the raw image and
++ 6 ms for the compressed one. The output depends only on the video file and the packages pinned
+by set-up.
+"""
+import argparse
+import io
+import shutil
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image as PilImage
+from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+
+BASE_NS = 1_700_000_000 * 1_000_000_000
+FRAME_ID = "camera_optical_frame"
+RAW_TOPIC = "/camera/image_raw"
+JPEG_TOPIC = "/camera/image_raw/compressed"
+
+
+def frames(avi, limit):
+    """Yields (time_ns from the start, HxWx3 bgr uint8) in display order."""
+    with av.open(str(avi)) as container:
+        stream = container.streams.video[0]
+        for k, frame in enumerate(container.decode(stream)):
+            if limit is not None and k >= limit:
+                return
+            t_ns = int(round(float(frame.pts * stream.time_base) * 1e9))
+            yield t_ns, frame.to_ndarray(format="bgr24")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("avi", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--frames", type=int, default=None, help="only the first N frames")
+    args = ap.parse_args()
+
+    ts = get_typestore(Stores.ROS2_JAZZY)
+    Image = ts.types["sensor_msgs/msg/Image"]
+    Compressed = ts.types["sensor_msgs/msg/CompressedImage"]
+    Header = ts.types["std_msgs/msg/Header"]
+    Time = ts.types["builtin_interfaces/msg/Time"]
+
+    # Encode once, write both storages with the same bytes.
+    messages = []
+    for t_ns, bgr in frames(args.avi, args.frames):
+        stamp_ns = BASE_NS + t_ns
+        header = Header(stamp=Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000),
+                        frame_id=FRAME_ID)
+        h, w, _ = bgr.shape
+        raw = Image(header=header, height=h, width=w, encoding="bgr8", is_bigendian=0, step=3 * w,
+                    data=np.ascontiguousarray(bgr).reshape(-1))
+        buf = io.BytesIO()
+        PilImage.fromarray(bgr[:, :, ::-1]).save(buf, format="JPEG", quality=90)
+        jpeg = Compressed(header=header, format="jpeg", data=np.frombuffer(buf.getvalue(), dtype=np.uint8))
+        messages.append((stamp_ns, ts.serialize_cdr(raw, Image.__msgtype__),
+                         ts.serialize_cdr(jpeg, Compressed.__msgtype__)))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, plugin in (("vtest", StoragePlugin.MCAP), ("vtest_sqlite3", StoragePlugin.SQLITE3)):
+        path = args.out / name
+        shutil.rmtree(path, ignore_errors=True)
+        writer = Writer(path, version=9, storage_plugin=plugin)
+        if plugin == StoragePlugin.MCAP:
+            writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+        with writer as w:
+            raw_c = w.add_connection(RAW_TOPIC, Image.__msgtype__, typestore=ts)
+            jpeg_c = w.add_connection(JPEG_TOPIC, Compressed.__msgtype__, typestore=ts)
+            for stamp_ns, raw, jpeg in messages:
+                w.write(raw_c, stamp_ns + 5_000_000, raw)
+                w.write(jpeg_c, stamp_ns + 6_000_000, jpeg)
+    print(f"vtest bags: {len(messages)} frames per topic in {args.out}/vtest (mcap) and "
+          f"{args.out}/vtest_sqlite3 (sqlite3)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1175 @@
+//! Bag replay: rosbag2 bags in, a detections bag and a report out, through the same rings,
+//! inference loop, deadline tracker and diagnostics rules as the live node.
+//!
+//! ```text
+//! Bag::for_each ─► cdr ─► FrameProducer ─► ring ─► InferenceLoop ─► Output ─► ResultTracker
+//!   (storage order)                                                    │
+//!                     BagWriter (MCAP + metadata.yaml) ◄── cdr encode ◄┘   + /diagnostics
+//! ```
+//!
+//! Pacing ([`Pace`]):
+//! - `MaxSpeed` (default): every frame is processed, in storage order, none dropped. The frame
+//!   is pushed, inferred and written before the next one is read, all on the calling thread, so
+//!   the detections do not depend on timing: `max_age_ms`, `hard_timeout_ms` and
+//!   `late_results: drop` are not applied (deadline misses against `budget_ms` are still
+//!   counted and reported). Each detections message gets its frame's receive time.
+//! - `Rate(r)`: frames are pushed at their recorded receive times divided by `r`, and the loop
+//!   runs on its own thread (`lookout-infer`) with the live policy: the queue policy drops,
+//!   `max_age_ms` on the bag's clock, hard timeouts (`lookout-watchdog`) and late drops, as a
+//!   vehicle would see it. Detections get the bag time at which they were written.
+//! - `Step`: as `MaxSpeed`, but waits for the caller's go-ahead before each frame.
+//!
+//! The ROS time seen by the loop (frame ages, /diagnostics stamps) is the bag's time: the
+//! receive time of the message being played, like `ros2 bag play --clock`.
+//!
+//! Determinism: with the same bags, configuration, model, ONNX Runtime build, execution
+//! provider and thread count (`engine.intra_op_threads`), `MaxSpeed` and `Step` write
+//! byte-identical detections messages; without /diagnostics the whole output bag is
+//! byte-identical. /diagnostics carries measured latencies, which differ from run to run, and
+//! `Rate` drops depend on timing.
+//!
+//! Contract: [`Replay::new`] checks the bags against the configuration (a configured topic
+//! missing from every bag is an error listing the bag's image topics), loads and warms the
+//! model and creates the output bag; [`Replay::run`] blocks until the bags are played or
+//! `stop` is set, then finishes the output bag (readable either way) and returns the
+//! [`Report`]. Bad messages are counted as bad input, logged once per camera and kind, and
+//! the replay goes on; a failure to write the output is an error (data lost).
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::bag::{Bag, BagError, BagWriter, offered_qos_yaml};
+use crate::cdr;
+use crate::config::{Config, ImageKind, QueuePolicy};
+use crate::deadline::{DeadlineSettings, LatePolicy, LatencyStats, Percentiles, RosClock, Verdict};
+use crate::diagnostics::{self, CameraInput, EngineInput, Status};
+use crate::ingest::{CameraCounters, CounterSnapshot, FrameProducer, camera_ring};
+use crate::model::Model;
+use crate::pipeline::Detector;
+use crate::runtime::{
+    InferenceLoop, LoopCamera, Output, OutputSource, ResultTracker, output_channel, watchdog,
+};
+use crate::schema;
+
+/// How frames are paced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// Every frame, in order, as fast as inference runs.
+    MaxSpeed,
+    /// At the recorded rate times this factor, with the live drop and deadline policy.
+    Rate(f64),
+    /// One frame per go-ahead (see [`Replay::run`]).
+    Step,
+}
+
+impl Pace {
+    fn name(self) -> &'static str {
+        match self {
+            Self::MaxSpeed => "max_speed",
+            Self::Rate(_) => "rate",
+            Self::Step => "step",
+        }
+    }
+}
+
+/// What to replay and how.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// Input bags, played one after the other in this order.
+    pub bags: Vec<PathBuf>,
+    /// The node configuration (cameras, model, engine, thresholds, deadlines).
+    pub config: Config,
+    /// Output bag folder (must not exist, or be empty).
+    pub out: PathBuf,
+    /// Pacing.
+    pub pace: Pace,
+    /// Also copy every input message (images and other topics) to the output bag.
+    pub copy_all: bool,
+    /// Write /diagnostics to the output bag.
+    pub diagnostics: bool,
+}
+
+/// Why a replay cannot start or could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// A bag cannot be read, or the output cannot be written.
+    #[error(transparent)]
+    Bag(#[from] BagError),
+    /// A configured camera topic is in none of the bags.
+    #[error(
+        "camera `{camera}`: topic {topic} is not in the bag; its image topics are: {available}"
+    )]
+    TopicMissing {
+        /// Camera name.
+        camera: String,
+        /// The topic, resolved.
+        topic: String,
+        /// The bag's image topics (`name (type)`), comma-separated.
+        available: String,
+    },
+    /// A configured camera topic has another type in the bag.
+    #[error(
+        "camera `{camera}`: topic {topic} holds {found}, but the camera is configured as {expected} (camera.{camera}.type)"
+    )]
+    TypeMismatch {
+        /// Camera name.
+        camera: String,
+        /// The topic.
+        topic: String,
+        /// Type the configuration expects.
+        expected: String,
+        /// Type in the bag.
+        found: String,
+    },
+    /// The model or engine cannot be loaded.
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    /// The inference engine cannot be started.
+    #[error(transparent)]
+    Engine(#[from] crate::infer::EngineError),
+    /// A thread or statistics buffer cannot be created.
+    #[error("cannot start {what}: {reason}")]
+    Start {
+        /// What.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Percentiles of one stage, ms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct PercentilesMs {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl From<Percentiles> for PercentilesMs {
+    fn from(p: Percentiles) -> Self {
+        let r = |v: f64| (v * 1000.0).round() / 1000.0;
+        Self {
+            p50: r(p.p50),
+            p90: r(p.p90),
+            p99: r(p.p99),
+            p999: r(p.p999),
+            max: r(p.max),
+        }
+    }
+}
+
+/// Latency of each stage, ms: `e2e` from the frame entering its ring to its result being
+/// judged for writing; the stages as in the live node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct LatencyMs {
+    /// Ring entry to result written.
+    pub e2e: PercentilesMs,
+    /// Decode (compressed) and letterbox/normalise.
+    pub preprocess: PercentilesMs,
+    /// ONNX Runtime run.
+    pub inference: PercentilesMs,
+    /// Decode of the output tensor and NMS.
+    pub postprocess: PercentilesMs,
+}
+
+/// Counts and latencies of one camera, or of all of them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Counts {
+    /// Image messages read from the bags on the camera topics.
+    pub frames_in: u64,
+    /// Frames that went through inference.
+    pub frames_processed: u64,
+    /// Frames with no detections message written for a reason other than bad input: queue
+    /// full or superseded, too old, late (`late_results: drop`), hard timeout, inference error.
+    pub dropped: u64,
+    /// Results later than `budget_ms` after entering the ring.
+    pub deadline_misses: u64,
+    /// Messages that do not deserialize or hold an unusable image.
+    pub bad_inputs: u64,
+    /// Of `dropped`: runs terminated after `hard_timeout_ms`.
+    pub timeouts: u64,
+    /// Detections messages written.
+    pub messages_written: u64,
+    /// Execution provider in use.
+    pub execution_provider: String,
+    /// sha256 of the ONNX file.
+    pub model_sha256: String,
+    /// Stage latencies.
+    pub latency_ms: LatencyMs,
+}
+
+/// The replay report (JSON). Its keys are an interface: scripts and CI read them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Report {
+    /// Image messages read on the camera topics, all cameras.
+    pub frames_in: u64,
+    /// Frames inferred, all cameras.
+    pub frames_processed: u64,
+    /// Frames dropped (see [`Counts::dropped`]), all cameras.
+    pub dropped: u64,
+    /// Deadline misses, all cameras.
+    pub deadline_misses: u64,
+    /// Bad inputs, all cameras.
+    pub bad_inputs: u64,
+    /// Execution provider in use.
+    pub execution_provider: String,
+    /// sha256 of the ONNX file.
+    pub model_sha256: String,
+    /// Per camera, by name: the same keys.
+    pub per_camera: BTreeMap<String, Counts>,
+    /// Stage latencies over all cameras.
+    pub latency_ms: LatencyMs,
+    /// `max_speed`, `rate` or `step`.
+    pub mode: String,
+    /// The `--rate` factor (1.0 for the other modes).
+    pub rate: f64,
+    /// Stopped by Ctrl-C / SIGTERM before the end of the bags.
+    pub interrupted: bool,
+    /// Wall time of the replay, s.
+    pub wall_s: f64,
+    /// Frames processed per wall second.
+    pub frames_per_s: f64,
+    /// 1000 / mean inference ms: the rate of inference alone.
+    pub inference_only_frames_per_s: f64,
+    /// Model name (manifest).
+    pub model: String,
+    /// Input bags.
+    pub input_bags: Vec<String>,
+    /// Output bag folder.
+    pub output_bag: String,
+    /// Messages written to the output bag, all topics.
+    pub messages_written: u64,
+}
+
+/// Per-stage statistics over all cameras, for the report.
+struct Totals {
+    e2e: LatencyStats,
+    preprocess: LatencyStats,
+    inference: LatencyStats,
+    postprocess: LatencyStats,
+}
+
+impl Totals {
+    fn new() -> Result<Self, hdrhistogram::CreationError> {
+        let w = Duration::from_secs(3600);
+        Ok(Self {
+            e2e: LatencyStats::new(w)?,
+            preprocess: LatencyStats::new(w)?,
+            inference: LatencyStats::new(w)?,
+            postprocess: LatencyStats::new(w)?,
+        })
+    }
+
+    fn latency(&self) -> LatencyMs {
+        LatencyMs {
+            e2e: self.e2e.total().into(),
+            preprocess: self.preprocess.total().into(),
+            inference: self.inference.total().into(),
+            postprocess: self.postprocess.total().into(),
+        }
+    }
+}
+
+/// One configured camera as the replay sees it.
+struct Camera {
+    name: String,
+    topic: String,
+    kind: ImageKind,
+    producer: FrameProducer,
+    counters: Arc<CameraCounters>,
+    previous: CounterSnapshot,
+    out_topic: usize,
+    budget_ms: f64,
+    input_timeout: Duration,
+    min_output_rate_hz: f64,
+    frames_in: u64,
+    written: u64,
+}
+
+/// A replay, set up and ready to run.
+pub struct Replay {
+    options: ReplayOptions,
+    bags: Vec<Bag>,
+    cameras: Vec<Camera>,
+    inference: Option<InferenceLoop>,
+    source: OutputSource,
+    tracker: ResultTracker,
+    totals: Totals,
+    writer: Option<BagWriter>,
+    diagnostics_topic: Option<usize>,
+    copied: BTreeMap<String, usize>,
+    class_names: Vec<String>,
+    clock_ns: Arc<AtomicI64>,
+    provider: &'static str,
+    model_name: String,
+    sha256: String,
+    ort_library: String,
+    buf: Vec<u8>,
+    started: Instant,
+    next_diagnostics_ns: u64,
+    period_ns: u64,
+    last_log_ns: u64,
+}
+
+/// Absolute name of a configured topic (replay has no namespace: `/` and node `lookout`).
+pub fn resolve_topic(topic: &str) -> String {
+    if topic.starts_with('/') {
+        topic.to_string()
+    } else if let Some(rest) = topic.strip_prefix("~/") {
+        format!("/lookout/{rest}")
+    } else {
+        format!("/{topic}")
+    }
+}
+
+fn topic_types(bags: &[Bag]) -> Result<Vec<(String, String)>, BagError> {
+    let mut all: Vec<(String, String)> = Vec::new();
+    for bag in bags {
+        let list: Vec<(String, String)> = match bag.metadata() {
+            Some(info) if !info.topics_with_message_count.is_empty() => info
+                .topics_with_message_count
+                .iter()
+                .map(|t| {
+                    (
+                        t.topic_metadata.name.clone(),
+                        t.topic_metadata.type_name.clone(),
+                    )
+                })
+                .collect(),
+            _ => bag
+                .topics()?
+                .into_iter()
+                .map(|t| (t.name, t.type_name))
+                .collect(),
+        };
+        for t in list {
+            if !all.contains(&t) {
+                all.push(t);
+            }
+        }
+    }
+    Ok(all)
+}
+
+impl Replay {
+    /// Opens the bags, checks their topics against the configuration, loads and warms the
+    /// model, and creates the output bag. Allocates everything the replay needs.
+    pub fn new(options: ReplayOptions) -> Result<Self, ReplayError> {
+        let bags = options
+            .bags
+            .iter()
+            .map(|p| Bag::open(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let topics = topic_types(&bags)?;
+        let config = &options.config;
+        for (name, cam) in config.camera_list() {
+            let topic = resolve_topic(&cam.topic);
+            let want = cam.kind.ros_type();
+            match topics.iter().find(|(t, _)| *t == topic) {
+                None => {
+                    let images: Vec<String> = topics
+                        .iter()
+                        .filter(|(_, ty)| {
+                            schema::known(ty).is_some_and(|k| k.name.starts_with("sensor_msgs/"))
+                        })
+                        .map(|(t, ty)| format!("{t} ({ty})"))
+                        .collect();
+                    return Err(ReplayError::TopicMissing {
+                        camera: name.to_string(),
+                        topic,
+                        available: if images.is_empty() {
+                            "none".into()
+                        } else {
+                            images.join(", ")
+                        },
+                    });
+                }
+                Some((_, ty)) if ty != want => {
+                    return Err(ReplayError::TypeMismatch {
+                        camera: name.to_string(),
+                        topic,
+                        expected: want.to_string(),
+                        found: ty.clone(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+
+        let model = Model::load(&crate::model::resolve_manifest_path(&config.model))?;
+        let thresholds = config.thresholds.apply(model.manifest.thresholds);
+        let model_name = model.manifest.name.clone();
+        let sha256 = model.sha256().to_string();
+        let class_names = model.manifest.classes.clone();
+        let detector = Detector::new(model, &config.engine, Some(thresholds))?;
+        let provider = detector.execution_provider().as_str();
+        let ort_library = crate::infer::loaded_ort_library()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+
+        let live_policy = matches!(options.pace, Pace::Rate(_));
+        let mut provenance = BTreeMap::new();
+        provenance.insert("lookout.version".into(), env!("CARGO_PKG_VERSION").into());
+        provenance.insert("lookout.model".into(), model_name.clone());
+        provenance.insert("lookout.model_sha256".into(), sha256.clone());
+        provenance.insert("lookout.execution_provider".into(), provider.into());
+        provenance.insert(
+            "lookout.config".into(),
+            serde_yaml_ng::to_string(config).unwrap_or_default(),
+        );
+        provenance.insert(
+            "lookout.input_bags".into(),
+            options
+                .bags
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        provenance.insert("lookout.mode".into(), options.pace.name().into());
+        if let Pace::Rate(r) = options.pace {
+            provenance.insert("lookout.rate".into(), format!("{r}"));
+        }
+        let mut writer = BagWriter::create(&options.out, provenance)?;
+
+        let mut cameras = Vec::new();
+        let mut loop_cameras = Vec::new();
+        let mut tracked = Vec::new();
+        for (index, (name, cam)) in config.camera_list().enumerate() {
+            let policy = if live_policy {
+                cam.queue_policy
+            } else {
+                QueuePolicy::Fifo
+            };
+            let (producer, consumer, counters) = camera_ring(
+                index,
+                cam.ring_capacity,
+                cam.max_width,
+                cam.max_height,
+                policy,
+            );
+            let deadline = if live_policy {
+                cam.deadline()
+            } else {
+                DeadlineSettings {
+                    budget: cam.deadline().budget,
+                    max_age: None,
+                    late_policy: LatePolicy::Publish,
+                }
+            };
+            let out_name = resolve_topic(&config.detections_topic(name));
+            let qos = cam.detections_qos();
+            let out_topic = writer.add_topic(
+                &out_name,
+                schema::DETECTION2D_ARRAY.name,
+                Some(("ros2msg", schema::DETECTION2D_ARRAY.definition().as_bytes())),
+                schema::DETECTION2D_ARRAY.type_hash,
+                &offered_qos_yaml(
+                    qos.reliability == crate::config::Reliability::Reliable,
+                    qos.depth,
+                ),
+            )?;
+            loop_cameras.push(LoopCamera {
+                name: name.to_string(),
+                consumer,
+                counters: Arc::clone(&counters),
+                decode_max: (cam.kind == ImageKind::Compressed)
+                    .then_some((cam.max_width, cam.max_height)),
+                deadline,
+                hard_timeout: if live_policy {
+                    cam.hard_timeout()
+                } else {
+                    None
+                },
+            });
+            tracked.push((deadline, Arc::clone(&counters)));
+            cameras.push(Camera {
+                name: name.to_string(),
+                topic: resolve_topic(&cam.topic),
+                kind: cam.kind,
+                producer,
+                counters,
+                previous: CounterSnapshot::default(),
+                out_topic,
+                budget_ms: cam.budget_ms,
+                input_timeout: Duration::from_secs_f64(cam.input_timeout_ms / 1000.0),
+                min_output_rate_hz: cam.min_output_rate_hz,
+                frames_in: 0,
+                written: 0,
+            });
+        }
+        let diagnostics_topic = if options.diagnostics {
+            Some(writer.add_topic(
+                "/diagnostics",
+                schema::DIAGNOSTIC_ARRAY.name,
+                Some(("ros2msg", schema::DIAGNOSTIC_ARRAY.definition().as_bytes())),
+                schema::DIAGNOSTIC_ARRAY.type_hash,
+                &offered_qos_yaml(true, 10),
+            )?)
+        } else {
+            None
+        };
+
+        let (sink, source) = output_channel(4 + 2 * cameras.len(), thresholds.max_detections);
+        let clock_ns = Arc::new(AtomicI64::new(0));
+        let inference = InferenceLoop::new(
+            detector,
+            loop_cameras,
+            sink,
+            RosClock::Sim(Arc::clone(&clock_ns)),
+        );
+        let start = |what, e: hdrhistogram::CreationError| ReplayError::Start {
+            what,
+            reason: e.to_string(),
+        };
+        let window = Duration::from_secs_f64(config.diagnostics.window_s);
+        let tracker =
+            ResultTracker::new(tracked, window).map_err(|e| start("latency statistics", e))?;
+        let totals = Totals::new().map_err(|e| start("latency statistics", e))?;
+        let period_ns = (config.diagnostics.period_ms * 1e6).max(1e6) as u64;
+        Ok(Self {
+            bags,
+            cameras,
+            inference: Some(inference),
+            source,
+            tracker,
+            totals,
+            writer: Some(writer),
+            diagnostics_topic,
+            copied: BTreeMap::new(),
+            class_names,
+            clock_ns,
+            provider,
+            model_name,
+            sha256,
+            ort_library,
+            buf: Vec::with_capacity(64 * 1024),
+            started: Instant::now(),
+            next_diagnostics_ns: 0,
+            period_ns,
+            last_log_ns: 0,
+            options,
+        })
+    }
+
+    /// Image messages on the camera topics, from the bags' metadata or MCAP summaries (for a
+    /// progress bar); `None` when a bag does not tell without reading it.
+    pub fn frames_expected(&self) -> Option<u64> {
+        let mut total = 0;
+        for bag in &self.bags {
+            for c in &self.cameras {
+                total += bag.message_count(&c.topic)?;
+            }
+        }
+        Some(total)
+    }
+
+    /// The execution provider in use.
+    pub fn execution_provider(&self) -> &'static str {
+        self.provider
+    }
+
+    /// Plays the bags. `progress` is called after every camera frame with the frames read so
+    /// far; `go_ahead` is called before each frame in [`Pace::Step`] mode (and may print the
+    /// previous frame's detections); returning false stops the replay. `stop` (Ctrl-C) ends
+    /// the replay early. Either way the output bag is finished and the report returned.
+    pub fn run(
+        mut self,
+        stop: &AtomicBool,
+        progress: &mut dyn FnMut(u64),
+        go_ahead: &mut dyn FnMut(&StepView<'_>) -> bool,
+    ) -> Result<Report, ReplayError> {
+        self.started = Instant::now();
+        let result = match self.options.pace {
+            Pace::Rate(r) => self.run_paced(r, stop, progress),
+            Pace::MaxSpeed | Pace::Step => self.run_in_order(stop, progress, go_ahead),
+        };
+        let interrupted = match result {
+            Ok(i) => i,
+            Err(e) => {
+                // Keep what was written readable, then report the failure.
+                if let Some(w) = self.writer.take() {
+                    let _ = w.finish();
+                }
+                return Err(e);
+            }
+        };
+        self.finish(interrupted)
+    }
+
+    /// Max-speed and step: push, infer and write one frame at a time on this thread.
+    fn run_in_order(
+        &mut self,
+        stop: &AtomicBool,
+        progress: &mut dyn FnMut(u64),
+        go_ahead: &mut dyn FnMut(&StepView<'_>) -> bool,
+    ) -> Result<bool, ReplayError> {
+        let step = self.options.pace == Pace::Step;
+        let mut interrupted = false;
+        let mut failure: Option<ReplayError> = None;
+        let mut frames = 0u64;
+        let bags = std::mem::take(&mut self.bags);
+        let mut last_view: Option<(String, Vec<u8>)> = None;
+        for bag in &bags {
+            bag.for_each(|m| {
+                if stop.load(Ordering::Relaxed) {
+                    interrupted = true;
+                    return ControlFlow::Break(());
+                }
+                let camera = self.cameras.iter().position(|c| c.topic == m.topic);
+                if step && camera.is_some() {
+                    let view = StepView {
+                        frame: frames,
+                        topic: m.topic,
+                        log_time_ns: m.log_time_ns,
+                        previous: last_view.as_ref().map(|(t, b)| (t.as_str(), b.as_slice())),
+                    };
+                    if !go_ahead(&view) {
+                        interrupted = true;
+                        return ControlFlow::Break(());
+                    }
+                }
+                let result = self
+                    .emit_diagnostics_until(m.log_time_ns)
+                    .and_then(|()| self.copy(&m))
+                    .and_then(|()| {
+                        self.clock_ns.store(
+                            i64::try_from(m.log_time_ns).unwrap_or(i64::MAX),
+                            Ordering::Relaxed,
+                        );
+                        if let Some(c) = camera {
+                            self.push(c, m.data);
+                            self.infer_all();
+                            frames += 1;
+                            progress(frames);
+                            self.drain(Some(m.log_time_ns), step.then_some(&mut last_view))
+                        } else {
+                            Ok(())
+                        }
+                    });
+                if let Err(e) = result {
+                    failure = Some(e);
+                    return ControlFlow::Break(());
+                }
+                ControlFlow::Continue(())
+            })?;
+            if failure.is_some() || interrupted {
+                break;
+            }
+        }
+        if step && let Some((topic, bytes)) = &last_view {
+            let view = StepView {
+                frame: frames,
+                topic: "",
+                log_time_ns: self.last_log_ns,
+                previous: Some((topic.as_str(), bytes.as_slice())),
+            };
+            let _ = go_ahead(&view);
+        }
+        self.bags = bags;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(interrupted),
+        }
+    }
+
+    fn infer_all(&mut self) {
+        if let Some(inference) = self.inference.as_mut() {
+            while inference.step() != crate::runtime::Step::Idle {}
+        }
+    }
+
+    /// Rate: a player (this thread) pushes frames on the bag's clock; the loop runs on
+    /// `lookout-infer`; results are written here between frames.
+    fn run_paced(
+        &mut self,
+        rate: f64,
+        stop: &AtomicBool,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<bool, ReplayError> {
+        let Some(mut inference) = self.inference.take() else {
+            return Ok(false);
+        };
+        let loop_stop = Arc::new(AtomicBool::new(false));
+        let control = inference.run_control();
+        let watchdog_thread = if self
+            .options
+            .config
+            .camera_list()
+            .any(|(_, c)| c.hard_timeout().is_some())
+        {
+            let s = Arc::clone(&loop_stop);
+            Some(
+                std::thread::Builder::new()
+                    .name("lookout-watchdog".into())
+                    .spawn(move || watchdog(&control, &s))
+                    .map_err(|e| ReplayError::Start {
+                        what: "lookout-watchdog",
+                        reason: e.to_string(),
+                    })?,
+            )
+        } else {
+            None
+        };
+        let s = Arc::clone(&loop_stop);
+        let infer_thread = std::thread::Builder::new()
+            .name("lookout-infer".into())
+            .spawn(move || {
+                inference.run(&s, Duration::from_millis(5));
+                inference
+            })
+            .map_err(|e| ReplayError::Start {
+                what: "lookout-infer",
+                reason: e.to_string(),
+            })?;
+        for c in &mut self.cameras {
+            c.producer.set_wake(infer_thread.thread().clone());
+        }
+
+        let rate = if rate.is_finite() && rate > 0.0 {
+            rate
+        } else {
+            1.0
+        };
+        let mut interrupted = false;
+        let mut failure: Option<ReplayError> = None;
+        let mut frames = 0u64;
+        let wall_start = Instant::now();
+        let mut bag_offset = 0u64; // played time of the bags before this one
+        let mut clock = 0u64;
+        let bags = std::mem::take(&mut self.bags);
+        for bag in &bags {
+            let mut first_in_bag: Option<u64> = None;
+            let mut last_in_bag = 0u64;
+            bag.for_each(|m| {
+                // Each bag plays after the previous one, on its own recorded times.
+                let t0 = *first_in_bag.get_or_insert(m.log_time_ns);
+                last_in_bag = m.log_time_ns;
+                let played = bag_offset + m.log_time_ns.saturating_sub(t0);
+                let due = wall_start + Duration::from_secs_f64(played as f64 / 1e9 / rate);
+                loop {
+                    if stop.load(Ordering::Relaxed) {
+                        interrupted = true;
+                        return ControlFlow::Break(());
+                    }
+                    let now = Instant::now();
+                    // The bag's clock runs at `rate` towards this message's receive time.
+                    let ahead_ns = due.saturating_duration_since(now).as_secs_f64() * rate * 1e9;
+                    let bag_now = m.log_time_ns.saturating_sub(ahead_ns as u64);
+                    if bag_now > clock || bag_now + 1_000_000_000 < clock {
+                        clock = bag_now;
+                    }
+                    self.clock_ns
+                        .store(i64::try_from(clock).unwrap_or(i64::MAX), Ordering::Relaxed);
+                    if let Err(e) = self
+                        .drain(None, None)
+                        .and_then(|()| self.emit_diagnostics_until(clock))
+                    {
+                        failure = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                    if now >= due {
+                        break;
+                    }
+                    std::thread::sleep((due - now).min(Duration::from_millis(2)));
+                }
+                clock = m.log_time_ns;
+                self.clock_ns
+                    .store(i64::try_from(clock).unwrap_or(i64::MAX), Ordering::Relaxed);
+                if let Err(e) = self.copy(&m) {
+                    failure = Some(e);
+                    return ControlFlow::Break(());
+                }
+                if let Some(c) = self.cameras.iter().position(|c| c.topic == m.topic) {
+                    self.push(c, m.data);
+                    frames += 1;
+                    progress(frames);
+                }
+                ControlFlow::Continue(())
+            })?;
+            bag_offset += last_in_bag.saturating_sub(first_in_bag.unwrap_or(last_in_bag));
+            if failure.is_some() || interrupted {
+                break;
+            }
+        }
+        self.bags = bags;
+        // Wait until every frame pushed is accounted for (or 30 s), then stop the loop.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while failure.is_none() && Instant::now() < deadline && !self.all_accounted() {
+            if let Err(e) = self.drain(None, None) {
+                failure = Some(e);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        loop_stop.store(true, Ordering::Relaxed);
+        infer_thread.thread().unpark();
+        let joined = infer_thread.join();
+        if let Some(w) = watchdog_thread {
+            w.thread().unpark();
+            let _ = w.join();
+        }
+        if let Ok(inference) = joined {
+            self.inference = Some(inference);
+        }
+        // The loop has stopped: take every result left.
+        if failure.is_none()
+            && let Err(e) = self.drain(None, None)
+        {
+            failure = Some(e);
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(interrupted),
+        }
+    }
+
+    fn all_accounted(&self) -> bool {
+        self.cameras.iter().all(|c| {
+            let s = c.counters.snapshot();
+            let done = s.processed
+                + s.bad_input
+                + s.dropped_ring_full
+                + s.dropped_superseded
+                + s.dropped_too_old
+                + s.timeouts
+                + s.inference_errors;
+            done >= s.received
+        }) && self.source.is_empty()
+    }
+
+    /// Copies one camera message into its ring (bad messages are counted and logged once).
+    fn push(&mut self, camera: usize, data: &[u8]) {
+        let c = &mut self.cameras[camera];
+        c.frames_in += 1;
+        let received = Instant::now();
+        let pushed = match c.kind {
+            ImageKind::Image => cdr::image(data).map(|m| {
+                c.producer.push_raw(
+                    received,
+                    m.stamp,
+                    m.frame_id,
+                    m.width,
+                    m.height,
+                    m.step as usize,
+                    m.encoding,
+                    m.data,
+                )
+            }),
+            ImageKind::Compressed => cdr::compressed_image(data).map(|m| {
+                c.producer
+                    .push_compressed(received, m.stamp, m.frame_id, m.format, m.data)
+            }),
+        };
+        match pushed {
+            Ok(Ok(_)) => {}
+            Ok(Err(rejected)) => {
+                if rejected.first_of_kind {
+                    tracing::warn!(camera = %c.name, error = %rejected.error, "bad input frame dropped (further ones of this kind are counted, not logged)");
+                }
+            }
+            Err(e) => {
+                if c.producer.reject_malformed() {
+                    tracing::warn!(camera = %c.name, error = %e, "message does not deserialize (further ones are counted, not logged)");
+                }
+            }
+        }
+    }
+
+    /// Writes every result ready. `log_time_ns`: the time to write them at (max-speed: the
+    /// frame's receive time); `None`: the bag clock now (rate).
+    fn drain(
+        &mut self,
+        log_time_ns: Option<u64>,
+        mut keep: Option<&mut Option<(String, Vec<u8>)>>,
+    ) -> Result<(), ReplayError> {
+        while let Some(out) = self.source.try_recv() {
+            let result = self.write_result(&out, log_time_ns, keep.as_deref_mut());
+            self.source.recycle(out);
+            result?;
+        }
+        Ok(())
+    }
+
+    fn write_result(
+        &mut self,
+        out: &Output,
+        log_time_ns: Option<u64>,
+        keep: Option<&mut Option<(String, Vec<u8>)>>,
+    ) -> Result<(), ReplayError> {
+        let now = Instant::now();
+        let verdict = self.tracker.judge(out, now);
+        let e2e = now.saturating_duration_since(out.enqueued);
+        self.totals.e2e.record(now, e2e);
+        self.totals.preprocess.record(now, out.times.preprocess);
+        self.totals.inference.record(now, out.times.inference);
+        self.totals.postprocess.record(now, out.times.postprocess);
+        if verdict == Verdict::LateDrop {
+            return Ok(());
+        }
+        let Some(camera) = self.cameras.get_mut(out.camera) else {
+            return Ok(());
+        };
+        cdr::encode_detection_array(
+            &mut self.buf,
+            out.stamp,
+            out.frame_id(),
+            out.detections(),
+            &self.class_names,
+        );
+        let t = log_time_ns
+            .unwrap_or_else(|| u64::try_from(self.clock_ns.load(Ordering::Relaxed)).unwrap_or(0));
+        if let Some(w) = self.writer.as_mut() {
+            w.write(camera.out_topic, t, &self.buf)?;
+            camera.written += 1;
+            camera.counters.published.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(k) = keep {
+            let topic = self
+                .writer
+                .as_ref()
+                .map(|_| camera.name.clone())
+                .unwrap_or_default();
+            *k = Some((topic, self.buf.clone()));
+        }
+        self.last_log_ns = self.last_log_ns.max(t);
+        Ok(())
+    }
+
+    /// `--copy-all`: every input message goes to the output bag unchanged.
+    fn copy(&mut self, m: &crate::bag::BagMessage<'_>) -> Result<(), ReplayError> {
+        self.last_log_ns = self.last_log_ns.max(m.log_time_ns);
+        if !self.options.copy_all {
+            return Ok(());
+        }
+        let Some(w) = self.writer.as_mut() else {
+            return Ok(());
+        };
+        let topic = match self.copied.get(m.topic) {
+            Some(t) => *t,
+            None => {
+                let known = schema::known(m.type_name);
+                let fallback = known.map(|k| k.definition());
+                let definition = m
+                    .definition
+                    .or(fallback.as_deref().map(|d| ("ros2msg", d.as_bytes())));
+                let t = w.add_topic(
+                    m.topic,
+                    m.type_name,
+                    definition,
+                    known.map_or("", |k| k.type_hash),
+                    "",
+                )?;
+                self.copied.insert(m.topic.to_string(), t);
+                t
+            }
+        };
+        w.write(topic, m.log_time_ns, m.data)?;
+        Ok(())
+    }
+
+    /// Writes /diagnostics for every period boundary up to bag time `bag_ns`.
+    fn emit_diagnostics_until(&mut self, bag_ns: u64) -> Result<(), ReplayError> {
+        let Some(topic) = self.diagnostics_topic else {
+            return Ok(());
+        };
+        if self.next_diagnostics_ns == 0 {
+            self.next_diagnostics_ns = bag_ns + self.period_ns;
+            return Ok(());
+        }
+        if bag_ns < self.next_diagnostics_ns {
+            // A bag played after another may start earlier: re-anchor on time going back.
+            if self.next_diagnostics_ns - bag_ns > 2 * self.period_ns {
+                self.next_diagnostics_ns = bag_ns + self.period_ns;
+            }
+            return Ok(());
+        }
+        let at = self.next_diagnostics_ns;
+        self.next_diagnostics_ns = bag_ns.max(at) + self.period_ns;
+        let statuses = self.statuses();
+        let stamp = crate::ingest::Stamp::from_nanos(i64::try_from(at).unwrap_or(i64::MAX));
+        cdr::encode_diagnostic_array(&mut self.buf, stamp, &statuses, "lookout");
+        if let Some(w) = self.writer.as_mut() {
+            w.write(topic, at, &self.buf)?;
+        }
+        Ok(())
+    }
+
+    fn statuses(&mut self) -> Vec<Status> {
+        let now = Instant::now();
+        let period = Duration::from_nanos(self.period_ns);
+        let mut out = Vec::with_capacity(self.cameras.len() + 1);
+        let (mut timeouts, mut errors) = ((0, 0), (0, 0));
+        let mut inference = Percentiles::default();
+        for (i, c) in self.cameras.iter_mut().enumerate() {
+            let counters = c.counters.snapshot();
+            let stats = self.tracker.snapshot(i, now);
+            let last = c.counters.last_received_ns.load(Ordering::Relaxed);
+            out.push(diagnostics::camera_status(&CameraInput {
+                name: &c.name,
+                now,
+                started: self.started,
+                counters,
+                previous: c.previous,
+                period,
+                last_received: (last > 0)
+                    .then(|| crate::ingest::process_epoch() + Duration::from_nanos(last)),
+                stats,
+                qos_incompatible: 0,
+                budget_ms: c.budget_ms,
+                input_timeout: c.input_timeout,
+                min_output_rate_hz: c.min_output_rate_hz,
+            }));
+            timeouts = (
+                timeouts.0 + counters.timeouts,
+                timeouts.1 + c.previous.timeouts,
+            );
+            errors = (
+                errors.0 + counters.inference_errors,
+                errors.1 + c.previous.inference_errors,
+            );
+            if stats.inference.p99 >= inference.p99 {
+                inference = stats.inference;
+            }
+            c.previous = counters;
+        }
+        out.push(diagnostics::engine_status(&EngineInput {
+            execution_provider: self.provider,
+            model: &self.model_name,
+            sha256: &self.sha256,
+            ort_library: &self.ort_library,
+            timeouts,
+            errors,
+            inference,
+        }));
+        out
+    }
+
+    fn finish(mut self, interrupted: bool) -> Result<Report, ReplayError> {
+        let wall_s = self.started.elapsed().as_secs_f64();
+        if let Err(e) = self.emit_diagnostics_final() {
+            if let Some(w) = self.writer.take() {
+                let _ = w.finish();
+            }
+            return Err(e);
+        }
+        let info = match self.writer.take() {
+            Some(w) => Some(w.finish()?),
+            None => None,
+        };
+        let now = Instant::now();
+        let mut report = Report {
+            execution_provider: self.provider.to_string(),
+            model_sha256: self.sha256.clone(),
+            mode: self.options.pace.name().to_string(),
+            rate: match self.options.pace {
+                Pace::Rate(r) => r,
+                _ => 1.0,
+            },
+            interrupted,
+            wall_s: (wall_s * 1000.0).round() / 1000.0,
+            model: self.model_name.clone(),
+            input_bags: self
+                .options
+                .bags
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            output_bag: self.options.out.display().to_string(),
+            messages_written: info.map_or(0, |i| i.message_count),
+            latency_ms: self.totals.latency(),
+            ..Report::default()
+        };
+        let mut inference_ns = 0u64;
+        for (i, c) in self.cameras.iter().enumerate() {
+            let s = c.counters.snapshot();
+            let stats = self.tracker.snapshot(i, now);
+            inference_ns += s.inference_ns;
+            let counts = Counts {
+                frames_in: c.frames_in,
+                frames_processed: s.processed,
+                dropped: s.dropped_ring_full
+                    + s.dropped_superseded
+                    + s.dropped_too_old
+                    + s.dropped_late
+                    + s.dropped_output
+                    + s.timeouts
+                    + s.inference_errors,
+                deadline_misses: s.deadline_misses,
+                bad_inputs: s.bad_input,
+                timeouts: s.timeouts,
+                messages_written: c.written,
+                execution_provider: self.provider.to_string(),
+                model_sha256: self.sha256.clone(),
+                latency_ms: LatencyMs {
+                    e2e: stats.e2e_total.into(),
+                    preprocess: stats.preprocess_total.into(),
+                    inference: stats.inference_total.into(),
+                    postprocess: stats.postprocess_total.into(),
+                },
+            };
+            report.frames_in += counts.frames_in;
+            report.frames_processed += counts.frames_processed;
+            report.dropped += counts.dropped;
+            report.deadline_misses += counts.deadline_misses;
+            report.bad_inputs += counts.bad_inputs;
+            report.per_camera.insert(c.name.clone(), counts);
+        }
+        if wall_s > 0.0 {
+            report.frames_per_s = round2(report.frames_processed as f64 / wall_s);
+        }
+        if report.frames_processed > 0 && inference_ns > 0 {
+            report.inference_only_frames_per_s =
+                round2(1e9 * report.frames_processed as f64 / inference_ns as f64);
+        }
+        Ok(report)
+    }
+
+    fn emit_diagnostics_final(&mut self) -> Result<(), ReplayError> {
+        // One last status at the end of the bag, so short bags carry one too.
+        if self.diagnostics_topic.is_some() && self.last_log_ns > 0 {
+            self.next_diagnostics_ns = self.next_diagnostics_ns.min(self.last_log_ns).max(1);
+            return self.emit_diagnostics_until(self.last_log_ns);
+        }
+        Ok(())
+    }
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+/// What [`Replay::run`]'s go-ahead callback sees in step mode.
+#[derive(Debug)]
+pub struct StepView<'a> {
+    /// Frames played so far.
+    pub frame: u64,
+    /// Topic of the next frame (empty after the last one).
+    pub topic: &'a str,
+    /// Its receive time.
+    pub log_time_ns: u64,
+    /// The previous frame's camera name and detections message (CDR), if any.
+    pub previous: Option<(&'a str, &'a [u8])>,
+}
+
+/// The default output folder for `bag`: `<bag name>_lookout` in the current directory.
+pub fn default_out(bag: &Path) -> PathBuf {
+    let name = bag
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(|n| n.trim_end_matches(".mcap").trim_end_matches(".db3"))
+        .unwrap_or("bag");
+    PathBuf::from(format!("{name}_lookout"))
+}

@@ -1,0 +1,569 @@
+//! `lookout replay` and `lookout diff` on real bags: a 10-frame clip of the vtest video
+//! (scripts/make_vtest_bag.py, written by `rosbags`, MCAP and sqlite3, raw and JPEG topics),
+//! and a bag of broken messages (tests/bags/write_bad_bag.py). The output bags are read back
+//! with `rosbags` (tests/bags/read_detections.py) as well as with lookout's own reader.
+
+mod common;
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use lookout::bag::Bag;
+
+const CLIP_FRAMES: usize = 10;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lookout-replay-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// The clip bags (`vtest` MCAP, `vtest_sqlite3`), written once per test process.
+fn clip() -> &'static PathBuf {
+    static CLIP: OnceLock<PathBuf> = OnceLock::new();
+    CLIP.get_or_init(|| {
+        let dir = tmp("clip");
+        let avi = common::lookout_home().join("data/vtest.avi");
+        assert!(
+            avi.exists(),
+            "{} is missing: run scripts/setup.sh",
+            avi.display()
+        );
+        let status = Command::new(common::python())
+            .arg(common::repo().join("scripts/make_vtest_bag.py"))
+            .arg(&avi)
+            .arg(&dir)
+            .args(["--frames", &CLIP_FRAMES.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        dir
+    })
+}
+
+/// A parameters file with both vtest topics as cameras (`raw`, `jpeg`), CPU, one thread.
+fn params(extra_camera_yaml: &str, thresholds_yaml: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!(
+        "lookout-replay-{}-params-{n}.yaml",
+        std::process::id()
+    ));
+    let cam = |name: &str, topic: &str, kind: &str| {
+        format!("      {name}:\n        topic: {topic}\n        type: {kind}\n{extra_camera_yaml}")
+    };
+    let yaml = format!(
+        "lookout:\n  ros__parameters:\n    model: {}\n    engine:\n      execution_providers: [cpu]\n      intra_op_threads: 1\n{thresholds_yaml}    cameras: [raw, jpeg]\n    camera:\n{}{}",
+        common::default_manifest().display(),
+        cam("raw", "/camera/image_raw", "image"),
+        cam("jpeg", "/camera/image_raw/compressed", "compressed"),
+    );
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn lookout(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("lookout runs")
+}
+
+fn replay(bag: &Path, params: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+        vec![&"replay", &bag, &"--params-file", &params, &"--out", &out];
+    for e in extra {
+        args.push(e);
+    }
+    let o = lookout(&args);
+    assert!(
+        o.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn report(out: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
+}
+
+/// (topic, log time, CDR bytes) of every message on `type_name`, in storage order.
+fn messages(bag: &Path, type_name: &str) -> Vec<(String, u64, Vec<u8>)> {
+    let mut v = Vec::new();
+    Bag::open(bag)
+        .unwrap()
+        .for_each(|m| {
+            if m.type_name == type_name {
+                v.push((m.topic.to_string(), m.log_time_ns, m.data.to_vec()));
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    v
+}
+
+fn rosbags_read(bag: &Path) -> serde_json::Value {
+    let o = Command::new(common::python())
+        .arg(common::repo().join("tests/bags/read_detections.py"))
+        .arg(bag)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+const DETECTIONS: &str = "vision_msgs/msg/Detection2DArray";
+
+#[test]
+fn replay_writes_a_bag_that_rosbags_reads_with_provenance_and_every_frame() {
+    let p = params("", "");
+    let out = tmp("basic");
+    let o = replay(&clip().join("vtest"), &p, &out, &[]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("20 frames in, 20 processed, 0 dropped"),
+        "{stdout}"
+    );
+
+    let r = report(&out);
+    for key in [
+        "frames_in",
+        "frames_processed",
+        "dropped",
+        "deadline_misses",
+        "bad_inputs",
+        "execution_provider",
+        "model_sha256",
+        "per_camera",
+        "latency_ms",
+    ] {
+        assert!(r.get(key).is_some(), "report lacks {key}: {r}");
+    }
+    assert_eq!(r["frames_in"], 20);
+    assert_eq!(r["frames_processed"], 20);
+    assert_eq!(r["dropped"], 0);
+    assert_eq!(r["bad_inputs"], 0);
+    assert_eq!(r["execution_provider"], "cpu");
+    let sha = lookout::model::Model::load(&common::default_manifest())
+        .unwrap()
+        .sha256()
+        .to_string();
+    assert_eq!(r["model_sha256"], sha.as_str());
+    for stage in ["e2e", "preprocess", "inference", "postprocess"] {
+        for p in ["p50", "p90", "p99", "p999", "max"] {
+            assert!(r["latency_ms"][stage][p].as_f64().unwrap() >= 0.0);
+        }
+    }
+    assert!(r["latency_ms"]["inference"]["p50"].as_f64().unwrap() > 0.0);
+    for cam in ["raw", "jpeg"] {
+        let c = &r["per_camera"][cam];
+        assert_eq!(c["frames_in"], 10, "{cam}");
+        assert_eq!(c["frames_processed"], 10, "{cam}");
+        assert_eq!(c["model_sha256"], sha.as_str());
+        assert!(c["latency_ms"]["e2e"]["max"].as_f64().unwrap() > 0.0);
+    }
+
+    // Read back by rosbags, from the embedded definitions only.
+    let back = rosbags_read(&out);
+    assert_eq!(
+        back["reserialized_identical"], true,
+        "CDR differs from rosbags'"
+    );
+    assert_eq!(back["topics"]["/raw/detections"][0], DETECTIONS);
+    assert_eq!(back["topics"]["/raw/detections"][1], 10);
+    assert_eq!(back["topics"]["/jpeg/detections"][1], 10);
+    let custom = &back["custom_data"];
+    assert_eq!(custom["lookout.model_sha256"], sha.as_str());
+    assert_eq!(custom["lookout.execution_provider"], "cpu");
+    assert!(
+        custom["lookout.config"]
+            .as_str()
+            .unwrap()
+            .contains("intra_op_threads: 1")
+    );
+    let msgs = back["messages"].as_array().unwrap();
+    // Every frame's stamp and frame_id carried over; pedestrians found in every raw frame.
+    let raw: Vec<_> = msgs
+        .iter()
+        .filter(|m| m["topic"] == "/raw/detections")
+        .collect();
+    for (k, m) in raw.iter().enumerate() {
+        assert_eq!(m["stamp"][0], 1_700_000_000);
+        assert_eq!(m["stamp"][1], k as u64 * 100_000_000);
+        assert_eq!(m["frame_id"], "camera_optical_frame");
+        let persons = m["detections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d[0] == "person")
+            .count();
+        assert!(persons >= 2, "frame {k}: {m}");
+    }
+    // The same values as lookout's own decoder gives.
+    let ours = messages(&out, DETECTIONS);
+    assert_eq!(ours.len(), msgs.len());
+    for ((topic, t, bytes), theirs) in ours.iter().zip(msgs) {
+        assert_eq!(theirs["topic"], topic.as_str());
+        assert_eq!(theirs["log_time"], *t);
+        let m = lookout::cdr::detection_array(bytes).unwrap();
+        for (d, e) in m
+            .detections
+            .iter()
+            .zip(theirs["detections"].as_array().unwrap())
+        {
+            assert_eq!(e[1].as_f64().unwrap(), d.results[0].1);
+            assert_eq!(e[2].as_f64().unwrap(), d.center.0);
+            assert_eq!(e[6].as_f64().unwrap(), d.size.1);
+        }
+    }
+    // /diagnostics: per camera and engine, readable.
+    let diags = back["diagnostics"].as_array().unwrap();
+    assert!(!diags.is_empty());
+    let names: Vec<&str> = diags[0]["status"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s[0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "lookout: camera raw",
+            "lookout: camera jpeg",
+            "lookout: inference engine"
+        ]
+    );
+}
+
+#[test]
+fn two_replays_write_byte_identical_detections_and_without_diagnostics_identical_bags() {
+    let p = params("", "");
+    let bag = clip().join("vtest");
+    let (a, b) = (tmp("ident-a"), tmp("ident-b"));
+    replay(&bag, &p, &a, &[]);
+    replay(&bag, &p, &b, &[]);
+    let (ma, mb) = (messages(&a, DETECTIONS), messages(&b, DETECTIONS));
+    assert_eq!(ma.len(), 2 * CLIP_FRAMES);
+    assert!(ma == mb, "detections differ between two replays");
+
+    let (c, d) = (tmp("ident-c"), tmp("ident-d"));
+    replay(&bag, &p, &c, &["--no-diagnostics"]);
+    replay(&bag, &p, &d, &["--no-diagnostics"]);
+    let file = |dir: &Path| {
+        std::fs::read(dir.join(format!(
+            "{}_0.mcap",
+            dir.file_name().unwrap().to_str().unwrap()
+        )))
+        .unwrap()
+    };
+    assert!(file(&c) == file(&d), "output bags differ");
+    assert!(
+        messages(&c, DETECTIONS) == ma,
+        "diagnostics changed the detections"
+    );
+}
+
+#[test]
+fn sqlite3_and_mcap_bags_give_the_same_detections_and_diff_agrees() {
+    let p = params("", "");
+    let (m, s) = (tmp("mcap"), tmp("sqlite"));
+    replay(&clip().join("vtest"), &p, &m, &[]);
+    replay(&clip().join("vtest_sqlite3"), &p, &s, &[]);
+    assert!(messages(&m, DETECTIONS) == messages(&s, DETECTIONS));
+    let o = lookout(&[&"diff", &m, &s]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(text.contains("within tolerance"), "{text}");
+    assert!(
+        text.contains("/raw/detections: frames A 10 B 10 matched 10"),
+        "{text}"
+    );
+}
+
+#[test]
+fn diff_fails_on_a_model_change_and_passes_with_looser_tolerances() {
+    let base = tmp("diff-base");
+    let strict = tmp("diff-strict");
+    replay(&clip().join("vtest"), &params("", ""), &base, &[]);
+    replay(
+        &clip().join("vtest"),
+        &params("", "    thresholds:\n      confidence: 0.5\n"),
+        &strict,
+        &[],
+    );
+    let o = lookout(&[&"diff", &base, &strict, &"--json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(d["within_tolerance"], false);
+    let t = &d["topics"]["/raw/detections"];
+    assert!(t["unmatched_a"].as_u64().unwrap() > 0, "{t}");
+    assert_eq!(t["unmatched_b"], 0);
+    let person = &t["classes"]["person"];
+    assert!(person["count_a"].as_u64() > person["count_b"].as_u64());
+    // The detections kept by the higher threshold are the same ones.
+    assert_eq!(person["max_score_diff"], 0.0);
+    let o = lookout(&[&"diff", &base, &strict, &"--max-unmatched", &"100000"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // A bag that cannot be read: exit 2.
+    let o = lookout(&[&"diff", &base, &"/nonexistent/bag"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn a_topic_missing_from_the_bag_is_an_error_listing_its_image_topics() {
+    let p = params("", "");
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        "topic: /camera/image_raw/compressed",
+        "topic: /front/compressed",
+    );
+    std::fs::write(&p, text).unwrap();
+    let out = tmp("missing");
+    let o = lookout(&[
+        &"replay",
+        &clip().join("vtest"),
+        &"--params-file",
+        &p,
+        &"--out",
+        &out,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("camera `jpeg`: topic /front/compressed is not in the bag"),
+        "{err}"
+    );
+    assert!(
+        err.contains("/camera/image_raw (sensor_msgs/msg/Image), /camera/image_raw/compressed (sensor_msgs/msg/CompressedImage)"),
+        "{err}"
+    );
+    assert!(
+        !out.exists(),
+        "no output bag is created on a configuration error"
+    );
+
+    // A topic of the wrong type names the key to fix.
+    let p = params("", "");
+    let text = std::fs::read_to_string(&p).unwrap().replacen(
+        "topic: /camera/image_raw\n        type: image",
+        "topic: /camera/image_raw/compressed\n        type: image",
+        1,
+    );
+    std::fs::write(&p, text).unwrap();
+    let o = lookout(&[
+        &"replay",
+        &clip().join("vtest"),
+        &"--params-file",
+        &p,
+        &"--out",
+        &out,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("(camera.raw.type)"), "{err}");
+}
+
+#[test]
+fn bad_messages_are_counted_and_the_replay_goes_on() {
+    let dir = tmp("bad-src");
+    let status = Command::new(common::python())
+        .arg(common::repo().join("tests/bags/write_bad_bag.py"))
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let p = std::env::temp_dir().join(format!("lookout-replay-{}-bad.yaml", std::process::id()));
+    std::fs::write(
+        &p,
+        format!(
+            "lookout:\n  ros__parameters:\n    model: {}\n    engine: {{execution_providers: [cpu], intra_op_threads: 1}}\n    cameras: [cam]\n    camera:\n      cam: {{topic: /camera/image_raw}}\n",
+            common::default_manifest().display()
+        ),
+    )
+    .unwrap();
+    let out = tmp("bad");
+    let o = replay(&dir.join("bad"), &p, &out, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let r = report(&out);
+    assert_eq!(r["frames_in"], 4, "{r}");
+    assert_eq!(r["frames_processed"], 2);
+    assert_eq!(r["bad_inputs"], 2);
+    assert_eq!(r["per_camera"]["cam"]["messages_written"], 2);
+    // Logged once each, as warnings.
+    assert_eq!(err.matches("does not deserialize").count(), 1, "{err}");
+    assert_eq!(err.matches("bad input frame dropped").count(), 1, "{err}");
+    let stamps: Vec<i32> = messages(&out, DETECTIONS)
+        .iter()
+        .map(|(_, _, b)| lookout::cdr::detection_array(b).unwrap().stamp.sec)
+        .collect();
+    assert_eq!(stamps, [10, 13]);
+}
+
+#[test]
+fn copy_all_copies_the_input_messages_unchanged() {
+    let p = params("", "");
+    let out = tmp("copy");
+    replay(
+        &clip().join("vtest_sqlite3"),
+        &p,
+        &out,
+        &["--copy-all", "--no-diagnostics"],
+    );
+    let input = messages(&clip().join("vtest"), "sensor_msgs/msg/Image");
+    let copied = messages(&out, "sensor_msgs/msg/Image");
+    assert_eq!(copied.len(), CLIP_FRAMES);
+    assert!(input == copied, "copied images differ");
+    let back = rosbags_read(&out);
+    assert_eq!(back["topics"]["/camera/image_raw/compressed"][1], 10);
+    assert_eq!(back["reserialized_identical"], true);
+}
+
+#[test]
+fn rate_mode_applies_the_live_deadline_policy() {
+    // A 1 ms budget with late results dropped: every result is late, none is written.
+    let p = params("        budget_ms: 1.0\n        late_results: drop\n", "");
+    let out = tmp("rate");
+    let o = replay(&clip().join("vtest"), &p, &out, &["--rate", "2"]);
+    let r = report(&out);
+    assert_eq!(r["mode"], "rate", "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(r["frames_in"], 20);
+    assert_eq!(r["deadline_misses"], r["frames_processed"]);
+    assert_eq!(
+        r["dropped"].as_u64().unwrap(),
+        20 - r["bad_inputs"].as_u64().unwrap(),
+        "{r}"
+    );
+    assert_eq!(messages(&out, DETECTIONS).len(), 0);
+    // The clip lasts 0.9 s of bag time: at rate 2 the replay cannot be much faster than 0.45 s.
+    assert!(r["wall_s"].as_f64().unwrap() >= 0.4, "{r}");
+}
+
+#[test]
+fn ctrl_c_finishes_a_readable_bag() {
+    let p = params("", "");
+    let out = tmp("sigint");
+    let child = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["replay", "--rate", "0.5", "--params-file"])
+        .arg(&p)
+        .arg("--out")
+        .arg(&out)
+        .arg(clip().join("vtest"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The clip plays for 1.8 s at rate 0.5; interrupt it once the output bag exists.
+    let started = std::time::Instant::now();
+    while !out.exists() && started.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    // SAFETY: plain kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = report(&out);
+    assert_eq!(r["interrupted"], true, "{r}");
+    let n = r["frames_in"].as_u64().unwrap();
+    assert!(n < 20, "{r}");
+    // Readable by rosbags, with every message the report counts.
+    let back = rosbags_read(&out);
+    let written = back["messages"].as_array().unwrap().len() as u64;
+    assert_eq!(
+        written,
+        r["per_camera"]["raw"]["messages_written"].as_u64().unwrap()
+            + r["per_camera"]["jpeg"]["messages_written"]
+                .as_u64()
+                .unwrap()
+    );
+}
+
+#[test]
+fn embedded_type_hashes_match_the_message_packages() {
+    // The set-up's prefix (or a sourced ROS 2) carries each type's JSON description.
+    let prefixes = std::env::var("AMENT_PREFIX_PATH").unwrap_or_default();
+    for t in lookout::schema::KNOWN {
+        let rel = format!("share/{}.json", t.name);
+        let file = prefixes
+            .split(':')
+            .map(|p| Path::new(p).join(&rel))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("{rel} not found in AMENT_PREFIX_PATH={prefixes}"));
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let hash = json["type_hashes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["type_name"] == t.name)
+            .unwrap()["hash_string"]
+            .clone();
+        assert_eq!(hash, t.type_hash, "{}", t.name);
+    }
+}
+
+#[test]
+fn a_single_mcap_file_without_metadata_replays_the_same() {
+    let p = params("", "");
+    let (folder, file) = (tmp("folder"), tmp("file"));
+    replay(&clip().join("vtest"), &p, &folder, &["--no-diagnostics"]);
+    replay(
+        &clip().join("vtest/vtest.mcap"),
+        &p,
+        &file,
+        &["--no-diagnostics"],
+    );
+    assert!(messages(&folder, DETECTIONS) == messages(&file, DETECTIONS));
+}
+
+#[test]
+fn step_mode_processes_one_frame_per_enter_and_prints_it() {
+    use std::io::Write;
+    let p = params("", "");
+    let out = tmp("step");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["replay", "--step", "--params-file"])
+        .arg(&p)
+        .arg("--out")
+        .arg(&out)
+        .arg(clip().join("vtest"))
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Three frames, then stop.
+    child.stdin.take().unwrap().write_all(b"\n\n\nq\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = report(&out);
+    assert_eq!(r["mode"], "step");
+    assert_eq!(r["frames_processed"], 3, "{r}");
+    assert_eq!(r["interrupted"], true);
+    assert!(
+        stdout.contains("frame 1 camera raw stamp 1700000000.000000000"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("frame 2 camera jpeg stamp 1700000000.000000000"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("person"), "{stdout}");
+    assert_eq!(messages(&out, DETECTIONS).len(), 3);
+}
