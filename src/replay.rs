@@ -171,11 +171,11 @@ impl From<Percentiles> for PercentilesMs {
     }
 }
 
-/// Latency of each stage, ms: `e2e` from the frame entering its ring to its result being
-/// judged for writing; the stages as in the live node.
+/// Latency of each stage, ms: `e2e` from the frame being handed to its ring (before the copy
+/// into its slot) to its result being judged for writing; the stages as in the live node.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct LatencyMs {
-    /// Ring entry to result written.
+    /// Handed to the ring to result written.
     pub e2e: PercentilesMs,
     /// Decode (compressed) and letterbox/normalise.
     pub preprocess: PercentilesMs,
@@ -195,7 +195,7 @@ pub struct Counts {
     /// Frames with no detections message written for a reason other than bad input: queue
     /// full or superseded, too old, late (`late_results: drop`), hard timeout, inference error.
     pub dropped: u64,
-    /// Results later than `budget_ms` after entering the ring.
+    /// Results later than `budget_ms` after being handed to the ring.
     pub deadline_misses: u64,
     /// Messages that do not deserialize or hold an unusable image.
     pub bad_inputs: u64,
@@ -911,7 +911,7 @@ impl Replay {
     ) -> Result<(), ReplayError> {
         let now = Instant::now();
         let verdict = self.tracker.judge(out, now);
-        let e2e = now.saturating_duration_since(out.enqueued);
+        let e2e = now.saturating_duration_since(out.received);
         self.totals.e2e.record(now, e2e);
         self.totals.preprocess.record(now, out.times.preprocess);
         self.totals.inference.record(now, out.times.inference);
