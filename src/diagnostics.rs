@@ -15,12 +15,18 @@
 //!   incompatible publisher on the topic.
 //! - OK otherwise. The level is the worst that applies; the message lists every reason.
 //!
+//! [`Health`] keeps what the rules compare against (the counters one period ago, the latest
+//! statistics) for a front end: the live node's executor and bag replay both use it.
+//!
 //! Contract: allocates (strings); runs once a period on the executor thread, never per frame.
 
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::Ordering;
+
+use crate::config::CameraConfig;
 use crate::deadline::{Percentiles, StatsSnapshot};
-use crate::ingest::CounterSnapshot;
+use crate::ingest::{CameraCounters, CounterSnapshot, process_epoch};
 
 /// `diagnostic_msgs/DiagnosticStatus` levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -325,6 +331,111 @@ pub fn engine_status(e: &EngineInput<'_>) -> Status {
             reasons.join("; ")
         },
         values,
+    }
+}
+
+/// The inference engine as /diagnostics describes it.
+#[derive(Debug, Clone)]
+pub struct EngineInfo {
+    /// Provider in use.
+    pub execution_provider: &'static str,
+    /// Model name.
+    pub model: String,
+    /// ONNX sha256.
+    pub sha256: String,
+    /// ONNX Runtime library loaded.
+    pub ort_library: String,
+}
+
+/// A front end's view of health, turned into statuses once a period: one per camera, in
+/// configuration order, then the engine's.
+#[derive(Debug)]
+pub struct Health {
+    started: Instant,
+    last_report: Instant,
+    previous: Vec<CounterSnapshot>,
+    stats: Vec<StatsSnapshot>,
+    names: Vec<String>,
+    cameras: Vec<CameraConfig>,
+    engine: EngineInfo,
+}
+
+impl Health {
+    /// Starts at `started` with `cameras` (name, settings, counters now).
+    pub fn new(
+        started: Instant,
+        cameras: Vec<(String, CameraConfig, CounterSnapshot)>,
+        engine: EngineInfo,
+    ) -> Self {
+        let mut h = Self {
+            started,
+            last_report: started,
+            previous: Vec::with_capacity(cameras.len()),
+            stats: vec![StatsSnapshot::default(); cameras.len()],
+            names: Vec::with_capacity(cameras.len()),
+            cameras: Vec::with_capacity(cameras.len()),
+            engine,
+        };
+        for (name, config, counters) in cameras {
+            h.names.push(name);
+            h.cameras.push(config);
+            h.previous.push(counters);
+        }
+        h
+    }
+
+    /// The latest latency statistics of `camera`.
+    pub fn set_stats(&mut self, camera: usize, stats: StatsSnapshot) {
+        if let Some(s) = self.stats.get_mut(camera) {
+            *s = stats;
+        }
+    }
+
+    /// The statuses at `now`, from each camera's counters (in configuration order); the period
+    /// is the time since the last report.
+    pub fn report(&mut self, now: Instant, counters: &[&CameraCounters]) -> Vec<Status> {
+        let period = now.saturating_duration_since(self.last_report);
+        self.last_report = now;
+        let mut statuses = Vec::with_capacity(counters.len() + 1);
+        let (mut timeouts, mut errors) = ((0, 0), (0, 0));
+        let mut inference = Percentiles::default();
+        let cameras = self.names.iter().zip(&self.cameras).zip(counters);
+        for (i, ((name, cam), c)) in cameras.enumerate() {
+            let snapshot = c.snapshot();
+            let last = c.last_received_ns.load(Ordering::Relaxed);
+            statuses.push(camera_status(&CameraInput {
+                name,
+                now,
+                started: self.started,
+                counters: snapshot,
+                previous: self.previous[i],
+                period,
+                last_received: (last > 0).then(|| process_epoch() + Duration::from_nanos(last)),
+                stats: self.stats[i],
+                qos_incompatible: c.qos_incompatible.load(Ordering::Relaxed),
+                budget_ms: cam.budget_ms,
+                input_timeout: Duration::from_secs_f64(cam.input_timeout_ms / 1000.0),
+                min_output_rate_hz: cam.min_output_rate_hz,
+            }));
+            timeouts.0 += snapshot.timeouts;
+            timeouts.1 += self.previous[i].timeouts;
+            errors.0 += snapshot.inference_errors;
+            errors.1 += self.previous[i].inference_errors;
+            if self.stats[i].inference.p99 >= inference.p99 {
+                inference = self.stats[i].inference;
+            }
+            self.previous[i] = snapshot;
+        }
+        statuses.push(engine_status(&EngineInput {
+            execution_provider: self.engine.execution_provider,
+            model: &self.engine.model,
+            sha256: &self.engine.sha256,
+            ort_library: &self.engine.ort_library,
+            timeouts,
+            errors,
+            inference,
+        }));
+        statuses
     }
 }
 

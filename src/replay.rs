@@ -48,8 +48,8 @@ use crate::bag::{Bag, BagError, BagWriter, offered_qos_yaml};
 use crate::cdr;
 use crate::config::{Config, ImageKind, QueuePolicy};
 use crate::deadline::{DeadlineSettings, LatePolicy, LatencyStats, Percentiles, RosClock, Verdict};
-use crate::diagnostics::{self, CameraInput, EngineInput, Status};
-use crate::ingest::{CameraCounters, CounterSnapshot, FrameProducer, camera_ring};
+use crate::diagnostics::{EngineInfo, Health, Status};
+use crate::ingest::{CameraCounters, FrameProducer, camera_ring};
 use crate::model::Model;
 use crate::pipeline::Detector;
 use crate::runtime::{
@@ -290,11 +290,7 @@ struct Camera {
     kind: ImageKind,
     producer: FrameProducer,
     counters: Arc<CameraCounters>,
-    previous: CounterSnapshot,
     out_topic: usize,
-    budget_ms: f64,
-    input_timeout: Duration,
-    min_output_rate_hz: f64,
     frames_in: u64,
     written: u64,
 }
@@ -316,7 +312,7 @@ pub struct Replay {
     provider: &'static str,
     model_name: String,
     sha256: String,
-    ort_library: String,
+    health: Health,
     buf: Vec<u8>,
     started: Instant,
     next_diagnostics_ns: u64,
@@ -502,11 +498,7 @@ impl Replay {
                 kind: cam.kind,
                 producer,
                 counters,
-                previous: CounterSnapshot::default(),
                 out_topic,
-                budget_ms: cam.budget_ms,
-                input_timeout: Duration::from_secs_f64(cam.input_timeout_ms / 1000.0),
-                min_output_rate_hz: cam.min_output_rate_hz,
                 frames_in: 0,
                 written: 0,
             });
@@ -523,6 +515,11 @@ impl Replay {
             None
         };
 
+        let health_cameras = config
+            .camera_list()
+            .zip(&cameras)
+            .map(|((name, cam), c)| (name.to_string(), cam.clone(), c.counters.snapshot()))
+            .collect();
         let (sink, source) = output_channel(4 + 2 * cameras.len(), thresholds.max_detections);
         let clock_ns = Arc::new(AtomicI64::new(0));
         let inference = InferenceLoop::new(
@@ -553,9 +550,18 @@ impl Replay {
             class_names,
             clock_ns,
             provider,
+            health: Health::new(
+                Instant::now(),
+                health_cameras,
+                EngineInfo {
+                    execution_provider: provider,
+                    model: model_name.clone(),
+                    sha256: sha256.clone(),
+                    ort_library,
+                },
+            ),
             model_name,
             sha256,
-            ort_library,
             buf: Vec::with_capacity(64 * 1024),
             started: Instant::now(),
             next_diagnostics_ns: 0,
@@ -1009,52 +1015,11 @@ impl Replay {
 
     fn statuses(&mut self) -> Vec<Status> {
         let now = Instant::now();
-        let period = Duration::from_nanos(self.period_ns);
-        let mut out = Vec::with_capacity(self.cameras.len() + 1);
-        let (mut timeouts, mut errors) = ((0, 0), (0, 0));
-        let mut inference = Percentiles::default();
-        for (i, c) in self.cameras.iter_mut().enumerate() {
-            let counters = c.counters.snapshot();
-            let stats = self.tracker.snapshot(i, now);
-            let last = c.counters.last_received_ns.load(Ordering::Relaxed);
-            out.push(diagnostics::camera_status(&CameraInput {
-                name: &c.name,
-                now,
-                started: self.started,
-                counters,
-                previous: c.previous,
-                period,
-                last_received: (last > 0)
-                    .then(|| crate::ingest::process_epoch() + Duration::from_nanos(last)),
-                stats,
-                qos_incompatible: 0,
-                budget_ms: c.budget_ms,
-                input_timeout: c.input_timeout,
-                min_output_rate_hz: c.min_output_rate_hz,
-            }));
-            timeouts = (
-                timeouts.0 + counters.timeouts,
-                timeouts.1 + c.previous.timeouts,
-            );
-            errors = (
-                errors.0 + counters.inference_errors,
-                errors.1 + c.previous.inference_errors,
-            );
-            if stats.inference.p99 >= inference.p99 {
-                inference = stats.inference;
-            }
-            c.previous = counters;
+        for i in 0..self.cameras.len() {
+            self.health.set_stats(i, self.tracker.snapshot(i, now));
         }
-        out.push(diagnostics::engine_status(&EngineInput {
-            execution_provider: self.provider,
-            model: &self.model_name,
-            sha256: &self.sha256,
-            ort_library: &self.ort_library,
-            timeouts,
-            errors,
-            inference,
-        }));
-        out
+        let counters: Vec<&CameraCounters> = self.cameras.iter().map(|c| &*c.counters).collect();
+        self.health.report(now, &counters)
     }
 
     fn finish(mut self, interrupted: bool) -> Result<Report, ReplayError> {

@@ -35,11 +35,8 @@ use crate::config::{
     Config, ConfigError, Durability, ImageKind, ParamValue, QosConfig, Reliability,
 };
 use crate::deadline::{RosClock, StatsSnapshot, Verdict};
-use crate::diagnostics::{
-    CameraInput as HealthInput, EngineInput, Status, camera_status, engine_status,
-};
+use crate::diagnostics::{EngineInfo, Health, Status};
 use crate::infer::EngineError;
-use crate::ingest::process_epoch;
 use crate::ingest::{CameraCounters, CounterSnapshot, FrameProducer, Stamp, camera_ring};
 use crate::model::{Model, ModelError};
 use crate::pipeline::Detector;
@@ -614,20 +611,25 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
     let mut cx = TaskContext::from_waker(&waker);
     let started = Instant::now();
     let mut next_graph_check = started;
-    let mut health = Health {
+    let mut health = Health::new(
         started,
-        last_report: started,
-        previous: inputs.iter().map(|i| i.counters.snapshot()).collect(),
-        stats: vec![StatsSnapshot::default(); inputs.len()],
-        names: inputs.iter().map(|i| i.name.clone()).collect(),
-        cameras: config.camera_list().map(|(_, c)| c.clone()).collect(),
-        provider: provider.as_str(),
-        model: model_name,
-        sha256: sha,
-        ort_library: crate::infer::loaded_ort_library()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default(),
-    };
+        config
+            .camera_list()
+            .zip(&inputs)
+            .map(|((name, c), i)| (name.to_string(), c.clone(), i.counters.snapshot()))
+            .collect(),
+        EngineInfo {
+            execution_provider: provider.as_str(),
+            model: model_name,
+            sha256: sha,
+            ort_library: crate::infer::loaded_ort_library()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        },
+    );
+    let counters: Vec<Arc<CameraCounters>> =
+        inputs.iter().map(|i| Arc::clone(&i.counters)).collect();
+    let counter_refs: Vec<&CameraCounters> = counters.iter().map(|c| c.as_ref()).collect();
     let mut next_report = started + period;
     tracing::info!(cameras = inputs.len(), "lookout running");
     while !stop.load(Ordering::Relaxed) {
@@ -642,9 +644,7 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
             }
         }
         while let Ok((camera, snapshot)) = stats_rx.try_recv() {
-            if let Some(s) = health.stats.get_mut(camera) {
-                *s = snapshot;
-            }
+            health.set_stats(camera, snapshot);
         }
         let now = Instant::now();
         if now >= next_graph_check {
@@ -655,7 +655,7 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
         }
         if now >= next_report {
             next_report = now + period;
-            let statuses = health.report(now, &inputs);
+            let statuses = health.report(now, &counter_refs);
             let msg = diagnostic_array(
                 &statuses,
                 &ros_clock,
@@ -700,67 +700,6 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
             .collect(),
         execution_provider: provider.as_str(),
     })
-}
-
-/// The executor's view of health, turned into /diagnostics once a period.
-struct Health {
-    started: Instant,
-    last_report: Instant,
-    previous: Vec<CounterSnapshot>,
-    stats: Vec<StatsSnapshot>,
-    names: Vec<String>,
-    cameras: Vec<crate::config::CameraConfig>,
-    provider: &'static str,
-    model: String,
-    sha256: String,
-    ort_library: String,
-}
-
-impl Health {
-    fn report(&mut self, now: Instant, inputs: &[CameraInput]) -> Vec<Status> {
-        let period = now.saturating_duration_since(self.last_report);
-        self.last_report = now;
-        let mut statuses = Vec::with_capacity(inputs.len() + 1);
-        let (mut timeouts, mut errors) = ((0, 0), (0, 0));
-        let mut inference = crate::deadline::Percentiles::default();
-        for (i, input) in inputs.iter().enumerate() {
-            let counters = input.counters.snapshot();
-            let last = input.counters.last_received_ns.load(Ordering::Relaxed);
-            let cam = &self.cameras[i];
-            statuses.push(camera_status(&HealthInput {
-                name: &self.names[i],
-                now,
-                started: self.started,
-                counters,
-                previous: self.previous[i],
-                period,
-                last_received: (last > 0).then(|| process_epoch() + Duration::from_nanos(last)),
-                stats: self.stats[i],
-                qos_incompatible: input.counters.qos_incompatible.load(Ordering::Relaxed),
-                budget_ms: cam.budget_ms,
-                input_timeout: Duration::from_secs_f64(cam.input_timeout_ms / 1000.0),
-                min_output_rate_hz: cam.min_output_rate_hz,
-            }));
-            timeouts.0 += counters.timeouts;
-            timeouts.1 += self.previous[i].timeouts;
-            errors.0 += counters.inference_errors;
-            errors.1 += self.previous[i].inference_errors;
-            if self.stats[i].inference.p99 >= inference.p99 {
-                inference = self.stats[i].inference;
-            }
-            self.previous[i] = counters;
-        }
-        statuses.push(engine_status(&EngineInput {
-            execution_provider: self.provider,
-            model: &self.model,
-            sha256: &self.sha256,
-            ort_library: &self.ort_library,
-            timeouts,
-            errors,
-            inference,
-        }));
-        statuses
-    }
 }
 
 fn diagnostic_array(
