@@ -47,7 +47,7 @@ use serde::Serialize;
 use crate::bag::{Bag, BagError, BagWriter, offered_qos_yaml};
 use crate::cdr;
 use crate::config::{Config, ImageKind, QueuePolicy};
-use crate::deadline::{DeadlineSettings, LatePolicy, LatencyStats, Percentiles, RosClock, Verdict};
+use crate::deadline::{LatePolicy, LatencyStats, Percentiles, RosClock, Verdict};
 use crate::diagnostics::{EngineInfo, Health, Status};
 use crate::ingest::{CameraCounters, FrameProducer, camera_ring};
 use crate::model::Model;
@@ -457,15 +457,6 @@ impl Replay {
                 cam.max_height,
                 policy,
             );
-            let deadline = if live_policy {
-                cam.deadline()
-            } else {
-                DeadlineSettings {
-                    budget: cam.deadline().budget,
-                    max_age: None,
-                    late_policy: LatePolicy::Publish,
-                }
-            };
             let out_name = resolve_topic(&config.detections_topic(name));
             let qos = cam.detections_qos();
             let out_topic = writer.add_topic(
@@ -478,20 +469,15 @@ impl Replay {
                     qos.depth,
                 ),
             )?;
-            loop_cameras.push(LoopCamera {
-                name: name.to_string(),
-                consumer,
-                counters: Arc::clone(&counters),
-                decode_max: (cam.kind == ImageKind::Compressed)
-                    .then_some((cam.max_width, cam.max_height)),
-                deadline,
-                hard_timeout: if live_policy {
-                    cam.hard_timeout()
-                } else {
-                    None
-                },
-            });
-            tracked.push((deadline, Arc::clone(&counters)));
+            let mut lc = LoopCamera::from_config(name, consumer, Arc::clone(&counters), cam);
+            if !live_policy {
+                // Max-speed and step: nothing that depends on timing drops a frame.
+                lc.deadline.max_age = None;
+                lc.deadline.late_policy = LatePolicy::Publish;
+                lc.hard_timeout = None;
+            }
+            tracked.push((lc.deadline, Arc::clone(&counters)));
+            loop_cameras.push(lc);
             cameras.push(Camera {
                 name: name.to_string(),
                 topic: resolve_topic(&cam.topic),
@@ -943,12 +929,10 @@ impl Replay {
             camera.counters.published.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(k) = keep {
-            let topic = self
-                .writer
-                .as_ref()
-                .map(|_| camera.name.clone())
-                .unwrap_or_default();
-            *k = Some((topic, self.buf.clone()));
+            // Step mode only: the last result, for printing.
+            let (name, bytes) = k.get_or_insert_with(Default::default);
+            name.clone_from(&camera.name);
+            bytes.clone_from(&self.buf);
         }
         self.last_log_ns = self.last_log_ns.max(t);
         Ok(())

@@ -461,15 +461,12 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
             .map_err(ros_err(format!("advertise {out_topic}")))?;
         tracing::info!(camera = name, input = %resolve_topic(&namespace, &cam.topic), output = %resolve_topic(&namespace, &out_topic), "camera ready");
         publishers.push(publisher);
-        loop_cameras.push(LoopCamera {
-            name: name.to_string(),
+        loop_cameras.push(LoopCamera::from_config(
+            name,
             consumer,
-            counters: Arc::clone(&counters),
-            decode_max: (cam.kind == ImageKind::Compressed)
-                .then_some((cam.max_width, cam.max_height)),
-            deadline: cam.deadline(),
-            hard_timeout: cam.hard_timeout(),
-        });
+            Arc::clone(&counters),
+            cam,
+        ));
         inputs.push(CameraInput {
             name: name.to_string(),
             topic: cam.topic.clone(),

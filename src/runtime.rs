@@ -188,6 +188,27 @@ pub struct LoopCamera {
     pub hard_timeout: Option<Duration>,
 }
 
+impl LoopCamera {
+    /// Camera `name` as configured: a decoder for compressed input, the configured deadlines
+    /// and hard timeout.
+    pub fn from_config(
+        name: &str,
+        consumer: FrameConsumer,
+        counters: Arc<CameraCounters>,
+        cam: &crate::config::CameraConfig,
+    ) -> Self {
+        Self {
+            name: name.to_string(),
+            consumer,
+            counters,
+            decode_max: (cam.kind == crate::config::ImageKind::Compressed)
+                .then_some((cam.max_width, cam.max_height)),
+            deadline: cam.deadline(),
+            hard_timeout: cam.hard_timeout(),
+        }
+    }
+}
+
 impl InferenceLoop {
     /// Builds the loop; allocates decoders for compressed cameras. Frame ages are measured on
     /// `clock`.
