@@ -8,7 +8,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
-scripts/setup.sh
+scripts/setup.sh --bags
 # shellcheck source=/dev/null
 source "${LOOKOUT_HOME:-$repo/.lookout}/env.sh"
 cargo build --release --quiet

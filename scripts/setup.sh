@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # lookout set-up: everything a fresh Debian/Ubuntu machine needs to build, run and test lookout.
 #
-# Usage: scripts/setup.sh            (idempotent; a second run is a no-op in seconds)
+# Usage: scripts/setup.sh [--bags]   (idempotent; a second run is a no-op in seconds)
+#   --bags   also build the full vtest bags (about 1.9 GB) for scripts/demo.sh; the test suite
+#            writes its own 10-frame clips and does not need them
 #
 # State lives in $LOOKOUT_HOME (default: <repo>/.lookout, gitignored):
 #   venv/         Python 3.11 venv: the project-local ROS 2 Jazzy prefix (when no ROS 2 is
@@ -10,7 +12,8 @@
 #   lib/          libonnxruntime.so and librmw_implementation.so links
 #   downloads/    pinned downloads, each checked against its sha256
 #   data/images/  test images (bus.jpg, dog.jpg, person.jpg)
-#   data/bags/    vtest (MCAP) and vtest_sqlite3: OpenCV's pedestrian video as rosbag2 bags
+#   data/vtest.avi  OpenCV's pedestrian video (the source of every vtest bag)
+#   data/bags/    with --bags: vtest (MCAP) and vtest_sqlite3, the whole video as rosbag2 bags
 #   env.sh        source this to build or run lookout by hand (the scripts do it themselves)
 # The default model is converted to models/yolov3-tiny/yolov3-tiny.onnx (gitignored) and checked
 # against the sha256 in models/yolov3-tiny/manifest.yaml.
@@ -28,6 +31,13 @@ downloads=$home/downloads
 images=$home/data/images
 stamps=$home/stamps
 started=$(date +%s%N)
+with_bags=0
+for arg in "$@"; do
+  case $arg in
+    --bags) with_bags=1 ;;
+    *) printf 'setup: error: unknown argument %s (usage: scripts/setup.sh [--bags])\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -171,7 +181,8 @@ extract_image dog.jpg 5a9522051c3cec2bbd2f6323fccba32e8fbf3ddcc2b3e2fd46b04c720b
 extract_image person.jpg cdcbab947e46110fc2b77784ac54ddbbab2640f1e44cb5e91fc8984a9793a7d1 deb_member person.jpg
 
 # ---------------------------------------------------------------------------------------------
-# 7b. The vtest bags (scripts/make_vtest_bag.py): rebuilt when the video or the script changes.
+# 7b. The vtest video, and with --bags the full vtest bags (scripts/make_vtest_bag.py), rebuilt
+#     when the video, the script or the venv changes.
 data=$home/data
 extract_vtest() { dpkg-deb --fsys-tarfile "$downloads/$opencv_doc_deb" | tar -xO ./usr/share/doc/opencv-doc/examples/data/vtest.avi; }
 vtest_avi=$data/vtest.avi
@@ -182,7 +193,7 @@ if [[ ! -f "$vtest_avi" || "$(sha_of "$vtest_avi")" != 45cddc9490be69345cbdab64c
   mv "$vtest_avi.tmp" "$vtest_avi"
 fi
 want_bags=$(cat "$repo/scripts/make_vtest_bag.py" "$stamps/venv" | sha256sum | cut -d' ' -f1)
-if [[ ! -f "$data/bags/vtest/metadata.yaml" || "$(cat "$stamps/bags" 2>/dev/null)" != "$want_bags" ]]; then
+if [[ $with_bags == 1 && ( ! -f "$data/bags/vtest/metadata.yaml" || "$(cat "$stamps/bags" 2>/dev/null)" != "$want_bags" ) ]]; then
   say "building the vtest bags (795 frames, MCAP and sqlite3, about 1.9 GB)"
   rm -rf "$data/bags"
   "$venv/bin/python" "$repo/scripts/make_vtest_bag.py" "$vtest_avi" "$data/bags" >/dev/null
