@@ -443,6 +443,17 @@ fn for_each_mcap(
     Ok(ControlFlow::Continue(()))
 }
 
+/// Every row of a three-column query.
+fn all_rows<A, B, C>(q: &mut rusqlite::Statement<'_>) -> rusqlite::Result<Vec<(A, B, C)>>
+where
+    A: rusqlite::types::FromSql,
+    B: rusqlite::types::FromSql,
+    C: rusqlite::types::FromSql,
+{
+    q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect()
+}
+
 fn for_each_sqlite(
     path: &Path,
     f: &mut impl FnMut(BagMessage<'_>) -> ControlFlow<()>,
@@ -454,42 +465,19 @@ fn for_each_sqlite(
     let db =
         rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(bad)?;
-    let mut topics: Vec<(i64, String, String)> = Vec::new();
-    {
-        let mut q = db
+    let topics: Vec<(i64, String, String)> = all_rows(
+        &mut db
             .prepare("SELECT id, name, type FROM topics")
-            .map_err(bad)?;
-        let rows = q
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })
-            .map_err(bad)?;
-        for row in rows {
-            topics.push(row.map_err(bad)?);
-        }
-    }
+            .map_err(bad)?,
+    )
+    .map_err(bad)?;
     // Message definitions (rosbag2 Iron and later; older bags have no such table).
-    let mut definitions: Vec<(String, String, String)> = Vec::new();
-    if let Ok(mut q) = db
+    let definitions: Vec<(String, String, String)> = match db
         .prepare("SELECT topic_type, encoding, encoded_message_definition FROM message_definitions")
     {
-        let rows = q
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })
-            .map_err(bad)?;
-        for row in rows {
-            definitions.push(row.map_err(bad)?);
-        }
-    }
+        Ok(mut q) => all_rows(&mut q).map_err(bad)?,
+        Err(_) => Vec::new(),
+    };
     let mut q = db
         .prepare("SELECT topic_id, timestamp, data FROM messages ORDER BY id")
         .map_err(bad)?;

@@ -120,17 +120,8 @@ fn a_compressed_frame_from_a_bag_runs_through_the_model() {
     let view = dec
         .decode(&jpeg, lookout::decode::CompressedFormat::Jpeg)
         .unwrap();
-    let ids: Vec<u32> = det
-        .detect(&view)
-        .unwrap()
-        .detections
-        .iter()
-        .map(|d| d.class_id)
-        .collect();
-    assert!(
-        ids.iter()
-            .any(|id| det.model().class_name(*id as usize) == "bus")
-    );
+    let classes = common::class_names(&mut det, &view);
+    assert!(classes.iter().any(|c| c == "bus"), "{classes:?}");
 }
 
 #[test]

@@ -104,17 +104,7 @@ fn mono8_frames_are_accepted() {
         })
         .collect();
     let view = ImageView::packed(w, h, PixelEncoding::Mono8, &grey).unwrap();
-    let ids: Vec<u32> = det
-        .detect(&view)
-        .unwrap()
-        .detections
-        .iter()
-        .map(|d| d.class_id)
-        .collect();
-    let dets: Vec<&str> = ids
-        .iter()
-        .map(|id| det.model().class_name(*id as usize))
-        .collect();
+    let dets = common::class_names(&mut det, &view);
     // A grey bus photo still shows people.
-    assert!(dets.contains(&"person"), "{dets:?}");
+    assert!(dets.iter().any(|c| c == "person"), "{dets:?}");
 }

@@ -62,3 +62,20 @@ pub fn load_rgb(path: &Path) -> (u32, u32, lookout::image::PixelEncoding, Vec<u8
     let data = view.rows(0).flatten().copied().collect();
     (w, h, e, data)
 }
+
+/// The class names `det` finds in `view`, in its output order.
+pub fn class_names(
+    det: &mut lookout::pipeline::Detector,
+    view: &lookout::image::ImageView<'_>,
+) -> Vec<String> {
+    let ids: Vec<usize> = det
+        .detect(view)
+        .expect("detection runs")
+        .detections
+        .iter()
+        .map(|d| d.class_id as usize)
+        .collect();
+    ids.into_iter()
+        .map(|id| det.model().class_name(id).to_string())
+        .collect()
+}
