@@ -3,7 +3,8 @@
 examples/data/vtest.avi: 768x576, 10 frames/s, 795 frames) with the `rosbags` package, an
 implementation of rosbag2 independent of lookout's reader.
 
-    make_vtest_bag.py AVI OUT_DIR [--frames N]
+    make_vtest_bag.py AVI OUT_DIR [--frames N] [--size WxH] [--storage mcap|sqlite3|both]
+                      [--name NAME]
 
 Writes two rosbag2 bags (metadata.yaml version 9, ROS 2 Jazzy types) with the same messages:
 - OUT_DIR/vtest        storage mcap, zstd-compressed chunks (rosbag2's `zstd_fast`-like preset);
@@ -13,15 +14,16 @@ Topics, one message per video frame, in frame order:
 - /camera/image_raw/compressed sensor_msgs/msg/CompressedImage, format "jpeg" (Pillow, quality 90).
 header.stamp = 1700000000 s + frame_time (from the video's timestamps: 100 ms apart);
 header.frame_id = "camera_optical_frame"; receive (log) time = stamp + 5 ms for the raw image and
-+ 6 ms for the compressed one. The output depends only on the video file and the packages pinned
-by set-up.
++ 6 ms for the compressed one. With --size every frame is first resized to WxH (Pillow, bilinear), e.g. 1280x720 for
+the HD figures; --storage writes one storage only (the sqlite3 bag is named NAME_sqlite3); --name
+replaces `vtest` in the bag folders' names. The output depends only on the video file, the
+arguments and the packages pinned by set-up.
 """
 import argparse
 import io
 import shutil
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image as PilImage
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
@@ -33,15 +35,46 @@ RAW_TOPIC = "/camera/image_raw"
 JPEG_TOPIC = "/camera/image_raw/compressed"
 
 
-def frames(avi, limit):
-    """Yields (time_ns from the start, HxWx3 bgr uint8) in display order."""
+def decoded(avi):
+    """Yields (time_ns from the start, HxWx3 bgr uint8) in display order: PyAV (pinned by set-up),
+    else OpenCV (machines without PyAV, such as a GPU box that only has opencv-python)."""
+    try:
+        import av
+    except ImportError:
+        import cv2
+        capture = cv2.VideoCapture(str(avi))
+        while True:
+            t_ms = capture.get(cv2.CAP_PROP_POS_MSEC)
+            ok, bgr = capture.read()
+            if not ok:
+                return
+            yield int(round(t_ms * 1e6)), bgr
     with av.open(str(avi)) as container:
         stream = container.streams.video[0]
-        for k, frame in enumerate(container.decode(stream)):
-            if limit is not None and k >= limit:
-                return
-            t_ns = int(round(float(frame.pts * stream.time_base) * 1e9))
-            yield t_ns, frame.to_ndarray(format="bgr24")
+        for frame in container.decode(stream):
+            yield int(round(float(frame.pts * stream.time_base) * 1e9)), frame.to_ndarray(format="bgr24")
+
+
+def frames(avi, limit, size):
+    """The first `limit` frames (all if None), resized to `size` (W, H) if given."""
+    for k, (t_ns, bgr) in enumerate(decoded(avi)):
+        if limit is not None and k >= limit:
+            return
+        if size is not None:
+            rgb = PilImage.fromarray(bgr[:, :, ::-1]).resize(size, PilImage.BILINEAR)
+            bgr = np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
+        yield t_ns, bgr
+
+
+def parse_size(text):
+    """`WxH` -> (W, H)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH, got {text!r}") from None
+    if not (16 <= w <= 8192 and 16 <= h <= 8192):
+        raise argparse.ArgumentTypeError(f"size out of range: {text}")
+    return w, h
 
 
 def main():
@@ -49,6 +82,9 @@ def main():
     ap.add_argument("avi", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--frames", type=int, default=None, help="only the first N frames")
+    ap.add_argument("--size", type=parse_size, default=None, help="resize every frame to WxH")
+    ap.add_argument("--storage", choices=("mcap", "sqlite3", "both"), default="both")
+    ap.add_argument("--name", default="vtest", help="bag folder name (default vtest)")
     args = ap.parse_args()
 
     ts = get_typestore(Stores.ROS2_JAZZY)
@@ -59,7 +95,7 @@ def main():
 
     # Encode once, write both storages with the same bytes.
     messages = []
-    for t_ns, bgr in frames(args.avi, args.frames):
+    for t_ns, bgr in frames(args.avi, args.frames, args.size):
         stamp_ns = BASE_NS + t_ns
         header = Header(stamp=Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000),
                         frame_id=FRAME_ID)
@@ -73,7 +109,13 @@ def main():
                          ts.serialize_cdr(jpeg, Compressed.__msgtype__)))
 
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, plugin in (("vtest", StoragePlugin.MCAP), ("vtest_sqlite3", StoragePlugin.SQLITE3)):
+    storages = [(args.name, StoragePlugin.MCAP, "mcap"),
+                (f"{args.name}_sqlite3", StoragePlugin.SQLITE3, "sqlite3")]
+    written = []
+    for name, plugin, kind in storages:
+        if args.storage not in (kind, "both"):
+            continue
+        written.append(f"{args.out}/{name} ({kind})")
         path = args.out / name
         shutil.rmtree(path, ignore_errors=True)
         writer = Writer(path, version=9, storage_plugin=plugin)
@@ -85,8 +127,7 @@ def main():
             for stamp_ns, raw, jpeg in messages:
                 w.write(raw_c, stamp_ns + 5_000_000, raw)
                 w.write(jpeg_c, stamp_ns + 6_000_000, jpeg)
-    print(f"vtest bags: {len(messages)} frames per topic in {args.out}/vtest (mcap) and "
-          f"{args.out}/vtest_sqlite3 (sqlite3)")
+    print(f"vtest bags: {len(messages)} frames per topic in {' and '.join(written)}")
 
 
 if __name__ == "__main__":

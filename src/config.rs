@@ -589,6 +589,8 @@ impl Config {
                 "at least one provider is needed",
             ));
         }
+        crate::providers::validate(&self.engine.provider_options())
+            .map_err(|e| param_err(format!("engine.{}", e.key), e.reason))?;
         let t = self.thresholds;
         for (k, v) in [("confidence", t.confidence), ("nms_iou", t.nms_iou)] {
             if let Some(v) = v
@@ -771,6 +773,36 @@ mod tests {
         let c = Config::from_parameters(&p).unwrap();
         assert_eq!(c.camera["front"].ring_capacity, 2);
         assert_eq!(c.thresholds.confidence, Some(0.5));
+    }
+
+    #[test]
+    fn provider_options_are_typed_validated_and_named() {
+        let mut p = params(MINIMAL);
+        p.push(("engine.tensorrt.fp16".into(), Value::from(false)));
+        p.push((
+            "engine.cuda.cudnn_conv_algo_search".into(),
+            Value::from("heuristic"),
+        ));
+        p.push(("engine.require_first_provider".into(), Value::from(true)));
+        let c = Config::from_parameters(&p).unwrap();
+        assert_eq!(c.engine.tensorrt.precision(), "fp32");
+        assert_eq!(
+            c.engine.cuda.cudnn_conv_algo_search,
+            crate::providers::ConvAlgoSearch::Heuristic
+        );
+        assert!(c.engine.require_first_provider);
+        for (key, value) in [
+            ("engine.tensorrt.device_id", Value::from(64)),
+            ("engine.cuda.arena_limit_mb", Value::from(1u64 << 40)),
+            ("engine.tensorrt.min_shapes", Value::from("images:1x3")),
+            ("engine.cuda.cudnn_conv_algo_search", Value::from("fastest")),
+            ("engine.tensorrt.fp17", Value::from(true)),
+        ] {
+            let mut p = params(MINIMAL);
+            p.push((key.into(), value));
+            let e = Config::from_parameters(&p).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("parameter `{key}`")), "{key}: {e}");
+        }
     }
 
     #[test]

@@ -278,6 +278,10 @@ pub fn camera_status(c: &CameraInput<'_>) -> Status {
 pub struct EngineInput<'a> {
     /// Provider in use.
     pub execution_provider: &'a str,
+    /// Why the first listed provider is not in use; empty when it is.
+    pub fallback_reason: &'a str,
+    /// Where the input and output tensors live (`cuda_pinned`, `cpu`).
+    pub io_memory: &'a str,
     /// Model name.
     pub model: &'a str,
     /// ONNX sha256.
@@ -292,7 +296,8 @@ pub struct EngineInput<'a> {
     pub inference: Percentiles,
 }
 
-/// The status of the inference engine: ERROR when a run timed out or failed in the last period.
+/// The status of the inference engine: ERROR when a run timed out or failed in the last period,
+/// WARN while it runs on a fall-back execution provider.
 pub fn engine_status(e: &EngineInput<'_>) -> Status {
     let timeouts = e.timeouts.0.saturating_sub(e.timeouts.1);
     let errors = e.errors.0.saturating_sub(e.errors.1);
@@ -305,16 +310,25 @@ pub fn engine_status(e: &EngineInput<'_>) -> Status {
     if errors > 0 {
         reasons.push(format!("{errors} runs failed"));
     }
-    let level = if reasons.is_empty() {
+    let mut level = if reasons.is_empty() {
         Level::Ok
     } else {
         Level::Error
     };
+    if !e.fallback_reason.is_empty() {
+        reasons.push(format!(
+            "running on the fall-back execution provider {}",
+            e.execution_provider
+        ));
+        level = level.max(Level::Warn);
+    }
     let mut values = vec![
         (
             "execution_provider".to_string(),
             e.execution_provider.to_string(),
         ),
+        ("fallback_reason".to_string(), e.fallback_reason.to_string()),
+        ("io_memory".to_string(), e.io_memory.to_string()),
         ("model".to_string(), e.model.to_string()),
         ("model_sha256".to_string(), e.sha256.to_string()),
         ("ort_library".to_string(), e.ort_library.to_string()),
@@ -325,7 +339,7 @@ pub fn engine_status(e: &EngineInput<'_>) -> Status {
     Status {
         name: "lookout: inference engine".to_string(),
         level,
-        message: if reasons.is_empty() {
+        message: if level == Level::Ok {
             format!("OK ({})", e.execution_provider)
         } else {
             reasons.join("; ")
@@ -339,6 +353,10 @@ pub fn engine_status(e: &EngineInput<'_>) -> Status {
 pub struct EngineInfo {
     /// Provider in use.
     pub execution_provider: &'static str,
+    /// Why the first listed provider is not in use; empty when it is.
+    pub fallback_reason: String,
+    /// Where the input and output tensors live (`cuda_pinned`, `cpu`).
+    pub io_memory: &'static str,
     /// Model name.
     pub model: String,
     /// ONNX sha256.
@@ -428,6 +446,8 @@ impl Health {
         }
         statuses.push(engine_status(&EngineInput {
             execution_provider: self.engine.execution_provider,
+            fallback_reason: &self.engine.fallback_reason,
+            io_memory: self.engine.io_memory,
             model: &self.engine.model,
             sha256: &self.engine.sha256,
             ort_library: &self.engine.ort_library,
@@ -599,6 +619,8 @@ mod tests {
     fn engine_is_error_only_when_runs_time_out_or_fail_in_the_period() {
         let mut e = EngineInput {
             execution_provider: "cpu",
+            fallback_reason: "",
+            io_memory: "cpu",
             model: "yolov3-tiny",
             sha256: "c3f7",
             ort_library: "/x/libonnxruntime.so",
@@ -612,5 +634,34 @@ mod tests {
         assert_eq!(value(&s, "model_sha256"), "c3f7");
         e.timeouts = (3, 2);
         assert_eq!(engine_status(&e).level, Level::Error);
+    }
+
+    #[test]
+    fn a_fall_back_provider_is_a_warning_with_its_reason() {
+        let e = EngineInput {
+            execution_provider: "cpu",
+            fallback_reason: "tensorrt: libnvinfer.so.10: cannot open shared object file",
+            io_memory: "cpu",
+            model: "yolov3-tiny",
+            sha256: "c3f7",
+            ort_library: "/x/libonnxruntime.so",
+            timeouts: (0, 0),
+            errors: (0, 0),
+            inference: Percentiles::default(),
+        };
+        let s = engine_status(&e);
+        assert_eq!(s.level, Level::Warn);
+        assert!(
+            s.message.contains("fall-back execution provider cpu"),
+            "{}",
+            s.message
+        );
+        assert!(value(&s, "fallback_reason").starts_with("tensorrt: libnvinfer"));
+        let s = engine_status(&EngineInput {
+            errors: (1, 0),
+            ..e
+        });
+        assert_eq!(s.level, Level::Error);
+        assert_eq!(s.message.split("; ").count(), 2, "{}", s.message);
     }
 }

@@ -21,13 +21,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use ort::ep::ExecutionProviderDispatch;
-use ort::memory::Allocator;
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Model;
+use crate::providers::{ProviderOptions, tensorrt_cache};
 
 /// Why the engine could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,16 @@ pub enum EngineError {
         /// Providers tried with their errors.
         tried: String,
     },
+    /// `engine.require_first_provider` is set and the first listed provider cannot be used.
+    #[error(
+        "execution provider `{provider}` is required (engine.require_first_provider) but cannot be used: {reason}"
+    )]
+    FirstProviderUnavailable {
+        /// The first listed provider.
+        provider: Provider,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// The graph's input or output does not match the manifest.
     #[error("model graph does not match the manifest: {reason}")]
     GraphMismatch {
@@ -74,60 +84,14 @@ pub enum EngineError {
     },
 }
 
-/// An ONNX Runtime execution provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    /// NVIDIA TensorRT.
-    Tensorrt,
-    /// NVIDIA CUDA.
-    Cuda,
-    /// The default CPU provider (always available).
-    Cpu,
-}
-
-impl Provider {
-    /// Config name (`tensorrt`, `cuda`, `cpu`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Tensorrt => "tensorrt",
-            Self::Cuda => "cuda",
-            Self::Cpu => "cpu",
-        }
-    }
-
-    fn dispatch(self) -> ExecutionProviderDispatch {
-        match self {
-            Self::Tensorrt => ort::ep::TensorRT::default().build().error_on_failure(),
-            Self::Cuda => ort::ep::CUDA::default().build().error_on_failure(),
-            Self::Cpu => ort::ep::CPU::default().build().error_on_failure(),
-        }
-    }
-}
-
-impl std::str::FromStr for Provider {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "tensorrt" => Ok(Self::Tensorrt),
-            "cuda" => Ok(Self::Cuda),
-            "cpu" => Ok(Self::Cpu),
-            _ => Err(format!(
-                "unknown execution provider `{s}` (expected tensorrt, cuda or cpu)"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for Provider {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::providers::{ConvAlgoSearch, CudaOptions, Provider, TensorRtOptions};
 
 fn default_providers() -> Vec<Provider> {
     vec![Provider::Tensorrt, Provider::Cuda, Provider::Cpu]
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_warmup_runs() -> u32 {
@@ -141,6 +105,10 @@ pub struct EngineConfig {
     /// Execution providers in order of preference; the first that registers is used.
     #[serde(default = "default_providers")]
     pub execution_providers: Vec<Provider>,
+    /// Fail at start-up when the first listed provider cannot be used (a vehicle that must
+    /// never run on a slower provider than intended); otherwise a fall-back is logged and shown.
+    #[serde(default)]
+    pub require_first_provider: bool,
     /// Path of `libonnxruntime.so`; empty: `ORT_DYLIB_PATH`, then the set-up's location.
     #[serde(default)]
     pub ort_library: Option<PathBuf>,
@@ -151,15 +119,39 @@ pub struct EngineConfig {
     /// Inferences run at start-up so the first real frame does not pay for lazy initialisation.
     #[serde(default = "default_warmup_runs")]
     pub warmup_runs: u32,
+    /// With a GPU provider, put the input tensor in pinned (page-locked) host memory, so that
+    /// its copy to the GPU is one direct DMA transfer instead of a staged copy.
+    #[serde(default = "default_true")]
+    pub pinned_memory: bool,
+    /// TensorRT options.
+    #[serde(default)]
+    pub tensorrt: TensorRtOptions,
+    /// CUDA options.
+    #[serde(default)]
+    pub cuda: CudaOptions,
+}
+
+impl EngineConfig {
+    /// The providers' options, for validation and registration.
+    pub fn provider_options(&self) -> ProviderOptions<'_> {
+        ProviderOptions {
+            tensorrt: &self.tensorrt,
+            cuda: &self.cuda,
+        }
+    }
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             execution_providers: default_providers(),
+            require_first_provider: false,
             ort_library: None,
             intra_op_threads: 0,
             warmup_runs: default_warmup_runs(),
+            pinned_memory: true,
+            tensorrt: TensorRtOptions::default(),
+            cuda: CudaOptions::default(),
         }
     }
 }
@@ -339,49 +331,77 @@ impl RunControl {
 pub struct Engine {
     session: Session,
     input: Tensor<f32>,
+    input_len: usize,
     control: RunControl,
     next_seq: u64,
     input_name: String,
     output_len: usize,
     provider: Provider,
+    fallback_reason: Option<String>,
+    io_memory: &'static str,
+}
+
+/// Where the input and output tensors live: `cuda_pinned` (page-locked host memory the GPU
+/// copies by DMA) or `cpu` (ordinary memory).
+const IO_MEMORY_PINNED: &str = "cuda_pinned";
+const IO_MEMORY_CPU: &str = "cpu";
+
+/// Why a session with a given first provider could not be built.
+enum Attempt {
+    /// The provider did not register.
+    Register(String),
+    /// It registered but the session could not be created.
+    Commit(String),
 }
 
 impl Engine {
     /// Loads ONNX Runtime (first call in the process), builds the session for `model` with the
-    /// first execution provider that registers, checks the graph against the manifest, allocates
-    /// the tensors and warms up. Allocates; blocks for the session build and warm-up.
+    /// first execution provider that registers and commits, checks the graph against the
+    /// manifest, allocates the tensors (in pinned host memory for a GPU provider) and warms up.
+    /// Allocates; blocks for the session build (minutes for a TensorRT engine build, logged) and
+    /// warm-up.
+    ///
+    /// A provider later in the list than the first is a fall-back: logged once as WARN and given
+    /// by [`Self::fallback_reason`]; with `require_first_provider` it is an error instead.
     pub fn new(model: &Model, config: &EngineConfig) -> Result<Self, EngineError> {
         let env = environment(config.ort_library.as_deref())?;
         let session_err = |e: ort::Error| EngineError::Session {
             model: model.onnx_path.clone(),
             reason: e.to_string(),
         };
-        let mut builder = Session::builder(env).map_err(session_err)?;
-        if config.intra_op_threads > 0 {
-            builder = builder
-                .with_intra_threads(config.intra_op_threads)
-                .map_err(|e| session_err(e.into()))?;
-        }
-        // Every configured provider is registered (later ones take the nodes earlier ones cannot
-        // run); the first that registers is the one in use.
+        let providers = &config.execution_providers;
         let mut tried = Vec::new();
-        let mut chosen = None;
-        for &provider in &config.execution_providers {
-            match provider.dispatch().register(&mut builder) {
-                Ok(()) => {
-                    tracing::debug!(
-                        provider = provider.as_str(),
-                        "execution provider registered"
-                    );
-                    chosen.get_or_insert(provider);
+        let mut built = None;
+        let mut last_commit_error = None;
+        for (i, &provider) in providers.iter().enumerate() {
+            match build_session(env, model, config, &providers[i..]) {
+                Ok(session) => {
+                    built = Some((provider, session));
+                    break;
                 }
-                Err(e) => {
-                    tracing::info!(provider = provider.as_str(), error = %e, "execution provider unavailable");
-                    tried.push(format!("{provider}: {e}"));
+                Err(attempt) => {
+                    let reason = match attempt {
+                        Attempt::Register(r) => r,
+                        Attempt::Commit(r) => {
+                            last_commit_error = Some(r.clone());
+                            r
+                        }
+                    };
+                    tracing::info!(provider = provider.as_str(), reason = %reason, "execution provider unavailable");
+                    if i == 0 && config.require_first_provider {
+                        return Err(EngineError::FirstProviderUnavailable { provider, reason });
+                    }
+                    tried.push(format!("{provider}: {reason}"));
                 }
             }
         }
-        let Some(provider) = chosen else {
+        let Some((provider, session)) = built else {
+            if let Some(reason) = last_commit_error.filter(|_| tried.len() == 1) {
+                return Err(EngineError::Session {
+                    model: model.onnx_path.clone(),
+                    reason,
+                });
+            }
             return Err(EngineError::NoProvider {
                 tried: if tried.is_empty() {
                     "none configured".into()
@@ -390,17 +410,22 @@ impl Engine {
                 },
             });
         };
-        let session = builder
-            .commit_from_memory(&model.onnx_bytes)
-            .map_err(session_err)?;
+        let fallback_reason = (!tried.is_empty()).then(|| tried.join("; "));
+        if let Some(reason) = &fallback_reason {
+            tracing::warn!(
+                execution_provider = provider.as_str(),
+                wanted = providers.first().map_or("", |p| p.as_str()),
+                reason = %reason,
+                "running on a fall-back execution provider"
+            );
+        }
 
         let m = &model.manifest;
         check_graph(&session, &m.input.name, &m.output.name)?;
-        let input = Tensor::<f32>::new(&Allocator::default(), m.input.shape.map(|d| d as i64))
-            .map_err(session_err)?;
-        let output_shape = m.output.shape.map(|d| d as i64);
-        let output =
-            Tensor::<f32>::new(&Allocator::default(), output_shape).map_err(session_err)?;
+        let device_id = provider.device_id(&config.provider_options());
+        let pinned = config.pinned_memory && provider.is_gpu();
+        let (input, output, io_memory) =
+            io_tensors(&session, model, pinned, device_id).map_err(session_err)?;
         let run_options = RunOptions::new().map_err(session_err)?.with_outputs(
             OutputSelector::no_default()
                 .with(m.output.name.clone())
@@ -409,6 +434,7 @@ impl Engine {
         let mut engine = Self {
             session,
             input,
+            input_len: m.input.shape.iter().product(),
             control: RunControl {
                 options: Arc::new(SharedRunOptions(run_options)),
                 state: Arc::new(Mutex::new(RunState::default())),
@@ -418,11 +444,24 @@ impl Engine {
             input_name: m.input.name.clone(),
             output_len: m.output.shape.iter().product(),
             provider,
+            fallback_reason,
+            io_memory,
         };
         for _ in 0..config.warmup_runs {
             engine.run(|_| ())?;
         }
         Ok(engine)
+    }
+
+    /// Why the first listed provider is not the one in use (each provider tried before it, with
+    /// its error); `None` when the first one is in use.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.fallback_reason.as_deref()
+    }
+
+    /// Where the input and output tensors live: `cuda_pinned` or `cpu`.
+    pub fn io_memory(&self) -> &'static str {
+        self.io_memory
     }
 
     /// The execution provider the session runs on.
@@ -437,7 +476,15 @@ impl Engine {
 
     /// The input tensor's data, to be filled by the pre-processor before [`Self::run`].
     pub fn input_mut(&mut self) -> &mut [f32] {
-        self.input.extract_tensor_mut().1
+        // ort's own accessors refuse pinned memory (not "CPU" to them), so the slice is made
+        // from the tensor's data pointer.
+        let data = self.input.data_ptr_mut().cast::<f32>();
+        // SAFETY: the tensor was allocated in `new` with the manifest's input shape, i.e.
+        // `input_len` f32 values, by the CPU allocator or CUDA's pinned host allocator: both
+        // return host-addressable memory aligned for f32, valid while `self.input` lives. The
+        // `&mut self` borrow makes this the only reference to it; ONNX Runtime reads it only
+        // inside `run`, which also takes `&mut self`.
+        unsafe { std::slice::from_raw_parts_mut(data, self.input_len) }
     }
 
     /// The handle a watchdog uses to terminate runs that pass their deadline.
@@ -489,6 +536,111 @@ impl Engine {
         }
         Ok(read(data))
     }
+}
+
+/// Builds a session whose first provider is `providers[0]` (the rest registered after it, for
+/// the nodes it cannot run). Fails if `providers[0]` does not register or the session does not
+/// commit with it.
+fn build_session(
+    env: &ort::environment::Environment,
+    model: &Model,
+    config: &EngineConfig,
+    providers: &[Provider],
+) -> Result<Session, Attempt> {
+    let Some(&first) = providers.first() else {
+        return Err(Attempt::Register("no provider".into()));
+    };
+    let mut builder = Session::builder(env).map_err(|e| Attempt::Commit(e.to_string()))?;
+    if config.intra_op_threads > 0 {
+        builder = builder
+            .with_intra_threads(config.intra_op_threads)
+            .map_err(|e| Attempt::Commit(e.to_string()))?;
+    }
+    let options = config.provider_options();
+    // The engine cache is keyed when TensorRT leads the attempt (a TensorRT listed after another
+    // provider only takes the nodes that one cannot run, uncached).
+    let trt_cache = (first == Provider::Tensorrt && config.tensorrt.engine_cache).then(|| {
+        let m = &model.manifest;
+        let shape =
+            tensorrt_cache::input_shape_text(&m.input.name, &m.input.shape, &config.tensorrt);
+        let lib_dir = loaded_ort_library().and_then(Path::parent);
+        let dirs: Vec<&Path> = lib_dir.into_iter().collect();
+        tensorrt_cache::prepare(&config.tensorrt, &m.name, model.sha256(), shape, &dirs)
+    });
+    let cache_dirs = trt_cache.as_ref().and_then(|c| c.as_ref().ok());
+    for (i, &provider) in providers.iter().enumerate() {
+        let dispatch = crate::providers::dispatch(provider, &options, cache_dirs);
+        match dispatch.register(&mut builder) {
+            Ok(()) => tracing::debug!(
+                provider = provider.as_str(),
+                "execution provider registered"
+            ),
+            Err(e) if i == 0 => return Err(Attempt::Register(e.to_string())),
+            Err(e) => {
+                tracing::debug!(provider = provider.as_str(), error = %e, "execution provider not registered")
+            }
+        }
+    }
+    if let Some(Err(reason)) = &trt_cache {
+        tracing::warn!(reason = %reason, "TensorRT engine cache off: cannot key it (every start builds the engine)");
+    }
+    let _progress = match (cache_dirs, first) {
+        (Some(c), Provider::Tensorrt) if c.cached => {
+            tracing::info!(cache = %c.engines.display(), "loading the cached TensorRT engine");
+            None
+        }
+        (c, Provider::Tensorrt) => Some(tensorrt_cache::BuildProgress::start(
+            c.map_or_else(
+                || "no cache".to_string(),
+                |c| c.engines.display().to_string(),
+            ),
+            Duration::from_secs(15),
+        )),
+        _ => None,
+    };
+    builder
+        .commit_from_memory(&model.onnx_bytes)
+        .map_err(|e| Attempt::Commit(e.to_string()))
+}
+
+/// The input and output tensors. With `pinned`, the input is in pinned host memory from the
+/// session's CUDA allocator (its copy to the device is then one direct DMA transfer, with no
+/// staging copy in the driver), falling back to ordinary memory with a warning if pinned memory
+/// cannot be had. The output is always in ordinary memory: ONNX Runtime 1.31 writes a CUDA
+/// node's output straight into a pinned fetch and then fails its own copy step
+/// (`GPUDataTransfer::CopyTensorAsync: dst_data != src_data`), seen on an H200.
+fn io_tensors(
+    session: &Session,
+    model: &Model,
+    pinned: bool,
+    device_id: i32,
+) -> Result<(Tensor<f32>, Tensor<f32>, &'static str), ort::Error> {
+    let m = &model.manifest;
+    let output = Tensor::<f32>::new(&Allocator::default(), m.output.shape.map(|d| d as i64))?;
+    let make =
+        |allocator: &Allocator| Tensor::<f32>::new(allocator, m.input.shape.map(|d| d as i64));
+    if pinned {
+        let mut errors = Vec::new();
+        for memory_type in [MemoryType::CPUOutput, MemoryType::CPUInput] {
+            let pinned = MemoryInfo::new(
+                AllocationDevice::CUDA_PINNED,
+                device_id,
+                AllocatorType::Device,
+                memory_type,
+            )
+            .and_then(|info| Allocator::new(session, info))
+            .and_then(|a| make(&a));
+            match pinned {
+                Ok(input) => return Ok((input, output, IO_MEMORY_PINNED)),
+                Err(e) => errors.push(format!("{memory_type:?}: {e}")),
+            }
+        }
+        tracing::warn!(
+            errors = %errors.join("; "),
+            "no pinned host memory from ONNX Runtime: frames are copied to the GPU from ordinary memory"
+        );
+    }
+    Ok((make(&Allocator::default())?, output, IO_MEMORY_CPU))
 }
 
 fn check_graph(session: &Session, input: &str, output: &str) -> Result<(), EngineError> {

@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | ingest | [`image`], [`decode`] | borrowed views of raw frames, JPEG/PNG decoding |
 //! | preprocess | [`preprocess`] | letterbox resize, pad, scale, layout change into the input tensor |
-//! | infer | [`infer`] | ONNX Runtime session, execution-provider chain, one run per frame |
+//! | infer | [`infer`], [`providers`] | ONNX Runtime session, execution providers and their options, one run per frame |
 //! | postprocess | [`postprocess`] | decode, threshold, class-aware NMS, top-k, boxes back to image pixels |
 //!
 //! [`model`] reads a model package (manifest + ONNX, sha256-checked) and [`pipeline::Detector`]
@@ -34,6 +34,7 @@ pub mod model;
 pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
+pub mod providers;
 pub mod replay;
 #[cfg(feature = "ros")]
 pub mod ros;

@@ -178,6 +178,10 @@ struct DetectArgs {
     )]
     execution_providers: Vec<Provider>,
 
+    /// Fail when the first listed provider cannot be used instead of falling back to the next.
+    #[arg(long)]
+    require_first_provider: bool,
+
     /// ONNX Runtime library (default: ORT_DYLIB_PATH, then the set-up's copy).
     #[arg(long, value_name = "PATH")]
     ort_library: Option<PathBuf>,
@@ -513,6 +517,7 @@ fn detect(args: &DetectArgs) -> Result<ExitCode> {
     }
     let engine = EngineConfig {
         execution_providers: args.execution_providers.clone(),
+        require_first_provider: args.require_first_provider,
         ort_library: args.ort_library.clone(),
         ..EngineConfig::default()
     };
@@ -548,6 +553,8 @@ fn detect(args: &DetectArgs) -> Result<ExitCode> {
 struct JsonLine<'a> {
     image: String,
     execution_provider: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback_reason: Option<&'a str>,
     width: u32,
     height: u32,
     detections: Vec<JsonDetection<'a>>,
@@ -573,6 +580,7 @@ fn detect_one(
     let view = decoder.decode(&bytes, format)?;
     let (width, height) = (view.width(), view.height());
     let provider = detector.execution_provider();
+    let fallback_reason = detector.fallback_reason().map(str::to_string);
     let result = detector.detect(&view)?;
     let class_name = |id: u32| classes.get(id as usize).map_or("?", String::as_str);
     let round = |v: f32, digits: i32| {
@@ -583,6 +591,7 @@ fn detect_one(
         let line = JsonLine {
             image: path.display().to_string(),
             execution_provider: provider.as_str(),
+            fallback_reason: fallback_reason.as_deref(),
             width,
             height,
             detections: result

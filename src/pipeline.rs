@@ -90,6 +90,30 @@ impl Detector {
         self.engine.execution_provider()
     }
 
+    /// Why the first listed execution provider is not the one in use (None: it is).
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.engine.fallback_reason()
+    }
+
+    /// Where the input and output tensors live (`cuda_pinned` or `cpu`).
+    pub fn io_memory(&self) -> &'static str {
+        self.engine.io_memory()
+    }
+
+    /// The engine as /diagnostics and reports describe it.
+    pub fn engine_info(&self) -> crate::diagnostics::EngineInfo {
+        crate::diagnostics::EngineInfo {
+            execution_provider: self.execution_provider().as_str(),
+            fallback_reason: self.fallback_reason().unwrap_or_default().to_string(),
+            io_memory: self.io_memory(),
+            model: self.model.manifest.name.clone(),
+            sha256: self.model.sha256().to_string(),
+            ort_library: crate::infer::loaded_ort_library()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        }
+    }
+
     /// Post-processor (thresholds, counters).
     pub fn postprocessor(&self) -> &Postprocessor {
         &self.post

@@ -48,7 +48,7 @@ use crate::bag::{Bag, BagError, BagWriter, offered_qos_yaml};
 use crate::cdr;
 use crate::config::{Config, ImageKind, QueuePolicy};
 use crate::deadline::{LatePolicy, LatencyStats, Percentiles, RosClock, Verdict};
-use crate::diagnostics::{EngineInfo, Health, Status};
+use crate::diagnostics::{Health, Status};
 use crate::ingest::{CameraCounters, FrameProducer, camera_ring};
 use crate::model::Model;
 use crate::pipeline::Detector;
@@ -185,6 +185,19 @@ pub struct LatencyMs {
     pub postprocess: PercentilesMs,
 }
 
+/// The stage times of one frame, ms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct StageMs {
+    /// Handed to the ring to result written.
+    pub e2e: f64,
+    /// Decode and pre-processing.
+    pub preprocess: f64,
+    /// ONNX Runtime run.
+    pub inference: f64,
+    /// Post-processing.
+    pub postprocess: f64,
+}
+
 /// Counts and latencies of one camera, or of all of them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Counts {
@@ -226,6 +239,11 @@ pub struct Report {
     pub bad_inputs: u64,
     /// Execution provider in use.
     pub execution_provider: String,
+    /// Why the first listed provider is not in use (each provider tried with its error); empty
+    /// when it is.
+    pub fallback_reason: String,
+    /// Where the input and output tensors lived: `cuda_pinned` or `cpu`.
+    pub io_memory: String,
     /// sha256 of the ONNX file.
     pub model_sha256: String,
     /// Per camera, by name: the same keys.
@@ -252,10 +270,26 @@ pub struct Report {
     pub output_bag: String,
     /// Messages written to the output bag, all topics.
     pub messages_written: u64,
+    /// The first frame's stage times (warm-up makes it no slower than the p99 of the others).
+    pub first_frame_ms: StageMs,
+    /// Peak resident memory of the process, MB (getrusage).
+    pub peak_rss_mb: f64,
+}
+
+/// Peak resident set size of this process, MB (0 if the OS does not say).
+fn peak_rss_mb() -> f64 {
+    // SAFETY: getrusage writes one `rusage` into the zeroed struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a valid out-pointer.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    (usage.ru_maxrss as f64 / 1024.0 * 10.0).round() / 10.0
 }
 
 /// Per-stage statistics over all cameras, for the report.
 struct Totals {
+    first: Option<StageMs>,
     e2e: LatencyStats,
     preprocess: LatencyStats,
     inference: LatencyStats,
@@ -266,6 +300,7 @@ impl Totals {
     fn new() -> Result<Self, hdrhistogram::CreationError> {
         let w = Duration::from_secs(3600);
         Ok(Self {
+            first: None,
             e2e: LatencyStats::new(w)?,
             preprocess: LatencyStats::new(w)?,
             inference: LatencyStats::new(w)?,
@@ -310,6 +345,8 @@ pub struct Replay {
     class_names: Vec<String>,
     clock_ns: Arc<AtomicI64>,
     provider: &'static str,
+    fallback_reason: String,
+    io_memory: &'static str,
     model_name: String,
     sha256: String,
     health: Health,
@@ -412,9 +449,7 @@ impl Replay {
         let class_names = model.manifest.classes.clone();
         let detector = Detector::new(model, &config.engine, Some(thresholds))?;
         let provider = detector.execution_provider().as_str();
-        let ort_library = crate::infer::loaded_ort_library()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
+        let engine_info = detector.engine_info();
 
         let live_policy = matches!(options.pace, Pace::Rate(_));
         let mut provenance = BTreeMap::new();
@@ -422,6 +457,10 @@ impl Replay {
         provenance.insert("lookout.model".into(), model_name.clone());
         provenance.insert("lookout.model_sha256".into(), sha256.clone());
         provenance.insert("lookout.execution_provider".into(), provider.into());
+        provenance.insert(
+            "lookout.fallback_reason".into(),
+            engine_info.fallback_reason.clone(),
+        );
         provenance.insert(
             "lookout.config".into(),
             serde_yaml_ng::to_string(config).unwrap_or_default(),
@@ -536,16 +575,9 @@ impl Replay {
             class_names,
             clock_ns,
             provider,
-            health: Health::new(
-                Instant::now(),
-                health_cameras,
-                EngineInfo {
-                    execution_provider: provider,
-                    model: model_name.clone(),
-                    sha256: sha256.clone(),
-                    ort_library,
-                },
-            ),
+            fallback_reason: engine_info.fallback_reason.clone(),
+            io_memory: engine_info.io_memory,
+            health: Health::new(Instant::now(), health_cameras, engine_info),
             model_name,
             sha256,
             buf: Vec::with_capacity(64 * 1024),
@@ -904,6 +936,13 @@ impl Replay {
         let now = Instant::now();
         let verdict = self.tracker.judge(out, now);
         let e2e = now.saturating_duration_since(out.received);
+        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        self.totals.first.get_or_insert(StageMs {
+            e2e: ms(e2e),
+            preprocess: ms(out.times.preprocess),
+            inference: ms(out.times.inference),
+            postprocess: ms(out.times.postprocess),
+        });
         self.totals.e2e.record(now, e2e);
         self.totals.preprocess.record(now, out.times.preprocess);
         self.totals.inference.record(now, out.times.inference);
@@ -1021,6 +1060,8 @@ impl Replay {
         let now = Instant::now();
         let mut report = Report {
             execution_provider: self.provider.to_string(),
+            fallback_reason: self.fallback_reason.clone(),
+            io_memory: self.io_memory.to_string(),
             model_sha256: self.sha256.clone(),
             mode: self.options.pace.name().to_string(),
             rate: match self.options.pace {
@@ -1039,6 +1080,8 @@ impl Replay {
             output_bag: self.options.out.display().to_string(),
             messages_written: info.map_or(0, |i| i.message_count),
             latency_ms: self.totals.latency(),
+            first_frame_ms: self.totals.first.unwrap_or_default(),
+            peak_rss_mb: peak_rss_mb(),
             ..Report::default()
         };
         let mut inference_ns = 0u64;

@@ -35,7 +35,7 @@ use crate::config::{
     Config, ConfigError, Durability, ImageKind, ParamValue, QosConfig, Reliability,
 };
 use crate::deadline::{RosClock, StatsSnapshot, Verdict};
-use crate::diagnostics::{EngineInfo, Health, Status};
+use crate::diagnostics::{Health, Status};
 use crate::infer::EngineError;
 use crate::ingest::{CameraCounters, CounterSnapshot, FrameProducer, Stamp, camera_ring};
 use crate::model::{Model, ModelError};
@@ -427,7 +427,8 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
     let sha = model.sha256().to_string();
     let detector = Detector::new(model, &config.engine, Some(thresholds))?;
     let provider = detector.execution_provider();
-    tracing::info!(model = %model_name, sha256 = %sha, execution_provider = provider.as_str(), "model loaded");
+    let engine_info = detector.engine_info();
+    tracing::info!(model = %model_name, sha256 = %sha, execution_provider = provider.as_str(), io_memory = engine_info.io_memory, "model loaded");
 
     // Rings, subscriptions and publishers, camera by camera.
     let mut inputs = Vec::new();
@@ -615,14 +616,7 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
             .zip(&inputs)
             .map(|((name, c), i)| (name.to_string(), c.clone(), i.counters.snapshot()))
             .collect(),
-        EngineInfo {
-            execution_provider: provider.as_str(),
-            model: model_name,
-            sha256: sha,
-            ort_library: crate::infer::loaded_ort_library()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-        },
+        engine_info,
     );
     let counters: Vec<Arc<CameraCounters>> =
         inputs.iter().map(|i| Arc::clone(&i.counters)).collect();
