@@ -13,7 +13,8 @@
 #   downloads/    pinned downloads, each checked against its sha256
 #   data/images/  test images (bus.jpg, dog.jpg, person.jpg)
 #   data/vtest.avi  OpenCV's pedestrian video (the source of every vtest bag)
-#   data/bags/    with --bags: vtest (MCAP) and vtest_sqlite3, the whole video as rosbag2 bags
+#   data/bags/    with --bags: vtest (MCAP) and vtest_sqlite3, the whole video as rosbag2 bags,
+#                 and vtest_hd: its first 150 frames at 1280x720 (MCAP; the speed comparisons)
 #   env.sh        source this to build or run lookout by hand (the scripts do it themselves)
 # The default model is converted to models/yolov3-tiny/yolov3-tiny.onnx (gitignored) and checked
 # against the sha256 in models/yolov3-tiny/manifest.yaml.
@@ -194,9 +195,11 @@ if [[ ! -f "$vtest_avi" || "$(sha_of "$vtest_avi")" != 45cddc9490be69345cbdab64c
 fi
 want_bags=$(cat "$repo/scripts/make_vtest_bag.py" "$stamps/venv" | sha256sum | cut -d' ' -f1)
 if [[ $with_bags == 1 && ( ! -f "$data/bags/vtest/metadata.yaml" || "$(cat "$stamps/bags" 2>/dev/null)" != "$want_bags" ) ]]; then
-  say "building the vtest bags (795 frames, MCAP and sqlite3, about 1.9 GB)"
+  say "building the vtest bags (795 frames, MCAP and sqlite3, about 1.9 GB; and vtest_hd: 150 frames at 1280x720, 0.3 GB)"
   rm -rf "$data/bags"
   "$venv/bin/python" "$repo/scripts/make_vtest_bag.py" "$vtest_avi" "$data/bags" >/dev/null
+  "$venv/bin/python" "$repo/scripts/make_vtest_bag.py" "$vtest_avi" "$data/bags" --frames 150 \
+    --size 1280x720 --storage mcap --name vtest_hd >/dev/null
   echo "$want_bags" >"$stamps/bags"
 fi
 
