@@ -69,7 +69,8 @@ fn benches(c: &mut Criterion) {
     let mut detector = Detector::new(model, &engine, None).unwrap();
 
     // A real output tensor for the post-processing bench.
-    let mut engine_only = lookout::infer::Engine::new(detector.model(), &engine).unwrap();
+    let model = Model::load(&repo().join("models/yolov3-tiny/manifest.yaml")).unwrap();
+    let mut engine_only = lookout::infer::Engine::new(&model, &engine).unwrap();
     let lb = pre.run(&view, engine_only.input_mut()).unwrap();
     let output = engine_only.run(|o| o.to_vec()).unwrap();
     let mut post = Postprocessor::new(&m.output, m.classes.len(), m.thresholds);

@@ -6,7 +6,8 @@
 #
 # Usage: scripts/bench_vs_python.sh BAG TOPIC [image|compressed]
 #   (the type defaults to `compressed` for topics ending in /compressed, else `image`)
-# Environment: BENCH_OUT (default $LOOKOUT_HOME/bench) keeps both reports; LOOKOUT_BIN overrides
+# Environment: BENCH_OUT (default $LOOKOUT_HOME/bench) keeps both reports; BENCH_ENGINE adds
+# engine keys to lookout's parameters (e.g. "intra_op_spinning: true"); LOOKOUT_BIN overrides
 # the binary (default: target/release/lookout, built here).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,13 +28,13 @@ cat > "$out/params.yaml" <<EOF
 /**:
   ros__parameters:
     model: models/yolov3-tiny/manifest.yaml
-    engine: {execution_providers: [cpu]}
+    engine: {execution_providers: [cpu]${BENCH_ENGINE:+, $BENCH_ENGINE}}
     cameras: [cam]
     camera:
       cam: {topic: $topic, type: $type, max_width: 1920, max_height: 1200}
 EOF
 "$bin" replay "$bag" --params-file "$out/params.yaml" --out "$out/lookout_out" --force \
-  --report "$out/lookout.json" > /dev/null
+  --report "$out/lookout.json" > /dev/null 2> "$out/lookout.log"
 "$LOOKOUT_PYTHON" benches/compare/reference_replay.py "$bag" \
   --model models/yolov3-tiny/yolov3-tiny.onnx --topic "$topic" --report "$out/python.json" > /dev/null
 "$LOOKOUT_PYTHON" - "$out/lookout.json" "$out/python.json" <<'EOF'

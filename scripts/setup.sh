@@ -11,7 +11,7 @@
 #                 rosbags for tests
 #   lib/          libonnxruntime.so and librmw_implementation.so links
 #   downloads/    pinned downloads, each checked against its sha256
-#   data/images/  test images (bus.jpg, dog.jpg, person.jpg)
+#   data/images/  test images (bus.jpg, dog.jpg, person.jpg; street_<W>x<H>.jpg for the benches)
 #   data/vtest.avi  OpenCV's pedestrian video (the source of every vtest bag)
 #   data/bags/    with --bags: vtest (MCAP) and vtest_sqlite3, the whole video as rosbag2 bags,
 #                 and vtest_hd: its first 150 frames at 1280x720 (MCAP; the speed comparisons)
@@ -46,8 +46,9 @@ sha_of() { sha256sum "$1" | cut -d' ' -f1; }
 mkdir -p "$downloads" "$images" "$stamps" "$home/lib"
 
 # ---------------------------------------------------------------------------------------------
-# 1. Debian packages: libclang-dev (bindgen for r2r), cmake (vision_msgs), binutils (dpkg-deb).
-apt_needed=(libclang-dev cmake pkg-config)
+# 1. Debian packages: libclang-dev (bindgen for r2r), cmake (vision_msgs, libjpeg-turbo), nasm
+#    (libjpeg-turbo's SIMD), binutils (dpkg-deb).
+apt_needed=(libclang-dev cmake pkg-config nasm)
 missing=()
 for p in "${apt_needed[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -192,6 +193,12 @@ if [[ ! -f "$vtest_avi" || "$(sha_of "$vtest_avi")" != 45cddc9490be69345cbdab64c
   [[ "$(sha_of "$vtest_avi.tmp")" == 45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf ]] ||
     die "extracted vtest.avi does not match its sha256"
   mv "$vtest_avi.tmp" "$vtest_avi"
+fi
+# JPEG frames at camera sizes for the JPEG benches (benches/preprocess.rs).
+want_street=$(cat "$repo/scripts/make_street_jpegs.py" "$stamps/venv" | sha256sum | cut -d' ' -f1)
+if [[ "$(cat "$stamps/street" 2>/dev/null)" != "$want_street" ]]; then
+  "$venv/bin/python" "$repo/scripts/make_street_jpegs.py" "$vtest_avi" "$images"
+  echo "$want_street" >"$stamps/street"
 fi
 want_bags=$(cat "$repo/scripts/make_vtest_bag.py" "$stamps/venv" | sha256sum | cut -d' ' -f1)
 if [[ $with_bags == 1 && ( ! -f "$data/bags/vtest/metadata.yaml" || "$(cat "$stamps/bags" 2>/dev/null)" != "$want_bags" ) ]]; then

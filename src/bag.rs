@@ -14,9 +14,10 @@
 //! `ros2 bag` read it without lookout's message packages.
 //!
 //! Contract: opening reads `metadata.yaml` and lists files, and reads no message.
-//! [`Bag::for_each`] maps MCAP files (read-only memory map) or queries sqlite, and hands each
-//! payload to the callback without copying (MCAP chunk decompression and sqlite rows allocate
-//! inside those libraries). Bags must not be modified while they are read. Writing allocates
+//! [`Bag::for_each`] streams MCAP files through a 1 MiB read buffer (one chunk decompressed at
+//! a time, each payload copied out of it: memory stays bounded whatever the bag's size) or
+//! queries sqlite, and hands each payload to the callback; both allocate per message inside
+//! those libraries. Bags must not be modified while they are read. Writing allocates
 //! (chunks are buffered and zstd-compressed, single-threaded, so equal input gives equal bytes)
 //! and blocks on file I/O.
 
@@ -416,17 +417,14 @@ fn for_each_mcap(
         path: path.to_path_buf(),
         error,
     })?;
-    // SAFETY: the map is read-only and lookout never writes the bag; the contract of this module
-    // is that bags are not modified while they are read (a truncated file would fault).
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|error| BagError::Io {
-        path: path.to_path_buf(),
-        error,
-    })?;
     let bad = |e: mcap::McapError| BagError::Mcap {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
-    for message in mcap::MessageStream::new(&map).map_err(bad)? {
+    // Streamed through a bounded buffer, not mapped: a mapped bag's pages stay in the process's
+    // resident set as it is read (a 290 MB bag added 290 MB of RSS), streaming keeps one chunk.
+    let reader = std::io::BufReader::with_capacity(1 << 20, file);
+    for message in mcap::io::MessageReader::new(reader) {
         let message = message.map_err(bad)?;
         let schema = message.channel.schema.as_deref();
         let flow = f(BagMessage {

@@ -178,6 +178,10 @@ fn default_max_width() -> u32 {
     1920
 }
 
+fn default_true() -> bool {
+    true
+}
+
 fn default_max_height() -> u32 {
     1200
 }
@@ -220,6 +224,11 @@ pub struct CameraConfig {
     /// Largest frame height accepted.
     #[serde(default = "default_max_height")]
     pub max_height: u32,
+    /// Compressed cameras: decode a JPEG at 1/2, 1/4 or 1/8 of its size (in the DCT domain) when
+    /// that is still at least the size it is letterboxed to. Faster; detections move a little
+    /// against a full-size decode (see README). `false`: always decode at full size.
+    #[serde(default = "default_true")]
+    pub jpeg_reduced_scale: bool,
     /// Soft deadline from reception to publication, ms. Misses are counted (and the result
     /// published or dropped per `late_results`).
     #[serde(default = "default_budget_ms")]

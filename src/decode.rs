@@ -1,18 +1,25 @@
 //! Decoding of compressed frames (`sensor_msgs/CompressedImage`, image files) into a reusable
 //! buffer, then viewed as an [`ImageView`].
 //!
-//! JPEG is decoded by `zune-jpeg` to rgb8 (grey JPEGs to mono8), PNG by `zune-png` to rgb8,
-//! rgba8 or mono8 (16-bit PNGs are reduced to 8 bits).
+//! JPEG is decoded by libjpeg-turbo (vendored, static; SIMD) to rgb8 (grey JPEGs to mono8). With
+//! [`Decoder::with_tensor_size`], a JPEG at least twice the size it will be scaled to is decoded
+//! directly at 1/2, 1/4 or 1/8 of its size in the DCT domain (libjpeg-turbo's scaled inverse
+//! DCT): the smallest of these that is still at least the letterboxed size, so the resampler
+//! only ever shrinks. [`Decoder::original_size`] gives the full size, to which detections are
+//! mapped. PNG is decoded by `zune-png` to rgb8, rgba8 or mono8 (16-bit PNGs reduced to 8 bits).
 //!
-//! Contract: [`Decoder::new`] allocates the output buffer for `max_width x max_height` rgba8.
-//! [`Decoder::decode`] writes into that buffer and never grows it: a larger image is rejected
-//! with [`FrameError::TooLarge`]. The codecs allocate their own working memory per image (Huffman
-//! tables, PNG inflate state), so compressed input is not allocation-free; raw frames are.
+//! Contract: [`Decoder::new`] allocates the output buffer for `max_width x max_height` rgba8 and
+//! the JPEG decompressor. [`Decoder::decode`] writes into that buffer and never grows it: a larger
+//! image is rejected with [`FrameError::TooLarge`] before anything is decoded. Corrupt or
+//! truncated data is a [`FrameError::Decode`]. The codecs allocate their own working memory per
+//! image (libjpeg-turbo on the C heap, zune-png's inflate state), so compressed input is not
+//! allocation-free; raw frames are.
 
 use zune_core::bytestream::ZCursor;
 use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
 
+use crate::geometry::Letterbox;
 use crate::image::{FrameError, ImageView, PixelEncoding};
 
 /// Compressed image formats.
@@ -67,16 +74,111 @@ pub struct Decoder {
     buffer: Vec<u8>,
     max_width: u32,
     max_height: u32,
+    /// libjpeg-turbo's decompressor (None if it could not be created: every JPEG is then a
+    /// decode error naming why).
+    jpeg: Result<turbojpeg::Decompressor, String>,
+    /// The tensor a decoded frame is letterboxed into, for reduced-scale JPEG decoding.
+    tensor_size: Option<(u32, u32)>,
+    /// Full size of the last image decoded.
+    original: (u32, u32),
 }
 
+/// The DCT scaling factors tried, smallest first (eighths).
+const JPEG_SCALES: [usize; 3] = [1, 2, 4];
+
 impl Decoder {
-    /// Allocates room for one `max_width x max_height` rgba8 image.
+    /// Allocates room for one `max_width x max_height` rgba8 image (reserved; pages become
+    /// resident as images fill them) and the JPEG decompressor.
     pub fn new(max_width: u32, max_height: u32) -> Self {
+        let mut buffer = Vec::new();
+        buffer.reserve_exact(max_width as usize * max_height as usize * 4);
         Self {
-            buffer: vec![0u8; max_width as usize * max_height as usize * 4],
+            buffer,
             max_width,
             max_height,
+            jpeg: turbojpeg::Decompressor::new().map_err(|e| e.to_string()),
+            tensor_size: None,
+            original: (0, 0),
         }
+    }
+
+    /// Decode JPEGs at a reduced scale when they are at least twice the size they are
+    /// letterboxed to in a `width x height` tensor.
+    pub fn with_tensor_size(mut self, width: u32, height: u32) -> Self {
+        self.tensor_size = Some((width, height));
+        self
+    }
+
+    /// The full size of the last image decoded (the view may be smaller, see the module docs).
+    pub fn original_size(&self) -> (u32, u32) {
+        self.original
+    }
+
+    /// The eighths to decode a `width x height` JPEG at.
+    fn jpeg_scale(&self, width: u32, height: u32) -> usize {
+        let Some((tw, th)) = self.tensor_size else {
+            return 8;
+        };
+        let lb = Letterbox::fit(width, height, tw, th, true);
+        JPEG_SCALES
+            .into_iter()
+            .find(|&m| {
+                let scaled = |d: u32| (d as usize * m).div_ceil(8);
+                scaled(width) >= lb.resized_width as usize
+                    && scaled(height) >= lb.resized_height as usize
+            })
+            .unwrap_or(8)
+    }
+
+    /// Decodes a JPEG into the buffer; returns the decoded (possibly reduced) size.
+    fn decode_jpeg(&mut self, bytes: &[u8]) -> Result<(u32, u32, PixelEncoding), FrameError> {
+        let err = |reason: String| FrameError::Decode {
+            format: "jpeg",
+            reason,
+        };
+        let scale = {
+            let jpeg = self.jpeg.as_mut().map_err(|e| err(e.clone()))?;
+            let header = jpeg.read_header(bytes).map_err(|e| err(e.to_string()))?;
+            let (w, h) = (
+                u32::try_from(header.width).unwrap_or(u32::MAX),
+                u32::try_from(header.height).unwrap_or(u32::MAX),
+            );
+            self.check_size(w, h)?;
+            self.original = (w, h);
+            let grey = header.colorspace == turbojpeg::Colorspace::Gray;
+            (self.jpeg_scale(w, h), grey, header)
+        };
+        let (eighths, grey, header) = scale;
+        let factor = turbojpeg::ScalingFactor::new(eighths, 8);
+        let scaled = header.scaled(factor);
+        let (format, encoding) = if grey {
+            (turbojpeg::PixelFormat::GRAY, PixelEncoding::Mono8)
+        } else {
+            (turbojpeg::PixelFormat::RGB, PixelEncoding::Rgb8)
+        };
+        let pitch = scaled.width * encoding.bytes_per_pixel();
+        let len = pitch * scaled.height;
+        if len > self.buffer.capacity() {
+            return Err(err(format!("decoded size {len} B exceeds the buffer")));
+        }
+        // Grows within the reserved capacity only (never reallocates).
+        if self.buffer.len() < len {
+            self.buffer.resize(len, 0);
+        }
+        let jpeg = self.jpeg.as_mut().map_err(|e| err(e.clone()))?;
+        jpeg.set_scaling_factor(factor)
+            .map_err(|e| err(e.to_string()))?;
+        let image = turbojpeg::Image {
+            pixels: &mut self.buffer[..len],
+            width: scaled.width,
+            pitch,
+            height: scaled.height,
+            format,
+        };
+        jpeg.decompress(bytes, image)
+            .map_err(|e| err(e.to_string()))?;
+        let to_u32 = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        Ok((to_u32(scaled.width), to_u32(scaled.height), encoding))
     }
 
     /// Decodes `bytes` and returns a view of the decoded frame (valid until the next call).
@@ -85,6 +187,16 @@ impl Decoder {
         bytes: &[u8],
         format: CompressedFormat,
     ) -> Result<ImageView<'_>, FrameError> {
+        self.decode_sized(bytes, format).map(|(view, _)| view)
+    }
+
+    /// As [`Self::decode`], with the image's full size (larger than the view's when the JPEG was
+    /// decoded at a reduced scale).
+    pub fn decode_sized(
+        &mut self,
+        bytes: &[u8],
+        format: CompressedFormat,
+    ) -> Result<(ImageView<'_>, (u32, u32)), FrameError> {
         let err = |reason: String| FrameError::Decode {
             format: format.name(),
             reason,
@@ -93,25 +205,7 @@ impl Decoder {
             .set_max_width(self.max_width as usize)
             .set_max_height(self.max_height as usize);
         let (width, height, encoding) = match format {
-            CompressedFormat::Jpeg => {
-                let mut dec =
-                    zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-                dec.decode_headers().map_err(|e| err(e.to_string()))?;
-                let info = dec.info().ok_or_else(|| err("no image header".into()))?;
-                let (w, h) = (u32::from(info.width), u32::from(info.height));
-                self.check_size(w, h)?;
-                let grey = matches!(dec.input_colorspace(), Some(ColorSpace::Luma));
-                let (space, encoding) = if grey {
-                    (ColorSpace::Luma, PixelEncoding::Mono8)
-                } else {
-                    (ColorSpace::RGB, PixelEncoding::Rgb8)
-                };
-                dec.set_options(options.jpeg_set_out_colorspace(space));
-                let len = w as usize * h as usize * encoding.bytes_per_pixel();
-                dec.decode_into(&mut self.buffer[..len])
-                    .map_err(|e| err(e.to_string()))?;
-                (w, h, encoding)
-            }
+            CompressedFormat::Jpeg => self.decode_jpeg(bytes)?,
             CompressedFormat::Png => {
                 let mut dec = zune_png::PngDecoder::new_with_options(
                     ZCursor::new(bytes),
@@ -138,13 +232,18 @@ impl Decoder {
                 if len != w as usize * h as usize * encoding.bytes_per_pixel() {
                     return Err(err(format!("unexpected decoded size {len} B")));
                 }
+                if self.buffer.len() < len {
+                    self.buffer.resize(len, 0);
+                }
                 dec.decode_into(&mut self.buffer[..len])
                     .map_err(|e| err(e.to_string()))?;
+                self.original = (w, h);
                 (w, h, encoding)
             }
         };
         let len = width as usize * height as usize * encoding.bytes_per_pixel();
-        ImageView::packed(width, height, encoding, &self.buffer[..len])
+        let view = ImageView::packed(width, height, encoding, &self.buffer[..len])?;
+        Ok((view, self.original))
     }
 
     fn check_size(&self, width: u32, height: u32) -> Result<(), FrameError> {

@@ -294,6 +294,24 @@ pub struct EngineInput<'a> {
     pub errors: (u64, u64),
     /// Inference time (window), the worst camera's.
     pub inference: Percentiles,
+    /// The process's resident memory now, MB (0 where the OS does not say).
+    pub rss_mb: f64,
+}
+
+/// The process's resident set size now, MB: `/proc/self/statm` on Linux, else 0. Allocates (a
+/// small read); called once per diagnostics period.
+pub fn resident_mb() -> f64 {
+    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
+        return 0.0;
+    };
+    let pages: f64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as f64;
+    (pages * page / 1048576.0 * 10.0).round() / 10.0
 }
 
 /// The status of the inference engine: ERROR when a run timed out or failed in the last period,
@@ -334,6 +352,7 @@ pub fn engine_status(e: &EngineInput<'_>) -> Status {
         ("ort_library".to_string(), e.ort_library.to_string()),
         ("timeouts".to_string(), e.timeouts.0.to_string()),
         ("inference_errors".to_string(), e.errors.0.to_string()),
+        ("rss_mb".to_string(), format!("{:.1}", e.rss_mb)),
     ];
     push_percentiles(&mut values, "inference", &e.inference, false);
     Status {
@@ -448,6 +467,7 @@ impl Health {
             execution_provider: self.engine.execution_provider,
             fallback_reason: &self.engine.fallback_reason,
             io_memory: self.engine.io_memory,
+            rss_mb: resident_mb(),
             model: &self.engine.model,
             sha256: &self.engine.sha256,
             ort_library: &self.engine.ort_library,
@@ -627,13 +647,23 @@ mod tests {
             timeouts: (2, 2),
             errors: (0, 0),
             inference: Percentiles::default(),
+            rss_mb: 0.0,
         };
         let s = engine_status(&e);
         assert_eq!(s.level, Level::Ok);
         assert_eq!(value(&s, "execution_provider"), "cpu");
         assert_eq!(value(&s, "model_sha256"), "c3f7");
+        assert_eq!(value(&s, "rss_mb"), "0.0");
         e.timeouts = (3, 2);
         assert_eq!(engine_status(&e).level, Level::Error);
+    }
+
+    #[test]
+    fn resident_memory_is_read_on_linux() {
+        let mb = resident_mb();
+        if cfg!(target_os = "linux") {
+            assert!(mb > 1.0 && mb < 1e6, "{mb}");
+        }
     }
 
     #[test]
@@ -648,6 +678,7 @@ mod tests {
             timeouts: (0, 0),
             errors: (0, 0),
             inference: Percentiles::default(),
+            rss_mb: 0.0,
         };
         let s = engine_status(&e);
         assert_eq!(s.level, Level::Warn);

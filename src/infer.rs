@@ -116,6 +116,11 @@ pub struct EngineConfig {
     /// Results are bit-identical only for the same value (and provider).
     #[serde(default)]
     pub intra_op_threads: usize,
+    /// Let ONNX Runtime's intra-op threads spin (busy-wait) between runs: a little lower latency
+    /// per operator, but the spinning threads take the cores from everything else lookout does
+    /// between runs (pre-processing, publishing). Off by default.
+    #[serde(default)]
+    pub intra_op_spinning: bool,
     /// Inferences run at start-up so the first real frame does not pay for lazy initialisation.
     #[serde(default = "default_warmup_runs")]
     pub warmup_runs: u32,
@@ -148,6 +153,7 @@ impl Default for EngineConfig {
             require_first_provider: false,
             ort_library: None,
             intra_op_threads: 0,
+            intra_op_spinning: false,
             warmup_runs: default_warmup_runs(),
             pinned_memory: true,
             tensorrt: TensorRtOptions::default(),
@@ -556,6 +562,11 @@ fn build_session(
             .with_intra_threads(config.intra_op_threads)
             .map_err(|e| Attempt::Commit(e.to_string()))?;
     }
+    builder = builder
+        .with_intra_op_spinning(config.intra_op_spinning)
+        .map_err(|e| Attempt::Commit(e.to_string()))?
+        .with_inter_op_spinning(config.intra_op_spinning)
+        .map_err(|e| Attempt::Commit(e.to_string()))?;
     let options = config.provider_options();
     // The engine cache is keyed when TensorRT leads the attempt (a TensorRT listed after another
     // provider only takes the nodes that one cannot run, uncached).

@@ -59,8 +59,11 @@ pub struct Detector {
 
 impl Detector {
     /// Builds every stage for `model`; `thresholds` overrides the manifest's defaults.
+    ///
+    /// The model's ONNX bytes are released once the session holds the graph (ONNX Runtime keeps
+    /// its own copy): [`Self::model`] keeps the manifest and paths, with `onnx_bytes` empty.
     pub fn new(
-        model: Model,
+        mut model: Model,
         engine_config: &EngineConfig,
         thresholds: Option<Thresholds>,
     ) -> Result<Self, EngineError> {
@@ -72,6 +75,7 @@ impl Detector {
             thresholds.unwrap_or(m.thresholds),
         );
         let engine = Engine::new(&model, engine_config)?;
+        model.onnx_bytes = Vec::new();
         Ok(Self {
             model,
             pre,
@@ -136,8 +140,22 @@ impl Detector {
         frame: &ImageView,
         timeout: Option<Duration>,
     ) -> Result<FrameResult<'_>, DetectError> {
+        self.detect_sized(frame, (frame.width(), frame.height()), timeout)
+    }
+
+    /// As [`Self::detect_with_timeout`] for a frame that is a reduced copy of a `image_size`
+    /// image (see [`crate::decode::Decoder::original_size`]): detections are in the full
+    /// image's pixels.
+    pub fn detect_sized(
+        &mut self,
+        frame: &ImageView,
+        image_size: (u32, u32),
+        timeout: Option<Duration>,
+    ) -> Result<FrameResult<'_>, DetectError> {
         let t0 = Instant::now();
-        let letterbox = self.pre.run(frame, self.engine.input_mut())?;
+        let letterbox = self
+            .pre
+            .run_sized(frame, image_size, self.engine.input_mut())?;
         let t1 = Instant::now();
         let post = &mut self.post;
         let mut t2 = t1;

@@ -182,6 +182,8 @@ pub struct LoopCamera {
     pub counters: Arc<CameraCounters>,
     /// Decoder for compressed frames (`Some` for compressed cameras): `(max_width, max_height)`.
     pub decode_max: Option<(u32, u32)>,
+    /// Decode JPEGs at a reduced scale where possible (see [`Decoder::with_tensor_size`]).
+    pub jpeg_reduced_scale: bool,
     /// Budget, maximum age and late policy.
     pub deadline: DeadlineSettings,
     /// Hard inference timeout.
@@ -203,6 +205,7 @@ impl LoopCamera {
             counters,
             decode_max: (cam.kind == crate::config::ImageKind::Compressed)
                 .then_some((cam.max_width, cam.max_height)),
+            jpeg_reduced_scale: cam.jpeg_reduced_scale,
             deadline: cam.deadline(),
             hard_timeout: cam.hard_timeout(),
         }
@@ -224,11 +227,20 @@ impl InferenceLoop {
         let mut decoders = Vec::with_capacity(cameras.len());
         let mut monitors = Vec::with_capacity(cameras.len());
         let mut hard_timeouts = Vec::with_capacity(cameras.len());
+        let input = &detector.model().manifest.input;
+        let tensor = (input.width() as u32, input.height() as u32);
         for c in cameras {
             consumers.push(c.consumer);
             counters.push(c.counters);
             names.push(c.name);
-            decoders.push(c.decode_max.map(|(w, h)| Decoder::new(w, h)));
+            decoders.push(c.decode_max.map(|(w, h)| {
+                let decoder = Decoder::new(w, h);
+                if c.jpeg_reduced_scale {
+                    decoder.with_tensor_size(tensor.0, tensor.1)
+                } else {
+                    decoder
+                }
+            }));
             monitors.push(DeadlineMonitor::new(c.deadline));
             hard_timeouts.push(c.hard_timeout);
         }
@@ -293,18 +305,20 @@ impl InferenceLoop {
                 return Step::Failed;
             }
         }
+        // Decoding a compressed frame is part of its pre-processing stage.
+        let decode_started = Instant::now();
         let view = match (frame.format, &mut self.decoders[camera]) {
             (FrameFormat::Compressed(format), Some(decoder)) => {
-                decoder.decode(frame.data(), format)
+                decoder.decode_sized(frame.data(), format)
             }
             // The transports never put a compressed frame on a raw camera's ring.
             (FrameFormat::Compressed(_), None) => Err(crate::image::FrameError::UnsupportedFormat),
             (FrameFormat::Raw { .. }, _) => match frame.raw_view() {
-                Some(v) => v,
+                Some(v) => v.map(|v| (v, (v.width(), v.height()))),
                 None => Err(crate::image::FrameError::UnsupportedEncoding),
             },
         };
-        let view = match view {
+        let (view, image_size) = match view {
             Ok(v) => v,
             Err(e) => {
                 if counters.bad(BadInputKind::of(&e)) {
@@ -317,17 +331,20 @@ impl InferenceLoop {
                 return Step::Failed;
             }
         };
-        let (width, height) = (view.width(), view.height());
+        let (width, height) = image_size;
+        let decoded = decode_started.elapsed();
         match self
             .detector
-            .detect_with_timeout(&view, self.hard_timeouts[camera])
+            .detect_sized(&view, image_size, self.hard_timeouts[camera])
         {
             Ok(result) => {
+                let mut times = result.times;
+                times.preprocess += decoded;
                 counters.processed.fetch_add(1, Ordering::Relaxed);
                 let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
                 counters
                     .preprocess_ns
-                    .fetch_add(nanos(result.times.preprocess), Ordering::Relaxed);
+                    .fetch_add(nanos(times.preprocess), Ordering::Relaxed);
                 counters
                     .inference_ns
                     .fetch_add(nanos(result.times.inference), Ordering::Relaxed);
@@ -343,7 +360,7 @@ impl InferenceLoop {
                 out.stamp = frame.stamp;
                 out.image_width = width;
                 out.image_height = height;
-                out.times = result.times;
+                out.times = times;
                 out.received = frame.received;
                 out.enqueued = frame.enqueued;
                 out.dequeued = dequeued;

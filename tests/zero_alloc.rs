@@ -137,6 +137,7 @@ fn the_whole_loop_allocates_nothing_per_frame() {
             consumer,
             counters: counters.clone(),
             decode_max: None,
+            jpeg_reduced_scale: true,
             deadline,
             hard_timeout: Some(Duration::from_secs(30)),
         }],

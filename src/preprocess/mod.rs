@@ -1,32 +1,35 @@
-//! Pre-processing: a borrowed camera frame into the model's input tensor.
+//! Pre-processing: a borrowed camera frame into the model's input tensor, in one fused pass.
 //!
-//! Two passes over the data:
-//! 1. resample the frame (separable triangle filter whose support widens when shrinking, i.e.
-//!    anti-aliased "bilinear" as in PIL) into a scratch buffer in the frame's own encoding;
-//!    skipped when the frame already has the letterboxed size;
-//! 2. one pass that reorders channels, scales, normalises (through per-channel lookup tables)
-//!    and writes the scaled image into the tensor in its layout (NCHW or NHWC).
+//! For each row of the scaled image, [`resample::vertical`] combines the source rows under the
+//! filter into one intermediate row (16-bit, every channel at once), and
+//! [`resample::horizontal`] turns it into output pixels which are at once reordered into the
+//! model's channel order, normalised (per-channel lookup tables, 8-bit value to f32) and stored
+//! at their letterbox position in the tensor's layout (NCHW or NHWC). No resized image is ever
+//! stored: the only scratch is one intermediate row. A frame that already has the letterboxed
+//! size is converted directly.
+//!
+//! The filter is PIL's anti-aliased bilinear (a triangle that widens when shrinking) in 14-bit
+//! fixed point ([`taps`]); the arithmetic is integer and identical in the portable and the SIMD
+//! kernels, so results are bit-identical from run to run and from CPU to CPU. The taps are
+//! computed once per frame geometry and kept for up to [`MAX_CACHED_GEOMETRIES`] geometries.
 //!
 //! Padding is written only when the letterbox geometry changes (a new frame size), since the
 //! padded area is the same for every frame of one size.
 //!
-//! Resampling uses the `resize` crate, whose resizer computes its coefficient tables once at
-//! construction and then resamples without allocating. (`fast_image_resize` was measured first:
-//! it recomputes its tables on every call, about 700 heap allocations per 1080p frame.) One
-//! resizer is kept per frame geometry, up to [`MAX_CACHED_GEOMETRIES`] (one per camera size).
-//!
-//! Contract: [`Preprocessor::new`] allocates the scratch buffer for the largest resized image
-//! (the tensor size, 4 bytes per pixel) and the lookup tables. [`Preprocessor::run`] allocates
-//! only the first time it sees a frame geometry (the resizer's tables and line buffer); after
-//! that it allocates nothing, never blocks, and fails only on a tensor of the wrong size or a
-//! resampler error.
+//! Contract: [`Preprocessor::new`] allocates the lookup tables. [`Preprocessor::run`] allocates
+//! only the first time it sees a frame geometry (taps and the intermediate row); after that it
+//! allocates nothing, never blocks, and fails only on a tensor of the wrong size.
 
-use resize::formats::{Gray, Rgb, Rgba};
-use resize::{Pixel, Resizer, Type};
+pub mod resample;
+pub mod store;
+pub mod taps;
 
 use crate::geometry::Letterbox;
 use crate::image::{ImageView, PixelEncoding};
 use crate::model::{ColorOrder, InputSpec, Layout, ResizeMode};
+use resample::Kernels;
+use store::Norm;
+use taps::Taps;
 
 /// Why a frame could not be pre-processed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,39 +42,33 @@ pub enum PreprocessError {
         /// Elements given.
         got: usize,
     },
-    /// The resizer rejected the frame.
-    #[error("resize failed: {0}")]
-    Resize(String),
 }
 
-/// Most frame geometries (source size -> resized size) with a ready resampler.
+/// Most frame geometries (source size -> resized size) with taps ready.
 pub const MAX_CACHED_GEOMETRIES: usize = 8;
 
-/// A resampler for one geometry and pixel size.
-enum Resampler {
-    Rgb(Resizer<Rgb<u8, u8>>),
-    Rgba(Resizer<Rgba<u8, u8>>),
-    Gray(Resizer<Gray<u8, u8>>),
-}
-
-struct CachedResampler {
-    key: (u32, u32, u32, u32, usize),
+/// The taps of one geometry.
+struct Geometry {
+    key: (u32, u32, u32, u32),
     last_used: u64,
-    resampler: Resampler,
+    horizontal: Taps,
+    vertical: Taps,
 }
 
 /// Turns frames into input tensors for one model input. Owns all scratch memory.
 pub struct Preprocessor {
     spec: InputSpec,
-    resamplers: Vec<CachedResampler>,
+    kernels: Kernels,
+    geometries: Vec<Geometry>,
     uses: u64,
-    /// Packed copy of a frame whose row step is not a whole number of pixels (rare; grown on
-    /// first use).
-    packed: Vec<u8>,
-    /// Resized frame, in the frame's encoding, `resized_width * resized_height * bpp` bytes used.
-    scratch: Vec<u8>,
-    /// Per tensor channel: 8-bit value -> normalised f32.
-    lut: [[f32; 256]; 3],
+    /// One intermediate row (16-bit, every channel), with the padding the SIMD loads need.
+    inter: Vec<i16>,
+    /// Scratch of the portable vertical pass.
+    acc: Vec<i32>,
+    /// One output row of 8-bit pixels (packed, source channel order): the tensor width.
+    staged: Vec<u32>,
+    /// Normalisation per tensor channel (with its 8-bit lookup tables).
+    norm: Norm,
     /// Geometry whose padding is currently in the tensor (None: tensor not yet padded).
     padded_for: Option<Letterbox>,
 }
@@ -79,21 +76,27 @@ pub struct Preprocessor {
 impl Preprocessor {
     /// Allocates the scratch buffer and lookup tables for `spec`.
     pub fn new(spec: &InputSpec) -> Self {
-        let mut lut = [[0f32; 256]; 3];
-        for (c, table) in lut.iter_mut().enumerate() {
-            for (v, out) in table.iter_mut().enumerate() {
-                *out = (v as f32 * spec.scale - spec.mean[c]) / spec.std[c];
-            }
-        }
+        Self::with_kernels(spec, Kernels::detect())
+    }
+
+    /// As [`Self::new`], with the given kernels (tests and benches compare them).
+    pub fn with_kernels(spec: &InputSpec, kernels: Kernels) -> Self {
         Self {
             spec: spec.clone(),
-            resamplers: Vec::with_capacity(MAX_CACHED_GEOMETRIES),
+            kernels,
+            geometries: Vec::with_capacity(MAX_CACHED_GEOMETRIES),
             uses: 0,
-            packed: Vec::new(),
-            scratch: vec![0u8; spec.width() * spec.height() * 4],
-            lut,
+            inter: Vec::new(),
+            acc: Vec::new(),
+            staged: vec![0; spec.width()],
+            norm: Norm::new(spec.scale, spec.mean, spec.std),
             padded_for: None,
         }
+    }
+
+    /// The SIMD kernels in use (`avx2+ssse3`, ..., `portable`).
+    pub fn kernels(&self) -> &'static str {
+        self.kernels.name()
     }
 
     /// The input specification this pre-processor serves.
@@ -119,127 +122,122 @@ impl Preprocessor {
         view: &ImageView,
         tensor: &mut [f32],
     ) -> Result<Letterbox, PreprocessError> {
+        self.run_sized(view, (view.width(), view.height()), tensor)
+    }
+
+    /// As [`Self::run`] for a view that is a reduced copy of a larger image of `image_size`
+    /// (a JPEG decoded at a reduced scale): the letterbox, and so the mapping of detections
+    /// back to pixels, is the full image's; the pixels are resampled from the view.
+    pub fn run_sized(
+        &mut self,
+        view: &ImageView,
+        image_size: (u32, u32),
+        tensor: &mut [f32],
+    ) -> Result<Letterbox, PreprocessError> {
         if tensor.len() != self.spec.len() {
             return Err(PreprocessError::TensorSize {
                 expected: self.spec.len(),
                 got: tensor.len(),
             });
         }
-        let lb = self.letterbox_for(view.width(), view.height());
+        let lb = self.letterbox_for(image_size.0, image_size.1);
         if self.padded_for.is_none_or(|p| !same_placement(&p, &lb)) {
             self.fill_padding(&lb, tensor);
             self.padded_for = Some(lb);
         }
-        let bpp = view.encoding().bytes_per_pixel();
         if lb.resized_width == view.width() && lb.resized_height == view.height() {
             // Already the right size: read the frame directly.
             write_tensor_rows(
                 &self.spec,
-                &self.lut,
+                &self.norm.lut,
                 &lb,
                 view.encoding(),
                 |y| view.row(y),
                 tensor,
             );
         } else {
-            let len = lb.resized_width as usize * lb.resized_height as usize * bpp;
-            self.resample(view, &lb, len)?;
-            let row_bytes = lb.resized_width as usize * bpp;
-            let scratch = &self.scratch[..len];
-            let (lut, spec) = (&self.lut, &self.spec);
-            write_tensor_rows(
-                spec,
-                lut,
-                &lb,
-                view.encoding(),
-                |y| &scratch[y as usize * row_bytes..(y as usize + 1) * row_bytes],
-                tensor,
-            );
+            self.resample_into(view, &lb, tensor);
         }
         Ok(lb)
     }
 
-    /// Resamples `view` into `scratch[..len]` at the letterbox's resized size.
-    fn resample(
-        &mut self,
-        view: &ImageView,
-        lb: &Letterbox,
-        len: usize,
-    ) -> Result<(), PreprocessError> {
-        let bpp = view.encoding().bytes_per_pixel();
+    /// The cached taps of a geometry, computed on first use (allocates then only).
+    fn geometry(&mut self, view: &ImageView, lb: &Letterbox) -> usize {
         let key = (
             view.width(),
             view.height(),
             lb.resized_width,
             lb.resized_height,
-            bpp,
         );
         self.uses += 1;
-        let index = match self.resamplers.iter().position(|r| r.key == key) {
-            Some(i) => i,
-            None => {
-                let resampler = new_resampler(key)?;
-                let entry = CachedResampler {
-                    key,
-                    last_used: 0,
-                    resampler,
-                };
-                if self.resamplers.len() < MAX_CACHED_GEOMETRIES {
-                    self.resamplers.push(entry);
-                    self.resamplers.len() - 1
-                } else {
-                    // Replace the least recently used geometry.
-                    let (i, _) = self
-                        .resamplers
-                        .iter()
-                        .enumerate()
-                        .min_by_key(|(_, r)| r.last_used)
-                        .ok_or(PreprocessError::Resize("empty resampler cache".into()))?;
-                    self.resamplers[i] = entry;
-                    i
-                }
-            }
+        if let Some(i) = self.geometries.iter().position(|g| g.key == key) {
+            self.geometries[i].last_used = self.uses;
+            return i;
+        }
+        let entry = Geometry {
+            key,
+            last_used: self.uses,
+            horizontal: Taps::new(key.0 as usize, key.2 as usize),
+            vertical: Taps::new(key.1 as usize, key.3 as usize),
         };
-        let cached = &mut self.resamplers[index];
-        cached.last_used = self.uses;
+        let row = view.width() as usize * 4;
+        let need = row + resample::inter_padding(&entry.horizontal, 4);
+        if self.inter.len() < need {
+            self.inter.resize(need, 0);
+        }
+        if self.acc.len() < row {
+            self.acc.resize(row, 0);
+        }
+        if self.geometries.len() < MAX_CACHED_GEOMETRIES {
+            self.geometries.push(entry);
+            return self.geometries.len() - 1;
+        }
+        // Replace the least recently used geometry.
+        let i = (0..self.geometries.len())
+            .min_by_key(|&i| self.geometries[i].last_used)
+            .unwrap_or(0);
+        self.geometries[i] = entry;
+        i
+    }
 
-        // The resampler takes a row stride in whole pixels; other strides are packed first.
-        let (src, stride_px): (&[u8], usize) = if view.step_bytes().is_multiple_of(bpp) {
-            let need =
-                view.step_bytes() * (view.height() as usize - 1) + view.width() as usize * bpp;
-            (&view.bytes()[..need], view.step_bytes() / bpp)
-        } else {
-            let row_bytes = view.width() as usize * bpp;
-            self.packed.resize(row_bytes * view.height() as usize, 0);
-            for (dst, row) in self.packed.chunks_exact_mut(row_bytes).zip(view.rows(0)) {
-                dst.copy_from_slice(row);
+    /// The fused pass: resample `view` row by row straight into the tensor.
+    fn resample_into(&mut self, view: &ImageView, lb: &Letterbox, tensor: &mut [f32]) {
+        let g = self.geometry(view, lb);
+        let encoding = view.encoding();
+        let channels = encoding.bytes_per_pixel();
+        let src = channel_sources(&self.spec, encoding);
+        let n = view.width() as usize * channels;
+        let (w, h) = (self.spec.width(), self.spec.height());
+        let (x0, y0) = (lb.pad_left as usize, lb.pad_top as usize);
+        let rw = lb.resized_width as usize;
+        let geometry = &self.geometries[g];
+        let kernels = self.kernels;
+        let mut rows: [&[u8]; resample::MAX_SIMD_ROWS] = [&[]; resample::MAX_SIMD_ROWS];
+        for y in 0..lb.resized_height as usize {
+            let vt = &geometry.vertical;
+            let first = vt.start[y] as usize;
+            let count = vt.count[y] as usize;
+            let weights = &vt.of(y)[..count];
+            let inter = &mut self.inter[..n];
+            if count <= resample::MAX_SIMD_ROWS {
+                for (k, r) in rows[..count].iter_mut().enumerate() {
+                    *r = view.row((first + k) as u32);
+                }
+                resample::vertical(kernels, &rows[..count], weights, &mut self.acc, inter);
+            } else {
+                vertical_many(view, first, weights, &mut self.acc[..n], inter);
             }
-            (&self.packed[..], view.width() as usize)
-        };
-        let dst = &mut self.scratch[..len];
-        let err = |e: resize::Error| PreprocessError::Resize(e.to_string());
-        match &mut cached.resampler {
-            Resampler::Rgb(r) => r
-                .resize_stride(
-                    bytemuck::cast_slice(src),
-                    stride_px,
-                    bytemuck::cast_slice_mut(dst),
-                )
-                .map_err(err),
-            Resampler::Rgba(r) => r
-                .resize_stride(
-                    bytemuck::cast_slice(src),
-                    stride_px,
-                    bytemuck::cast_slice_mut(dst),
-                )
-                .map_err(err),
-            Resampler::Gray(r) => r
-                .resize_stride(
-                    bytemuck::cast_slice(src),
-                    stride_px,
-                    bytemuck::cast_slice_mut(dst),
-                )
-                .map_err(err),
+            let staged = &mut self.staged[..rw];
+            resample::horizontal(kernels, &self.inter, channels, &geometry.horizontal, staged);
+            let base = (y0 + y) * w + x0;
+            match self.spec.layout {
+                Layout::Nchw => {
+                    let (p0, rest) = tensor.split_at_mut(w * h);
+                    let (p1, p2) = rest.split_at_mut(w * h);
+                    store::planar_row(kernels, staged, src, &self.norm, [p0, p1, p2], base);
+                }
+                Layout::Nhwc => store::interleaved_row(staged, src, &self.norm, tensor, base),
+            }
         }
     }
 
@@ -255,7 +253,7 @@ impl Preprocessor {
         match self.spec.layout {
             Layout::Nchw => {
                 for c in 0..3 {
-                    let v = self.lut[c][pad];
+                    let v = self.norm.lut[c][pad];
                     let plane = &mut tensor[c * w * h..(c + 1) * w * h];
                     for y in 0..h {
                         for x in 0..w {
@@ -271,7 +269,7 @@ impl Preprocessor {
                     for x in 0..w {
                         if !inside(x, y) {
                             for c in 0..3 {
-                                tensor[(y * w + x) * 3 + c] = self.lut[c][pad];
+                                tensor[(y * w + x) * 3 + c] = self.norm.lut[c][pad];
                             }
                         }
                     }
@@ -281,22 +279,36 @@ impl Preprocessor {
     }
 }
 
-/// Builds the resampler for `(src_w, src_h, dst_w, dst_h, bytes_per_pixel)` (allocates).
-fn new_resampler(key: (u32, u32, u32, u32, usize)) -> Result<Resampler, PreprocessError> {
-    let (sw, sh, dw, dh, bpp) = key;
-    let (sw, sh, dw, dh) = (sw as usize, sh as usize, dw as usize, dh as usize);
-    let err = |e: resize::Error| PreprocessError::Resize(e.to_string());
-    Ok(match bpp {
-        3 => {
-            Resampler::Rgb(Resizer::new(sw, sh, dw, dh, Pixel::RGB8, Type::Triangle).map_err(err)?)
+/// The vertical pass for more source rows than one SIMD step takes (a downscale of more than
+/// about 30x): the portable kernel in chunks, still exact.
+fn vertical_many(
+    view: &ImageView,
+    first: usize,
+    weights: &[i16],
+    acc: &mut [i32],
+    out: &mut [i16],
+) {
+    let n = out.len();
+    acc.fill(1 << 7);
+    for (k, &wk) in weights.iter().enumerate() {
+        let row = view.row((first + k) as u32);
+        let wk = i32::from(wk);
+        for (a, &p) in acc.iter_mut().zip(&row[..n]) {
+            *a += wk * i32::from(p);
         }
-        4 => Resampler::Rgba(
-            Resizer::new(sw, sh, dw, dh, Pixel::RGBA8, Type::Triangle).map_err(err)?,
-        ),
-        _ => Resampler::Gray(
-            Resizer::new(sw, sh, dw, dh, Pixel::Gray8, Type::Triangle).map_err(err)?,
-        ),
-    })
+    }
+    for (o, a) in out.iter_mut().zip(acc.iter()) {
+        *o = (*a >> 8) as i16;
+    }
+}
+
+/// Byte offset inside one source pixel feeding tensor channel 0, 1, 2.
+fn channel_sources(spec: &InputSpec, encoding: PixelEncoding) -> [usize; 3] {
+    let [r, g, b] = encoding.rgb_offsets();
+    match spec.color_order {
+        ColorOrder::Rgb => [r, g, b],
+        ColorOrder::Bgr => [b, g, r],
+    }
 }
 
 /// Two letterboxes pad the same tensor elements.
@@ -317,12 +329,7 @@ fn write_tensor_rows<'r>(
     tensor: &mut [f32],
 ) {
     let bpp = encoding.bytes_per_pixel();
-    let [r, g, b] = encoding.rgb_offsets();
-    // Byte offset (inside one pixel) feeding tensor channel 0, 1, 2.
-    let src = match spec.color_order {
-        ColorOrder::Rgb => [r, g, b],
-        ColorOrder::Bgr => [b, g, r],
-    };
+    let src = channel_sources(spec, encoding);
     let (w, h) = (spec.width(), spec.height());
     let x0 = lb.pad_left as usize;
     let rw = lb.resized_width as usize;
