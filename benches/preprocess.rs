@@ -2,7 +2,8 @@
 //!
 //! - `preprocess/<W>x<H>_<encoding>`: the fused pass (letterbox resample, channel order,
 //!   normalisation, layout) of one frame into the default model's 416x416 NCHW tensor, with the
-//!   kernels this CPU runs;
+//!   kernels this CPU runs (bgr8, rgba8, mono8 read directly; bayer_rggb8, yuv422, nv21, mono16
+//!   converted to RGB rows on the way);
 //! - `preprocess_portable/<W>x<H>_bgr8`: the same with the portable kernels (what a CPU without
 //!   SSSE3/AVX2, or another architecture, gets);
 //! - `jpeg/<W>x<H>`: JPEG decode (at a reduced scale where the frame is at least twice the
@@ -77,6 +78,22 @@ fn benches(c: &mut Criterion) {
         ] {
             let data = frame(w, h, encoding);
             let view = ImageView::packed(w as u32, h as u32, encoding, &data).unwrap();
+            pre.run(&view, &mut tensor).unwrap();
+            c.bench_function(&format!("preprocess/{w}x{h}_{encoding}"), |b| {
+                b.iter(|| pre.run(std::hint::black_box(&view), &mut tensor).unwrap())
+            });
+        }
+        // Encodings converted to RGB rows first: the frame's content does not change the cost.
+        for encoding in [
+            PixelEncoding::BayerRggb8,
+            PixelEncoding::Uyvy,
+            PixelEncoding::Nv21,
+            PixelEncoding::Mono16,
+        ] {
+            let len = w * h * encoding.bytes_per_pixel() * 3 / 2;
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let step = w * encoding.bytes_per_pixel();
+            let view = ImageView::new(w as u32, h as u32, step, encoding, &data).unwrap();
             pre.run(&view, &mut tensor).unwrap();
             c.bench_function(&format!("preprocess/{w}x{h}_{encoding}"), |b| {
                 b.iter(|| pre.run(std::hint::black_box(&view), &mut tensor).unwrap())

@@ -89,9 +89,39 @@ pub enum FrameFormat {
         step_bytes: usize,
         /// Pixel encoding.
         encoding: PixelEncoding,
+        /// 16-bit samples are big-endian (`is_bigendian`).
+        big_endian: bool,
     },
     /// A compressed image (`sensor_msgs/CompressedImage`).
     Compressed(CompressedFormat),
+}
+
+/// The header fields of a `sensor_msgs/Image`, as a transport hands them over.
+#[derive(Debug, Clone, Copy)]
+pub struct RawHeader<'a> {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Row step in bytes.
+    pub step_bytes: usize,
+    /// The encoding string.
+    pub encoding: &'a str,
+    /// `is_bigendian` (16-bit encodings).
+    pub big_endian: bool,
+}
+
+impl<'a> RawHeader<'a> {
+    /// A little-endian header (tests, 8-bit frames).
+    pub fn new(width: u32, height: u32, step_bytes: usize, encoding: &'a str) -> Self {
+        Self {
+            width,
+            height,
+            step_bytes,
+            encoding,
+            big_endian: false,
+        }
+    }
 }
 
 /// One frame slot: metadata plus a byte buffer allocated once for the camera's largest frame.
@@ -151,9 +181,11 @@ impl Frame {
                 height,
                 step_bytes,
                 encoding,
-            } => Some(ImageView::new(
-                width, height, step_bytes, encoding, &self.data,
-            )),
+                big_endian,
+            } => Some(
+                ImageView::new(width, height, step_bytes, encoding, &self.data)
+                    .map(|v| v.with_big_endian(big_endian)),
+            ),
             FrameFormat::Compressed(_) => None,
         }
     }
@@ -183,6 +215,7 @@ impl BadInputKind {
         match e {
             FrameError::UnsupportedEncoding => Self::Encoding,
             FrameError::Empty { .. }
+            | FrameError::OddSize { .. }
             | FrameError::StepTooSmall { .. }
             | FrameError::DataTooShort { .. } => Self::Geometry,
             FrameError::TooLarge { .. } => Self::TooLarge,
@@ -512,18 +545,21 @@ impl FrameProducer {
     /// Copies a raw frame into a slot. Bad frames (unknown encoding, inconsistent geometry,
     /// larger than the slot, over-long `frame_id`) are counted and returned as errors. Returns
     /// `Ok(true)` when the frame is queued, `Ok(false)` when the policy dropped it (counted).
-    #[allow(clippy::too_many_arguments)]
     pub fn push_raw(
         &mut self,
         received: Instant,
         stamp: Stamp,
         frame_id: &str,
-        width: u32,
-        height: u32,
-        step_bytes: usize,
-        encoding: &str,
+        header: RawHeader<'_>,
         data: &[u8],
     ) -> Result<bool, Rejected> {
+        let RawHeader {
+            width,
+            height,
+            step_bytes,
+            encoding,
+            big_endian,
+        } = header;
         let checked = PixelEncoding::from_ros(encoding)
             .and_then(|e| ImageView::new(width, height, step_bytes, e, data).map(|v| (e, v)));
         let (encoding, _) = match checked {
@@ -552,6 +588,7 @@ impl FrameProducer {
             height,
             step_bytes,
             encoding,
+            big_endian,
         };
         Self::fill(&mut frame, self.camera, seq, stamp, frame_id, format, data);
         Ok(self.submit(frame))
@@ -702,8 +739,14 @@ mod tests {
     }
 
     fn push(p: &mut FrameProducer, s: i32) -> bool {
-        p.push_raw(Instant::now(), stamp(s), "cam", 2, 2, 6, "rgb8", &[0u8; 12])
-            .unwrap()
+        p.push_raw(
+            Instant::now(),
+            stamp(s),
+            "cam",
+            RawHeader::new(2, 2, 6, "rgb8"),
+            &[0u8; 12],
+        )
+        .unwrap()
     }
 
     #[test]
@@ -804,17 +847,29 @@ mod tests {
         let (mut p, _c, counters) = camera_ring(0, 2, 4, 4, QueuePolicy::Fifo);
         let now = Instant::now();
         let e = p
-            .push_raw(now, stamp(1), "x", 2, 2, 6, "yuv422", &[0; 12])
+            .push_raw(
+                now,
+                stamp(1),
+                "x",
+                RawHeader::new(2, 2, 6, "32FC1"),
+                &[0; 12],
+            )
             .unwrap_err();
         assert_eq!(e.kind, BadInputKind::Encoding);
         assert!(e.first_of_kind);
         assert!(
-            p.push_raw(now, stamp(1), "x", 2, 2, 6, "rgb8", &[0; 5])
+            p.push_raw(now, stamp(1), "x", RawHeader::new(2, 2, 6, "rgb8"), &[0; 5])
                 .is_err()
         );
         assert!(
-            p.push_raw(now, stamp(1), "x", 8, 8, 24, "rgb8", &[0; 192])
-                .is_err()
+            p.push_raw(
+                now,
+                stamp(1),
+                "x",
+                RawHeader::new(8, 8, 24, "rgb8"),
+                &[0; 192]
+            )
+            .is_err()
         ); // > 4x4
         assert!(
             p.push_compressed(now, stamp(1), "x", "gif", &[0; 4])

@@ -49,7 +49,7 @@ use crate::cdr;
 use crate::config::{Config, ImageKind, QueuePolicy};
 use crate::deadline::{LatePolicy, LatencyStats, Percentiles, RosClock, Verdict};
 use crate::diagnostics::{Health, Status};
-use crate::ingest::{CameraCounters, FrameProducer, camera_ring};
+use crate::ingest::{CameraCounters, FrameProducer, RawHeader, camera_ring};
 use crate::model::Model;
 use crate::pipeline::Detector;
 use crate::runtime::{
@@ -885,10 +885,13 @@ impl Replay {
                     received,
                     m.stamp,
                     m.frame_id,
-                    m.width,
-                    m.height,
-                    m.step as usize,
-                    m.encoding,
+                    RawHeader {
+                        width: m.width,
+                        height: m.height,
+                        step_bytes: m.step as usize,
+                        encoding: m.encoding,
+                        big_endian: m.is_bigendian != 0,
+                    },
                     m.data,
                 )
             }),

@@ -37,7 +37,9 @@ use crate::config::{
 use crate::deadline::{RosClock, StatsSnapshot, Verdict};
 use crate::diagnostics::{Health, Status};
 use crate::infer::EngineError;
-use crate::ingest::{CameraCounters, CounterSnapshot, FrameProducer, Stamp, camera_ring};
+use crate::ingest::{
+    CameraCounters, CounterSnapshot, FrameProducer, RawHeader, Stamp, camera_ring,
+};
 use crate::model::{Model, ModelError};
 use crate::pipeline::Detector;
 use crate::runtime::{
@@ -281,10 +283,13 @@ impl CameraInput {
                         received,
                         stamp,
                         frame_id,
-                        msg.width,
-                        msg.height,
-                        msg.step as usize,
-                        encoding,
+                        RawHeader {
+                            width: msg.width,
+                            height: msg.height,
+                            step_bytes: msg.step as usize,
+                            encoding,
+                            big_endian: msg.is_bigendian != 0,
+                        },
                         data,
                     )
                 }

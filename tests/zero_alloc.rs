@@ -117,7 +117,7 @@ fn steady_state_frames_allocate_nothing() {
 fn the_whole_loop_allocates_nothing_per_frame() {
     use lookout::config::QueuePolicy;
     use lookout::deadline::{DeadlineSettings, LatePolicy, RosClock};
-    use lookout::ingest::{Stamp, camera_ring};
+    use lookout::ingest::{RawHeader, Stamp, camera_ring};
     use lookout::runtime::{InferenceLoop, LoopCamera, ResultTracker, Step, output_channel};
     use std::time::{Duration, Instant};
 
@@ -154,10 +154,7 @@ fn the_whole_loop_allocates_nothing_per_frame() {
             Instant::now(),
             Stamp { sec: n, nanosec: 0 },
             "camera_front",
-            1920,
-            1080,
-            step,
-            "bgr8",
+            RawHeader::new(1920, 1080, step, "bgr8"),
             &frame,
         );
         let stepped = inference.step();

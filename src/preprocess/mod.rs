@@ -4,9 +4,11 @@
 //! filter into one intermediate row (16-bit, every channel at once), and
 //! [`resample::horizontal`] turns it into output pixels which are at once reordered into the
 //! model's channel order, normalised (per-channel lookup tables, 8-bit value to f32) and stored
-//! at their letterbox position in the tensor's layout (NCHW or NHWC). No resized image is ever
-//! stored: the only scratch is one intermediate row. A frame that already has the letterboxed
-//! size is converted directly.
+//! at their letterbox position in the tensor's layout (NCHW or NHWC) by [`store`]. No resized
+//! image is ever stored: the only scratch is one intermediate row. A frame that already has the
+//! letterboxed size is converted directly. Encodings the kernels do not read directly (Bayer,
+//! YUV, 16-bit) are converted to RGB rows first, each source row once, into a ring just large
+//! enough for the filter's rows ([`convert`]).
 //!
 //! The filter is PIL's anti-aliased bilinear (a triangle that widens when shrinking) in 14-bit
 //! fixed point ([`taps`]); the arithmetic is integer and identical in the portable and the SIMD
@@ -17,9 +19,11 @@
 //! padded area is the same for every frame of one size.
 //!
 //! Contract: [`Preprocessor::new`] allocates the lookup tables. [`Preprocessor::run`] allocates
-//! only the first time it sees a frame geometry (taps and the intermediate row); after that it
-//! allocates nothing, never blocks, and fails only on a tensor of the wrong size.
+//! only the first time it sees a frame geometry, or a geometry with a converted encoding (taps,
+//! the intermediate and converted rows); after that it allocates nothing, never blocks, and
+//! fails only on a tensor of the wrong size.
 
+pub mod convert;
 pub mod resample;
 pub mod store;
 pub mod taps;
@@ -49,7 +53,7 @@ pub const MAX_CACHED_GEOMETRIES: usize = 8;
 
 /// The taps of one geometry.
 struct Geometry {
-    key: (u32, u32, u32, u32),
+    key: (u32, u32, u32, u32, bool),
     last_used: u64,
     horizontal: Taps,
     vertical: Taps,
@@ -65,6 +69,8 @@ pub struct Preprocessor {
     inter: Vec<i16>,
     /// Scratch of the portable vertical pass.
     acc: Vec<i32>,
+    /// Converted RGB rows (a ring of them) for encodings not read directly.
+    converted: Vec<u8>,
     /// One output row of 8-bit pixels (packed, source channel order): the tensor width.
     staged: Vec<u32>,
     /// Normalisation per tensor channel (with its 8-bit lookup tables).
@@ -88,6 +94,7 @@ impl Preprocessor {
             uses: 0,
             inter: Vec::new(),
             acc: Vec::new(),
+            converted: Vec::new(),
             staged: vec![0; spec.width()],
             norm: Norm::new(spec.scale, spec.mean, spec.std),
             padded_for: None,
@@ -145,7 +152,8 @@ impl Preprocessor {
             self.fill_padding(&lb, tensor);
             self.padded_for = Some(lb);
         }
-        if lb.resized_width == view.width() && lb.resized_height == view.height() {
+        let direct = view.encoding().is_direct();
+        if direct && lb.resized_width == view.width() && lb.resized_height == view.height() {
             // Already the right size: read the frame directly.
             write_tensor_rows(
                 &self.spec,
@@ -161,13 +169,15 @@ impl Preprocessor {
         Ok(lb)
     }
 
-    /// The cached taps of a geometry, computed on first use (allocates then only).
-    fn geometry(&mut self, view: &ImageView, lb: &Letterbox) -> usize {
+    /// The cached taps of a geometry (source `width x height`, direct or converted rows, into
+    /// the letterbox), computed on first use with the buffers it needs (allocates then only).
+    fn geometry(&mut self, width: u32, height: u32, converted: bool, lb: &Letterbox) -> usize {
         let key = (
-            view.width(),
-            view.height(),
+            width,
+            height,
             lb.resized_width,
             lb.resized_height,
+            converted,
         );
         self.uses += 1;
         if let Some(i) = self.geometries.iter().position(|g| g.key == key) {
@@ -177,16 +187,24 @@ impl Preprocessor {
         let entry = Geometry {
             key,
             last_used: self.uses,
-            horizontal: Taps::new(key.0 as usize, key.2 as usize),
-            vertical: Taps::new(key.1 as usize, key.3 as usize),
+            horizontal: Taps::new(width as usize, lb.resized_width as usize),
+            vertical: Taps::new(height as usize, lb.resized_height as usize),
         };
-        let row = view.width() as usize * 4;
+        let row = width as usize * 4;
         let need = row + resample::inter_padding(&entry.horizontal, 4);
         if self.inter.len() < need {
             self.inter.resize(need, 0);
         }
         if self.acc.len() < row {
             self.acc.resize(row, 0);
+        }
+        if converted {
+            // Enough converted rows for the widest vertical window (each row converted once).
+            let slots = entry.vertical.count.iter().copied().max().unwrap_or(1) as usize;
+            let need = slots.clamp(1, resample::MAX_SIMD_ROWS) * width as usize * 3;
+            if self.converted.len() < need {
+                self.converted.resize(need, 0);
+            }
         }
         if self.geometries.len() < MAX_CACHED_GEOMETRIES {
             self.geometries.push(entry);
@@ -200,43 +218,98 @@ impl Preprocessor {
         i
     }
 
-    /// The fused pass: resample `view` row by row straight into the tensor.
+    /// The fused pass: resample `view` row by row straight into the tensor. Encodings that are
+    /// not read directly are converted to RGB rows first, each source row once, into a small
+    /// ring of rows ([`convert`]).
     fn resample_into(&mut self, view: &ImageView, lb: &Letterbox, tensor: &mut [f32]) {
-        let g = self.geometry(view, lb);
-        let encoding = view.encoding();
-        let channels = encoding.bytes_per_pixel();
-        let src = channel_sources(&self.spec, encoding);
-        let n = view.width() as usize * channels;
+        let direct = view.encoding().is_direct();
+        let (sw, sh) = if direct {
+            (view.width(), view.height())
+        } else {
+            convert::rgb_size(view)
+        };
+        let g = self.geometry(sw, sh, !direct, lb);
+        let (channels, src) = if direct {
+            let e = view.encoding();
+            (e.bytes_per_pixel(), channel_sources(&self.spec, e))
+        } else {
+            (3, channel_sources(&self.spec, PixelEncoding::Rgb8))
+        };
+        let n = sw as usize * channels;
         let (w, h) = (self.spec.width(), self.spec.height());
         let (x0, y0) = (lb.pad_left as usize, lb.pad_top as usize);
         let rw = lb.resized_width as usize;
-        let geometry = &self.geometries[g];
-        let kernels = self.kernels;
+        let Self {
+            geometries,
+            inter,
+            acc,
+            converted,
+            staged,
+            norm,
+            kernels,
+            spec,
+            ..
+        } = self;
+        let geometry = &geometries[g];
+        let kernels = *kernels;
+        // Which source row each converted-row slot holds (none yet for this frame).
+        let mut held = [u32::MAX; resample::MAX_SIMD_ROWS];
+        let slots = (converted.len() / n.max(1)).clamp(1, resample::MAX_SIMD_ROWS);
         let mut rows: [&[u8]; resample::MAX_SIMD_ROWS] = [&[]; resample::MAX_SIMD_ROWS];
         for y in 0..lb.resized_height as usize {
             let vt = &geometry.vertical;
             let first = vt.start[y] as usize;
             let count = vt.count[y] as usize;
             let weights = &vt.of(y)[..count];
-            let inter = &mut self.inter[..n];
-            if count <= resample::MAX_SIMD_ROWS {
+            let inter_row = &mut inter[..n];
+            if count > resample::MAX_SIMD_ROWS || (!direct && count > slots) {
+                let scratch = if direct {
+                    &mut converted[..0]
+                } else {
+                    held[0] = u32::MAX; // slot 0 is the scratch row now
+                    &mut converted[..n]
+                };
+                vertical_many(
+                    view,
+                    direct,
+                    first,
+                    weights,
+                    &mut acc[..n],
+                    scratch,
+                    inter_row,
+                );
+            } else if direct {
                 for (k, r) in rows[..count].iter_mut().enumerate() {
                     *r = view.row((first + k) as u32);
                 }
-                resample::vertical(kernels, &rows[..count], weights, &mut self.acc, inter);
+                resample::vertical(kernels, &rows[..count], weights, acc, inter_row);
             } else {
-                vertical_many(view, first, weights, &mut self.acc[..n], inter);
+                for r in first..first + count {
+                    let slot = r % slots;
+                    if held[slot] != r as u32 {
+                        convert::rgb_row(view, r as u32, &mut converted[slot * n..(slot + 1) * n]);
+                        held[slot] = r as u32;
+                    }
+                }
+                let converted = &converted[..];
+                let mut conv_rows: [&[u8]; resample::MAX_SIMD_ROWS] =
+                    [&[]; resample::MAX_SIMD_ROWS];
+                for (k, row) in conv_rows[..count].iter_mut().enumerate() {
+                    let slot = (first + k) % slots;
+                    *row = &converted[slot * n..(slot + 1) * n];
+                }
+                resample::vertical(kernels, &conv_rows[..count], weights, acc, inter_row);
             }
-            let staged = &mut self.staged[..rw];
-            resample::horizontal(kernels, &self.inter, channels, &geometry.horizontal, staged);
+            let staged = &mut staged[..rw];
+            resample::horizontal(kernels, inter, channels, &geometry.horizontal, staged);
             let base = (y0 + y) * w + x0;
-            match self.spec.layout {
+            match spec.layout {
                 Layout::Nchw => {
                     let (p0, rest) = tensor.split_at_mut(w * h);
                     let (p1, p2) = rest.split_at_mut(w * h);
-                    store::planar_row(kernels, staged, src, &self.norm, [p0, p1, p2], base);
+                    store::planar_row(kernels, staged, src, norm, [p0, p1, p2], base);
                 }
-                Layout::Nhwc => store::interleaved_row(staged, src, &self.norm, tensor, base),
+                Layout::Nhwc => store::interleaved_row(staged, src, norm, tensor, base),
             }
         }
     }
@@ -280,18 +353,27 @@ impl Preprocessor {
 }
 
 /// The vertical pass for more source rows than one SIMD step takes (a downscale of more than
-/// about 30x): the portable kernel in chunks, still exact.
+/// about 30x): the portable kernel row by row, still exact. A converted encoding's rows are
+/// converted one at a time into `scratch` (`out.len()` bytes).
 fn vertical_many(
     view: &ImageView,
+    direct: bool,
     first: usize,
     weights: &[i16],
     acc: &mut [i32],
+    scratch: &mut [u8],
     out: &mut [i16],
 ) {
     let n = out.len();
     acc.fill(1 << 7);
     for (k, &wk) in weights.iter().enumerate() {
-        let row = view.row((first + k) as u32);
+        let r = (first + k) as u32;
+        let row = if direct {
+            view.row(r)
+        } else {
+            convert::rgb_row(view, r, scratch);
+            &scratch[..]
+        };
         let wk = i32::from(wk);
         for (a, &p) in acc.iter_mut().zip(&row[..n]) {
             *a += wk * i32::from(p);
