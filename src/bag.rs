@@ -391,6 +391,90 @@ impl Bag {
         Ok(())
     }
 
+    /// As [`Self::for_each`], with the reading (file I/O, chunk decompression) on a thread of
+    /// its own (`lookout-bag-read`) running up to `depth` messages ahead, so it overlaps with
+    /// whatever `f` does. Same messages, same order. Allocates a copy of each payload (topic
+    /// names and definitions are shared per topic); blocks when `depth` messages wait.
+    pub fn for_each_prefetched(
+        &self,
+        depth: usize,
+        mut f: impl FnMut(BagMessage<'_>) -> ControlFlow<()>,
+    ) -> Result<(), BagError> {
+        /// Per topic, shared by its messages.
+        struct Topic {
+            name: String,
+            type_name: String,
+            definition: Option<(String, Vec<u8>)>,
+        }
+        type Read = (std::sync::Arc<Topic>, u64, Vec<u8>);
+        let (tx, rx) = crossbeam_channel::bounded::<Read>(depth.max(1));
+        let path = || {
+            self.files
+                .first()
+                .map(|(p, _)| p.clone())
+                .unwrap_or_default()
+        };
+        std::thread::scope(|scope| {
+            let reader = std::thread::Builder::new()
+                .name("lookout-bag-read".into())
+                .spawn_scoped(scope, move || {
+                    let mut topics: Vec<std::sync::Arc<Topic>> = Vec::new();
+                    self.for_each(|m| {
+                        let topic = match topics.iter().find(|t| t.name == m.topic) {
+                            Some(t) => std::sync::Arc::clone(t),
+                            None => {
+                                let t = std::sync::Arc::new(Topic {
+                                    name: m.topic.to_string(),
+                                    type_name: m.type_name.to_string(),
+                                    definition: m
+                                        .definition
+                                        .map(|(e, d)| (e.to_string(), d.to_vec())),
+                                });
+                                topics.push(std::sync::Arc::clone(&t));
+                                t
+                            }
+                        };
+                        match tx.send((topic, m.log_time_ns, m.data.to_vec())) {
+                            Ok(()) => ControlFlow::Continue(()),
+                            // The consumer stopped.
+                            Err(_) => ControlFlow::Break(()),
+                        }
+                    })
+                });
+            let reader = match reader {
+                Ok(r) => r,
+                Err(error) => {
+                    return Err(BagError::Io {
+                        path: path(),
+                        error,
+                    });
+                }
+            };
+            for (topic, log_time_ns, data) in &rx {
+                let m = BagMessage {
+                    topic: &topic.name,
+                    type_name: &topic.type_name,
+                    log_time_ns,
+                    data: &data,
+                    definition: topic
+                        .definition
+                        .as_ref()
+                        .map(|(e, d)| (e.as_str(), d.as_slice())),
+                };
+                if f(m).is_break() {
+                    break;
+                }
+            }
+            drop(rx);
+            reader.join().unwrap_or_else(|_| {
+                Err(BagError::Mcap {
+                    path: path(),
+                    reason: "the bag reading thread panicked".into(),
+                })
+            })
+        })
+    }
+
     /// Every topic with its type and message count (reads the whole bag).
     pub fn topics(&self) -> Result<Vec<TopicInfo>, BagError> {
         let mut topics: Vec<TopicInfo> = Vec::new();

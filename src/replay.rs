@@ -95,6 +95,10 @@ pub struct ReplayOptions {
     pub diagnostics: bool,
 }
 
+/// Messages the bag reader runs ahead of the replay in max-speed and step modes (raw frames of a
+/// few MB each: bounded memory).
+const READ_AHEAD_MESSAGES: usize = 4;
+
 /// Why a replay cannot start or could not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -634,7 +638,8 @@ impl Replay {
         self.finish(interrupted)
     }
 
-    /// Max-speed and step: push, infer and write one frame at a time on this thread.
+    /// Max-speed and step: push, infer and write one frame at a time on this thread (the bag
+    /// is read ahead on `lookout-bag-read`).
     fn run_in_order(
         &mut self,
         stop: &AtomicBool,
@@ -648,7 +653,8 @@ impl Replay {
         let bags = std::mem::take(&mut self.bags);
         let mut last_view: Option<(String, Vec<u8>)> = None;
         for bag in &bags {
-            bag.for_each(|m| {
+            // Reading and decompressing run ahead on their own thread, overlapping inference.
+            bag.for_each_prefetched(READ_AHEAD_MESSAGES, |m| {
                 if stop.load(Ordering::Relaxed) {
                     interrupted = true;
                     return ControlFlow::Break(());

@@ -139,3 +139,46 @@ fn not_a_bag_is_a_clear_error() {
         .to_string();
     assert!(e.contains("invalid MCAP file"), "{e}");
 }
+
+#[test]
+fn read_ahead_gives_the_same_messages_in_the_same_order_and_stops_when_told() {
+    for name in ["mcap", "sqlite3"] {
+        let bag = Bag::open(&bags().join(name)).unwrap();
+        type Seen = (String, String, u64, Vec<u8>, Option<(String, Vec<u8>)>);
+        let record = |out: &mut Vec<Seen>, m: lookout::bag::BagMessage<'_>| {
+            out.push((
+                m.topic.to_string(),
+                m.type_name.to_string(),
+                m.log_time_ns,
+                m.data.to_vec(),
+                m.definition.map(|(e, d)| (e.to_string(), d.to_vec())),
+            ));
+        };
+        let mut direct = Vec::new();
+        bag.for_each(|m| {
+            record(&mut direct, m);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        let mut ahead = Vec::new();
+        bag.for_each_prefetched(2, |m| {
+            record(&mut ahead, m);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(direct.len(), 6, "{name}");
+        assert_eq!(ahead, direct, "{name}");
+        // A consumer that stops after two messages ends the reading thread too.
+        let mut n = 0;
+        bag.for_each_prefetched(1, |_| {
+            n += 1;
+            if n == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+        assert_eq!(n, 2, "{name}");
+    }
+}
