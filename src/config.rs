@@ -598,6 +598,15 @@ impl Config {
                 "at least one provider is needed",
             ));
         }
+        if self.engine.preprocess_threads > 2 {
+            return Err(param_err(
+                "engine.preprocess_threads",
+                format!(
+                    "must be 0 (auto), 1 or 2, got {}",
+                    self.engine.preprocess_threads
+                ),
+            ));
+        }
         crate::providers::validate(&self.engine.provider_options())
             .map_err(|e| param_err(format!("engine.{}", e.key), e.reason))?;
         let t = self.thresholds;

@@ -124,6 +124,10 @@ pub struct EngineConfig {
     /// Inferences run at start-up so the first real frame does not pay for lazy initialisation.
     #[serde(default = "default_warmup_runs")]
     pub warmup_runs: u32,
+    /// Threads for pre-processing (1 or 2; 0: 2 where the machine has at least 2 cores). A
+    /// second thread takes half of each frame's rows; results are bit-identical either way.
+    #[serde(default)]
+    pub preprocess_threads: usize,
     /// With a GPU provider, put the input tensor in pinned (page-locked) host memory, so that
     /// its copy to the GPU is one direct DMA transfer instead of a staged copy.
     #[serde(default = "default_true")]
@@ -137,6 +141,14 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// The pre-processing threads `preprocess_threads` asks for on this machine.
+    pub fn preprocess_threads(&self) -> usize {
+        match self.preprocess_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(2)),
+            n => n.min(2),
+        }
+    }
+
     /// The providers' options, for validation and registration.
     pub fn provider_options(&self) -> ProviderOptions<'_> {
         ProviderOptions {
@@ -155,6 +167,7 @@ impl Default for EngineConfig {
             intra_op_threads: 0,
             intra_op_spinning: false,
             warmup_runs: default_warmup_runs(),
+            preprocess_threads: 0,
             pinned_memory: true,
             tensorrt: TensorRtOptions::default(),
             cuda: CudaOptions::default(),

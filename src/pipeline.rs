@@ -68,7 +68,11 @@ impl Detector {
         thresholds: Option<Thresholds>,
     ) -> Result<Self, EngineError> {
         let m = &model.manifest;
-        let pre = Preprocessor::new(&m.input);
+        let pre = Preprocessor::with_threads(
+            &m.input,
+            crate::preprocess::resample::Kernels::detect(),
+            engine_config.preprocess_threads(),
+        );
         let post = Postprocessor::new(
             &m.output,
             m.classes.len(),

@@ -24,14 +24,18 @@
 //! fails only on a tensor of the wrong size.
 
 pub mod convert;
+mod helper;
 pub mod resample;
+mod rows;
 pub mod store;
 pub mod taps;
 
 use crate::geometry::Letterbox;
 use crate::image::{ImageView, PixelEncoding};
 use crate::model::{ColorOrder, InputSpec, Layout, ResizeMode};
+use helper::Helper;
 use resample::Kernels;
+use rows::{Ctx, Out, Scratch};
 use store::Norm;
 use taps::Taps;
 
@@ -65,14 +69,10 @@ pub struct Preprocessor {
     kernels: Kernels,
     geometries: Vec<Geometry>,
     uses: u64,
-    /// One intermediate row (16-bit, every channel), with the padding the SIMD loads need.
-    inter: Vec<i16>,
-    /// Scratch of the portable vertical pass.
-    acc: Vec<i32>,
-    /// Converted RGB rows (a ring of them) for encodings not read directly.
-    converted: Vec<u8>,
-    /// One output row of 8-bit pixels (packed, source channel order): the tensor width.
-    staged: Vec<u32>,
+    /// Each thread's scratch (the caller's, the helper's).
+    scratch: [Scratch; 2],
+    /// The second thread, if pre-processing runs on two.
+    helper: Option<Helper>,
     /// Normalisation per tensor channel (with its 8-bit lookup tables).
     norm: Norm,
     /// Geometry whose padding is currently in the tensor (None: tensor not yet padded).
@@ -87,18 +87,28 @@ impl Preprocessor {
 
     /// As [`Self::new`], with the given kernels (tests and benches compare them).
     pub fn with_kernels(spec: &InputSpec, kernels: Kernels) -> Self {
+        Self::with_threads(spec, kernels, 1)
+    }
+
+    /// As [`Self::with_kernels`] on `threads` threads (1 or 2): with 2, a `lookout-preprocess`
+    /// thread takes the top half of each frame's rows while the caller does the bottom half
+    /// (the result is bit-identical). Spawns that thread now.
+    pub fn with_threads(spec: &InputSpec, kernels: Kernels, threads: usize) -> Self {
         Self {
             spec: spec.clone(),
             kernels,
             geometries: Vec::with_capacity(MAX_CACHED_GEOMETRIES),
             uses: 0,
-            inter: Vec::new(),
-            acc: Vec::new(),
-            converted: Vec::new(),
-            staged: vec![0; spec.width()],
+            scratch: [Scratch::default(), Scratch::default()],
+            helper: if threads >= 2 { Helper::start() } else { None },
             norm: Norm::new(spec.scale, spec.mean, spec.std),
             padded_for: None,
         }
+    }
+
+    /// Threads pre-processing runs on (1 or 2).
+    pub fn threads(&self) -> usize {
+        1 + usize::from(self.helper.is_some())
     }
 
     /// The SIMD kernels in use (`avx2+ssse3`, ..., `portable`).
@@ -190,21 +200,15 @@ impl Preprocessor {
             horizontal: Taps::new(width as usize, lb.resized_width as usize),
             vertical: Taps::new(height as usize, lb.resized_height as usize),
         };
-        let row = width as usize * 4;
-        let need = row + resample::inter_padding(&entry.horizontal, 4);
-        if self.inter.len() < need {
-            self.inter.resize(need, 0);
-        }
-        if self.acc.len() < row {
-            self.acc.resize(row, 0);
-        }
-        if converted {
-            // Enough converted rows for the widest vertical window (each row converted once).
-            let slots = entry.vertical.count.iter().copied().max().unwrap_or(1) as usize;
-            let need = slots.clamp(1, resample::MAX_SIMD_ROWS) * width as usize * 3;
-            if self.converted.len() < need {
-                self.converted.resize(need, 0);
-            }
+        let threads = self.threads();
+        for scratch in &mut self.scratch[..threads] {
+            scratch.reserve(
+                width as usize,
+                &entry.horizontal,
+                &entry.vertical,
+                lb.resized_width as usize,
+                converted,
+            );
         }
         if self.geometries.len() < MAX_CACHED_GEOMETRIES {
             self.geometries.push(entry);
@@ -218,9 +222,9 @@ impl Preprocessor {
         i
     }
 
-    /// The fused pass: resample `view` row by row straight into the tensor. Encodings that are
-    /// not read directly are converted to RGB rows first, each source row once, into a small
-    /// ring of rows ([`convert`]).
+    /// The fused pass: resample `view` row by row straight into the tensor ([`rows`]), on one
+    /// or two threads. Encodings that are not read directly are converted to RGB rows first,
+    /// each source row once, into a small ring of rows ([`convert`]).
     fn resample_into(&mut self, view: &ImageView, lb: &Letterbox, tensor: &mut [f32]) {
         let direct = view.encoding().is_direct();
         let (sw, sh) = if direct {
@@ -235,81 +239,74 @@ impl Preprocessor {
         } else {
             (3, channel_sources(&self.spec, PixelEncoding::Rgb8))
         };
-        let n = sw as usize * channels;
         let (w, h) = (self.spec.width(), self.spec.height());
-        let (x0, y0) = (lb.pad_left as usize, lb.pad_top as usize);
-        let rw = lb.resized_width as usize;
         let Self {
             geometries,
-            inter,
-            acc,
-            converted,
-            staged,
+            scratch,
+            helper,
             norm,
-            kernels,
             spec,
+            kernels,
             ..
         } = self;
         let geometry = &geometries[g];
-        let kernels = *kernels;
-        // Which source row each converted-row slot holds (none yet for this frame).
-        let mut held = [u32::MAX; resample::MAX_SIMD_ROWS];
-        let slots = (converted.len() / n.max(1)).clamp(1, resample::MAX_SIMD_ROWS);
-        let mut rows: [&[u8]; resample::MAX_SIMD_ROWS] = [&[]; resample::MAX_SIMD_ROWS];
-        for y in 0..lb.resized_height as usize {
-            let vt = &geometry.vertical;
-            let first = vt.start[y] as usize;
-            let count = vt.count[y] as usize;
-            let weights = &vt.of(y)[..count];
-            let inter_row = &mut inter[..n];
-            if count > resample::MAX_SIMD_ROWS || (!direct && count > slots) {
-                let scratch = if direct {
-                    &mut converted[..0]
-                } else {
-                    held[0] = u32::MAX; // slot 0 is the scratch row now
-                    &mut converted[..n]
-                };
-                vertical_many(
-                    view,
-                    direct,
-                    first,
-                    weights,
-                    &mut acc[..n],
-                    scratch,
-                    inter_row,
-                );
-            } else if direct {
-                for (k, r) in rows[..count].iter_mut().enumerate() {
-                    *r = view.row((first + k) as u32);
-                }
-                resample::vertical(kernels, &rows[..count], weights, acc, inter_row);
-            } else {
-                for r in first..first + count {
-                    let slot = r % slots;
-                    if held[slot] != r as u32 {
-                        convert::rgb_row(view, r as u32, &mut converted[slot * n..(slot + 1) * n]);
-                        held[slot] = r as u32;
-                    }
-                }
-                let converted = &converted[..];
-                let mut conv_rows: [&[u8]; resample::MAX_SIMD_ROWS] =
-                    [&[]; resample::MAX_SIMD_ROWS];
-                for (k, row) in conv_rows[..count].iter_mut().enumerate() {
-                    let slot = (first + k) % slots;
-                    *row = &converted[slot * n..(slot + 1) * n];
-                }
-                resample::vertical(kernels, &conv_rows[..count], weights, acc, inter_row);
-            }
-            let staged = &mut staged[..rw];
-            resample::horizontal(kernels, inter, channels, &geometry.horizontal, staged);
-            let base = (y0 + y) * w + x0;
-            match spec.layout {
+        let ctx = Ctx {
+            view: *view,
+            direct,
+            channels,
+            src,
+            horizontal: &geometry.horizontal,
+            vertical: &geometry.vertical,
+            norm,
+            kernels: *kernels,
+            tensor_width: w,
+            pad_left: lb.pad_left as usize,
+            pad_top: lb.pad_top as usize,
+        };
+        let rh = lb.resized_height as usize;
+        let [ours, theirs] = scratch;
+        // Too few rows to be worth a hand-off: one thread.
+        let split = match helper {
+            Some(helper) if rh >= 32 => Some((helper, rh / 2)),
+            _ => None,
+        };
+        let Some((helper, mid)) = split else {
+            let out = match spec.layout {
                 Layout::Nchw => {
                     let (p0, rest) = tensor.split_at_mut(w * h);
                     let (p1, p2) = rest.split_at_mut(w * h);
-                    store::planar_row(kernels, staged, src, norm, [p0, p1, p2], base);
+                    Out::Planar([p0, p1, p2])
                 }
-                Layout::Nhwc => store::interleaved_row(staged, src, norm, tensor, base),
+                Layout::Nhwc => Out::Interleaved(tensor),
+            };
+            rows::resample_rows(&ctx, 0..rh, ours, out, 0);
+            return;
+        };
+        // The tensor split at the first row of the bottom band (per plane for NCHW).
+        let cut = (lb.pad_top as usize + mid) * w;
+        match spec.layout {
+            Layout::Nchw => {
+                let (p0, rest) = tensor.split_at_mut(w * h);
+                let (p1, p2) = rest.split_at_mut(w * h);
+                let (t0, b0) = p0.split_at_mut(cut);
+                let (t1, b1) = p1.split_at_mut(cut);
+                let (t2, b2) = p2.split_at_mut(cut);
+                let mut top = || {
+                    let out = Out::Planar([&mut *t0, &mut *t1, &mut *t2]);
+                    rows::resample_rows(&ctx, 0..mid, theirs, out, 0);
+                };
+                helper.join(&mut top, || {
+                    rows::resample_rows(&ctx, mid..rh, ours, Out::Planar([b0, b1, b2]), cut);
+                });
+            }
+            Layout::Nhwc => {
+                let (t, b) = tensor.split_at_mut(cut * 3);
+                let mut top = || {
+                    rows::resample_rows(&ctx, 0..mid, theirs, Out::Interleaved(&mut *t), 0);
+                };
+                helper.join(&mut top, || {
+                    rows::resample_rows(&ctx, mid..rh, ours, Out::Interleaved(b), cut);
+                });
             }
         }
     }
@@ -349,38 +346,6 @@ impl Preprocessor {
                 }
             }
         }
-    }
-}
-
-/// The vertical pass for more source rows than one SIMD step takes (a downscale of more than
-/// about 30x): the portable kernel row by row, still exact. A converted encoding's rows are
-/// converted one at a time into `scratch` (`out.len()` bytes).
-fn vertical_many(
-    view: &ImageView,
-    direct: bool,
-    first: usize,
-    weights: &[i16],
-    acc: &mut [i32],
-    scratch: &mut [u8],
-    out: &mut [i16],
-) {
-    let n = out.len();
-    acc.fill(1 << 7);
-    for (k, &wk) in weights.iter().enumerate() {
-        let r = (first + k) as u32;
-        let row = if direct {
-            view.row(r)
-        } else {
-            convert::rgb_row(view, r, scratch);
-            &scratch[..]
-        };
-        let wk = i32::from(wk);
-        for (a, &p) in acc.iter_mut().zip(&row[..n]) {
-            *a += wk * i32::from(p);
-        }
-    }
-    for (o, a) in out.iter_mut().zip(acc.iter()) {
-        *o = (*a >> 8) as i16;
     }
 }
 
@@ -526,6 +491,44 @@ mod tests {
         let lb = pre.run(&view, &mut t).unwrap();
         assert_eq!((lb.resized_width, lb.resized_height), (4, 4));
         assert!(t.iter().all(|v| *v == 77.0), "{t:?}");
+    }
+
+    #[test]
+    fn two_threads_and_the_portable_kernels_give_the_same_bits() {
+        // Every encoding, both layouts, odd sizes: one thread with the best kernels, one with
+        // the portable kernels and two threads must write the very same tensor.
+        for layout in [Layout::Nchw, Layout::Nhwc] {
+            let mut s = spec(96, 64, layout, ColorOrder::Rgb);
+            s.scale = 1.0 / 255.0;
+            s.mean = [0.485, 0.456, 0.406];
+            s.std = [0.229, 0.224, 0.225];
+            let mut one = Preprocessor::with_threads(&s, Kernels::detect(), 1);
+            let mut portable = Preprocessor::with_threads(&s, Kernels::portable(), 1);
+            let mut two = Preprocessor::with_threads(&s, Kernels::detect(), 2);
+            assert_eq!(two.threads(), 2);
+            for encoding in PixelEncoding::ALL {
+                let (w, h) = (322u32, 186u32);
+                let step = w as usize * encoding.bytes_per_pixel() + 6;
+                let data: Vec<u8> = (0..step * h as usize * 3)
+                    .map(|i| ((i * 2_654_435_761usize) >> 13) as u8)
+                    .collect();
+                let view = ImageView::new(w, h, step, encoding, &data).unwrap();
+                let mut outs = Vec::new();
+                for pre in [&mut one, &mut portable, &mut two] {
+                    let mut t = vec![0f32; s.len()];
+                    pre.run(&view, &mut t).unwrap();
+                    outs.push(t.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+                }
+                assert!(
+                    outs[0] == outs[1],
+                    "{encoding} {layout:?}: portable differs"
+                );
+                assert!(
+                    outs[0] == outs[2],
+                    "{encoding} {layout:?}: two threads differ"
+                );
+            }
+        }
     }
 
     #[test]
