@@ -4,6 +4,7 @@
 //!   normalisation, layout) of one frame into the default model's 416x416 NCHW tensor, with the
 //!   kernels this CPU runs (bgr8, rgba8, mono8 read directly; bayer_rggb8, yuv422, nv21, mono16
 //!   converted to RGB rows on the way);
+//! - `preprocess_2_threads/<W>x<H>_bgr8`: the same on two threads;
 //! - `preprocess_portable/<W>x<H>_bgr8`: the same with the portable kernels (what a CPU without
 //!   SSSE3/AVX2, or another architecture, gets);
 //! - `jpeg/<W>x<H>`: JPEG decode (at a reduced scale where the frame is at least twice the
@@ -68,6 +69,7 @@ fn benches(c: &mut Criterion) {
     let mut tensor = vec![0f32; spec.len()];
     let mut pre = Preprocessor::new(&spec);
     let mut portable = Preprocessor::with_kernels(&spec, Kernels::portable());
+    let mut two = Preprocessor::with_threads(&spec, Kernels::detect(), 2);
     eprintln!("kernels: {}", pre.kernels());
 
     for (w, h) in SIZES {
@@ -101,6 +103,10 @@ fn benches(c: &mut Criterion) {
         }
         let data = frame(w, h, PixelEncoding::Bgr8);
         let view = ImageView::packed(w as u32, h as u32, PixelEncoding::Bgr8, &data).unwrap();
+        two.run(&view, &mut tensor).unwrap();
+        c.bench_function(&format!("preprocess_2_threads/{w}x{h}_bgr8"), |b| {
+            b.iter(|| two.run(std::hint::black_box(&view), &mut tensor).unwrap())
+        });
         portable.run(&view, &mut tensor).unwrap();
         c.bench_function(&format!("preprocess_portable/{w}x{h}_bgr8"), |b| {
             b.iter(|| {
