@@ -7,8 +7,9 @@
 //! Needs `scripts/setup.sh` (model and images). Run: `cargo bench --bench pipeline`.
 //! Set-up (model load, session, warm-up, test frames) happens outside the timed closures.
 
-use std::path::PathBuf;
+mod common;
 
+use common::{home, repo};
 use criterion::{Criterion, criterion_group, criterion_main};
 use lookout::decode::{CompressedFormat, Decoder};
 use lookout::image::{ImageView, PixelEncoding};
@@ -17,16 +18,6 @@ use lookout::model::Model;
 use lookout::pipeline::Detector;
 use lookout::postprocess::Postprocessor;
 use lookout::preprocess::Preprocessor;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn home() -> PathBuf {
-    std::env::var_os("LOOKOUT_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".lookout"))
-}
 
 /// bus.jpg scaled (nearest) to 1920x1080 bgr8: a real scene at camera resolution.
 fn full_hd_bgr() -> Vec<u8> {

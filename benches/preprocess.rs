@@ -15,24 +15,15 @@
 //! the `street_<W>x<H>.jpg` frames set-up writes. Needs `scripts/setup.sh`. Set-up outside the
 //! timed closures. Run: `cargo bench --bench preprocess`.
 
-use std::path::PathBuf;
+mod common;
 
+use common::{home, repo};
 use criterion::{Criterion, criterion_group, criterion_main};
 use lookout::decode::{CompressedFormat, Decoder};
 use lookout::image::{ImageView, PixelEncoding};
 use lookout::model::Model;
 use lookout::preprocess::Preprocessor;
 use lookout::preprocess::resample::Kernels;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn home() -> PathBuf {
-    std::env::var_os("LOOKOUT_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".lookout"))
-}
 
 /// bus.jpg scaled (nearest) to `w`x`h` in `encoding`.
 fn frame(w: usize, h: usize, encoding: PixelEncoding) -> Vec<u8> {

@@ -1,52 +1,17 @@
 //! Pre-processing on two threads allocates nothing per frame, on either thread: a counting
 //! allocator armed for the whole process (this binary holds this one test, so no other test's
-//! thread runs meanwhile) counts every allocation of the caller and of `lookout-preprocess`.
+//! thread runs meanwhile) counts every allocation of the caller and of `lookout-preprocess`
+//! (`tests/counting`).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+mod counting;
 
 use lookout::image::{ImageView, PixelEncoding};
 use lookout::model::{ColorOrder, InputSpec, Layout as TensorLayout, ResizeMode};
 use lookout::preprocess::Preprocessor;
 use lookout::preprocess::resample::Kernels;
 
-struct Counting;
-
-static ARMED: AtomicBool = AtomicBool::new(false);
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-fn note() {
-    if ARMED.load(Ordering::Relaxed) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: forwards every call unchanged to the system allocator; the counting has no effect on
-// the memory returned.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting::Counting = counting::Counting;
 
 #[test]
 fn both_threads_allocate_nothing_per_frame() {
@@ -81,17 +46,23 @@ fn both_threads_allocate_nothing_per_frame() {
     for v in &views {
         pre.run(v, &mut tensor).unwrap();
     }
-    ARMED.store(true, Ordering::SeqCst);
-    for _ in 0..20 {
-        for v in &views {
-            pre.run(v, &mut tensor).unwrap();
+    // Positive control: the counter sees an allocation on another thread.
+    let seen = counting::allocations_anywhere_in(|| {
+        std::thread::Builder::new()
+            .name("lookout-test-alloc".into())
+            .spawn(|| std::hint::black_box(Vec::<u8>::with_capacity(64)))
+            .unwrap()
+            .join()
+            .unwrap();
+    });
+    assert!(seen >= 1, "the counter saw {seen} allocations");
+    let n = counting::allocations_anywhere_in(|| {
+        for _ in 0..20 {
+            for v in &views {
+                pre.run(v, &mut tensor).unwrap();
+            }
         }
-    }
-    ARMED.store(false, Ordering::SeqCst);
-    assert_eq!(
-        ALLOCATIONS.load(Ordering::SeqCst),
-        0,
-        "heap allocations in 40 two-thread frames"
-    );
+    });
+    assert_eq!(n, 0, "{n} heap allocations in 40 two-thread frames");
     assert!(tensor.iter().all(|v| v.is_finite()));
 }
