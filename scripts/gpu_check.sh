@@ -81,9 +81,10 @@ runs=()
 for kind in raw jpeg; do
   if [[ $kind == raw ]]; then topic=/camera/image_raw; type=image
   else topic=/camera/image_raw/compressed; type=compressed; fi
-  for ep in cpu cuda cuda_pageable cuda_heuristic cuda_nowarmup fallback; do
+  for ep in cpu cuda cuda_pre1 cuda_pageable cuda_heuristic cuda_nowarmup fallback; do
     case $ep in
       cpu | cuda) list=$ep; extra="" ;;
+      cuda_pre1) list=cuda; extra=", preprocess_threads: 1" ;;
       cuda_pageable) list=cuda; extra=", pinned_memory: false" ;;
       cuda_heuristic) list=cuda; extra=", cuda: {cudnn_conv_algo_search: heuristic}" ;;
       cuda_nowarmup) list=cuda; extra=", warmup_runs: 0" ;;
