@@ -253,6 +253,7 @@ impl Preprocessor {
         let ctx = Ctx {
             view: *view,
             direct,
+            source_width: sw as usize,
             channels,
             src,
             horizontal: &geometry.horizontal,

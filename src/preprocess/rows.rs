@@ -61,6 +61,8 @@ pub struct Ctx<'a> {
     pub view: ImageView<'a>,
     /// Whether its bytes are read directly (else converted to RGB rows).
     pub direct: bool,
+    /// Width of the image resampled, pixels (the frame's, or its converted RGB image's).
+    pub source_width: usize,
     /// Channels per source pixel as the kernels see them.
     pub channels: usize,
     /// Source channel feeding tensor channel 0, 1, 2.
@@ -100,12 +102,7 @@ pub fn resample_rows(
     offset: usize,
 ) {
     let view = &ctx.view;
-    let (sw, _) = if ctx.direct {
-        (view.width(), view.height())
-    } else {
-        convert::rgb_size(view)
-    };
-    let n = sw as usize * ctx.channels;
+    let n = ctx.source_width * ctx.channels;
     let rw = ctx.horizontal.len();
     let Scratch {
         inter,

@@ -322,7 +322,12 @@ pub fn parse_shapes(text: &str) -> Result<Vec<(String, Vec<u32>)>, String> {
     Ok(out)
 }
 
-const MIB: usize = 1 << 20;
+/// MiB to bytes, saturating (the options are range-checked, see [`MAX_MEMORY_MB`]).
+fn bytes_from_mb(mb: u64) -> usize {
+    usize::try_from(mb)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(1 << 20)
+}
 
 /// The registration of `provider` with its options. `cache_dir` is the TensorRT engine cache
 /// folder for this model (None: no engine cache); `timing_cache` TensorRT's timing cache file.
@@ -342,11 +347,7 @@ pub fn dispatch(
                 // Progress while an engine builds comes from ONNX Runtime's log (verbose).
                 .with_detailed_build_log(true);
             if t.max_workspace_mb > 0 {
-                ep = ep.with_max_workspace_size(
-                    usize::try_from(t.max_workspace_mb)
-                        .unwrap_or(usize::MAX)
-                        .saturating_mul(MIB),
-                );
+                ep = ep.with_max_workspace_size(bytes_from_mb(t.max_workspace_mb));
             }
             if t.int8 && !t.int8_calibration_table.is_empty() {
                 ep = ep.with_int8_calibration_table_name(&t.int8_calibration_table);
@@ -380,11 +381,7 @@ pub fn dispatch(
                 .with_device_id(c.device_id)
                 .with_conv_algorithm_search(search);
             if c.arena_limit_mb > 0 {
-                ep = ep.with_memory_limit(
-                    usize::try_from(c.arena_limit_mb)
-                        .unwrap_or(usize::MAX)
-                        .saturating_mul(MIB),
-                );
+                ep = ep.with_memory_limit(bytes_from_mb(c.arena_limit_mb));
             }
             ep.build().error_on_failure()
         }
