@@ -5,6 +5,9 @@
 //!   kernels this CPU runs (bgr8, rgba8, mono8 read directly; bayer_rggb8, yuv422, nv21, mono16
 //!   converted to RGB rows on the way);
 //! - `preprocess_2_threads/<W>x<H>_bgr8`: the same on two threads;
+//! - `preprocess_cold[_2_threads]/<W>x<H>_bgr8`: the same with every cache emptied first (64 MB
+//!   written, outside the timed part), as in a running node where an inference runs between two
+//!   frames;
 //! - `preprocess_portable/<W>x<H>_bgr8`: the same with the portable kernels (what a CPU without
 //!   SSSE3/AVX2, or another architecture, gets);
 //! - `jpeg/<W>x<H>`: JPEG decode (at a reduced scale where the frame is at least twice the
@@ -98,6 +101,24 @@ fn benches(c: &mut Criterion) {
         c.bench_function(&format!("preprocess_2_threads/{w}x{h}_bgr8"), |b| {
             b.iter(|| two.run(std::hint::black_box(&view), &mut tensor).unwrap())
         });
+        // As in a running node: the inference between two frames has evicted the caches
+        // (the eviction is set-up, outside the timed part).
+        let mut evict = vec![0u8; 64 << 20];
+        for (name, p) in [
+            ("preprocess_cold", &mut pre),
+            ("preprocess_cold_2_threads", &mut two),
+        ] {
+            c.bench_function(&format!("{name}/{w}x{h}_bgr8"), |b| {
+                b.iter_batched(
+                    || {
+                        let v = evict[0].wrapping_add(1);
+                        evict.fill(v);
+                    },
+                    |()| p.run(std::hint::black_box(&view), &mut tensor).unwrap(),
+                    criterion::BatchSize::PerIteration,
+                )
+            });
+        }
         portable.run(&view, &mut tensor).unwrap();
         c.bench_function(&format!("preprocess_portable/{w}x{h}_bgr8"), |b| {
             b.iter(|| {

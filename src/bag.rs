@@ -393,8 +393,12 @@ impl Bag {
 
     /// As [`Self::for_each`], with the reading (file I/O, chunk decompression) on a thread of
     /// its own (`lookout-bag-read`) running up to `depth` messages ahead, so it overlaps with
-    /// whatever `f` does. Same messages, same order. Allocates a copy of each payload (topic
-    /// names and definitions are shared per topic); blocks when `depth` messages wait.
+    /// whatever `f` does. Same messages, same order. Each payload is copied into a buffer that
+    /// comes back to the reader once `f` has seen it (`depth + 1` buffers in all, grown to the
+    /// largest message, so a steady stream allocates nothing); topic names and definitions are
+    /// shared per topic. Blocks when `depth` messages wait. The reader runs at the lowest normal
+    /// priority ([`crate::rt::background`]): it has the whole of each inference to run ahead in,
+    /// and must not take a core from the pre-processing or inference of the frame before.
     pub fn for_each_prefetched(
         &self,
         depth: usize,
@@ -408,6 +412,8 @@ impl Bag {
         }
         type Read = (std::sync::Arc<Topic>, u64, Vec<u8>);
         let (tx, rx) = crossbeam_channel::bounded::<Read>(depth.max(1));
+        // Buffers the consumer is done with, back to the reader.
+        let (recycle_tx, recycle_rx) = crossbeam_channel::bounded::<Vec<u8>>(depth.max(1) + 1);
         let path = || {
             self.files
                 .first()
@@ -418,6 +424,7 @@ impl Bag {
             let reader = std::thread::Builder::new()
                 .name("lookout-bag-read".into())
                 .spawn_scoped(scope, move || {
+                    crate::rt::background("lookout-bag-read");
                     let mut topics: Vec<std::sync::Arc<Topic>> = Vec::new();
                     self.for_each(|m| {
                         let topic = match topics.iter().find(|t| t.name == m.topic) {
@@ -434,7 +441,10 @@ impl Bag {
                                 t
                             }
                         };
-                        match tx.send((topic, m.log_time_ns, m.data.to_vec())) {
+                        let mut data = recycle_rx.try_recv().unwrap_or_default();
+                        data.clear();
+                        data.extend_from_slice(m.data);
+                        match tx.send((topic, m.log_time_ns, data)) {
                             Ok(()) => ControlFlow::Continue(()),
                             // The consumer stopped.
                             Err(_) => ControlFlow::Break(()),
@@ -464,6 +474,8 @@ impl Bag {
                 if f(m).is_break() {
                     break;
                 }
+                // Full only if the reader has not taken its buffers back yet: then this one goes.
+                let _ = recycle_tx.try_send(data);
             }
             drop(rx);
             reader.join().unwrap_or_else(|_| {

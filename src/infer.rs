@@ -11,6 +11,10 @@
 //! skipped; the first that registers is the provider **in use** and is reported
 //! ([`Engine::execution_provider`]). CPU always works.
 //!
+//! The session reads the ONNX file by its path (lookout holds no copy of the model: on a small
+//! computer two copies of a large model side by side are what sets the peak memory), then the
+//! file's sha256 is checked again so the model that runs is the one the manifest names.
+//!
 //! Contract: [`Engine::new`] loads the library (once per process), builds the session, allocates
 //! both tensors and runs `warmup_runs` inferences. [`Engine::run`] blocks for the duration of one
 //! inference, allocates nothing on the Rust heap (ONNX Runtime's own arena serves its
@@ -125,7 +129,7 @@ pub struct EngineConfig {
     #[serde(default = "default_warmup_runs")]
     pub warmup_runs: u32,
     /// Threads for pre-processing (1 or 2; 0: 2 where the machine has at least 2 cores). A
-    /// second thread takes half of each frame's rows; results are bit-identical either way.
+    /// second thread shares each frame's rows; results are bit-identical either way.
     #[serde(default)]
     pub preprocess_threads: usize,
     /// With a GPU provider, put the input tensor in pinned (page-locked) host memory, so that
@@ -439,6 +443,11 @@ impl Engine {
             );
         }
 
+        // ONNX Runtime read the file by its path: check it is still the file that was hashed.
+        model.verify().map_err(|e| EngineError::Session {
+            model: model.onnx_path.clone(),
+            reason: e.to_string(),
+        })?;
         let m = &model.manifest;
         check_graph(&session, &m.input.name, &m.output.name)?;
         let device_id = provider.device_id(&config.provider_options());
@@ -623,7 +632,7 @@ fn build_session(
         _ => None,
     };
     builder
-        .commit_from_memory(&model.onnx_bytes)
+        .commit_from_file(&model.onnx_path)
         .map_err(|e| Attempt::Commit(e.to_string()))
 }
 

@@ -240,15 +240,35 @@ pub struct Model {
     pub manifest_path: PathBuf,
     /// Resolved path of the ONNX file.
     pub onnx_path: PathBuf,
-    /// The ONNX file's bytes (hashed, then handed to ONNX Runtime).
-    pub onnx_bytes: Vec<u8>,
 }
 
 /// Lower-case hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for b in digest {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex sha256 of the file at `path`, read in 1 MiB pieces (never held whole: a model
+/// can be hundreds of MB, and ONNX Runtime reads the file itself).
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(2 * bytes.len());
+    for b in bytes {
         out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
         out.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
     }
@@ -275,8 +295,8 @@ pub fn resolve_manifest_path(path: &Path) -> PathBuf {
 }
 
 impl Model {
-    /// Reads the manifest at `manifest_path`, validates it, reads the ONNX file it names and checks
-    /// its sha256. Allocates; does file I/O.
+    /// Reads the manifest at `manifest_path`, validates it and checks the sha256 of the ONNX file
+    /// it names (streamed; the bytes are not kept). Allocates; does file I/O.
     pub fn load(manifest_path: &Path) -> Result<Self, ModelError> {
         let text =
             std::fs::read_to_string(manifest_path).map_err(|error| ModelError::ManifestRead {
@@ -291,24 +311,31 @@ impl Model {
         manifest.validate(manifest_path)?;
         let dir = manifest_path.parent().unwrap_or(Path::new("."));
         let onnx_path = dir.join(&manifest.onnx);
-        let onnx_bytes = std::fs::read(&onnx_path).map_err(|error| ModelError::OnnxRead {
-            path: onnx_path.clone(),
-            error,
-        })?;
-        let actual = sha256_hex(&onnx_bytes);
-        if actual != manifest.sha256 {
-            return Err(ModelError::Sha256Mismatch {
-                path: onnx_path,
-                expected: manifest.sha256.clone(),
-                actual,
-            });
-        }
-        Ok(Self {
+        let model = Self {
             manifest,
             manifest_path: manifest_path.to_path_buf(),
             onnx_path,
-            onnx_bytes,
-        })
+        };
+        model.verify()?;
+        Ok(model)
+    }
+
+    /// Checks that the ONNX file still has the manifest's sha256 (streamed; holds no copy).
+    /// [`Self::load`] calls it, and the engine again once ONNX Runtime has read the file, so a
+    /// file replaced in between is caught rather than run under the old hash.
+    pub fn verify(&self) -> Result<(), ModelError> {
+        let actual = sha256_file(&self.onnx_path).map_err(|error| ModelError::OnnxRead {
+            path: self.onnx_path.clone(),
+            error,
+        })?;
+        if actual != self.manifest.sha256 {
+            return Err(ModelError::Sha256Mismatch {
+                path: self.onnx_path.clone(),
+                expected: self.manifest.sha256.clone(),
+                actual,
+            });
+        }
+        Ok(())
     }
 
     /// The sha256 of the ONNX file (verified at load).

@@ -60,10 +60,10 @@ pub struct Detector {
 impl Detector {
     /// Builds every stage for `model`; `thresholds` overrides the manifest's defaults.
     ///
-    /// The model's ONNX bytes are released once the session holds the graph (ONNX Runtime keeps
-    /// its own copy): [`Self::model`] keeps the manifest and paths, with `onnx_bytes` empty.
+    /// ONNX Runtime reads the model file itself (lookout never holds a copy); the heap memory
+    /// freed while loading is then returned to the OS ([`crate::rt::release_free_memory`]).
     pub fn new(
-        mut model: Model,
+        model: Model,
         engine_config: &EngineConfig,
         thresholds: Option<Thresholds>,
     ) -> Result<Self, EngineError> {
@@ -79,7 +79,8 @@ impl Detector {
             thresholds.unwrap_or(m.thresholds),
         );
         let engine = Engine::new(&model, engine_config)?;
-        model.onnx_bytes = Vec::new();
+        // Loading parsed and copied the model more than once; give what was freed back.
+        crate::rt::release_free_memory();
         Ok(Self {
             model,
             pre,

@@ -1,4 +1,5 @@
-//! Real-time settings of a thread: CPU affinity and SCHED_FIFO priority (Linux).
+//! Real-time settings of a thread: CPU affinity and SCHED_FIFO priority, or the background
+//! priority of a helper that must not compete with the frame path (Linux).
 //!
 //! Applied by each thread to itself at start. The OS may refuse (no CAP_SYS_NICE, a CPU that does
 //! not exist, a container's cgroup): then the refusal is logged once and the thread runs with the
@@ -55,6 +56,34 @@ pub fn apply(thread: &str, config: &ThreadConfig) -> Applied {
     applied
 }
 
+/// Lowers the calling thread to the lowest normal priority (nice 19), for work that only has to
+/// keep ahead (reading a bag) and must not take a core from the frame being processed. Returns
+/// whether the OS agreed; a refusal is logged at debug level and changes nothing else.
+pub fn background(thread: &str) -> bool {
+    // SAFETY: gettid has no preconditions and returns the calling thread's id.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: a plain system call on this thread's id; no memory is passed. On Linux,
+    // PRIO_PROCESS with a thread id sets that one thread's nice value.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) };
+    if rc != 0 {
+        tracing::debug!(thread, error = %std::io::Error::last_os_error(), "lowering the thread's priority refused");
+    }
+    rc == 0
+}
+
+/// Returns the heap's free pages to the OS (glibc `malloc_trim`): loading a model frees tens of
+/// MB in the middle of the heap (parsed copies of the graph and weights) that the allocator
+/// would otherwise keep resident for the life of the process. Call after start-up, never per
+/// frame (it walks the heap). Does nothing where the C library is not glibc.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only hands free heap pages back to the OS; it takes no pointers and
+    // is thread-safe (it locks each arena).
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +107,25 @@ mod tests {
             .unwrap()
             .join()
             .unwrap()
+    }
+
+    #[test]
+    fn background_lowers_only_the_calling_thread() {
+        let niceness = || {
+            // SAFETY: gettid/getpriority take no memory; errno is not consulted (19 and 0 are
+            // not the -1 error value).
+            unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+        };
+        let before = niceness();
+        let (lowered, after) = std::thread::Builder::new()
+            .name("rt-test".into())
+            .spawn(move || (background("rt-test"), niceness()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(lowered);
+        assert_eq!(after, 19);
+        assert_eq!(niceness(), before, "the caller's priority must not change");
     }
 
     #[test]

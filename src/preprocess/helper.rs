@@ -1,5 +1,5 @@
-//! A second pre-processing thread (`lookout-preprocess`) that takes half of a frame's rows while
-//! the calling thread does the other half.
+//! A second pre-processing thread (`lookout-preprocess`) that runs a part of a frame's work
+//! (bands of rows it takes from the top) while the calling thread does the rest.
 //!
 //! Contract: [`Helper::start`] spawns the thread. [`Helper::join`] hands the helper a borrowed
 //! closure, runs the caller's own part, and blocks until the helper is done: a mutex and two

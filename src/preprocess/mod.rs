@@ -36,6 +36,7 @@ use crate::model::{ColorOrder, InputSpec, Layout, ResizeMode};
 use helper::Helper;
 use resample::Kernels;
 use rows::{Ctx, Out, Scratch};
+use std::sync::Mutex;
 use store::Norm;
 use taps::Taps;
 
@@ -90,9 +91,10 @@ impl Preprocessor {
         Self::with_threads(spec, kernels, 1)
     }
 
-    /// As [`Self::with_kernels`] on `threads` threads (1 or 2): with 2, a `lookout-preprocess`
-    /// thread takes the top half of each frame's rows while the caller does the bottom half
-    /// (the result is bit-identical). Spawns that thread now.
+    /// As [`Self::with_kernels`] on `threads` threads (1 or 2): with 2, each frame's rows are cut
+    /// into bands; a `lookout-preprocess` thread takes bands from the top while the caller takes
+    /// them from the bottom, so a helper that wakes late (or shares its core) costs nothing but
+    /// its share. The result is bit-identical. Spawns that thread now.
     pub fn with_threads(spec: &InputSpec, kernels: Kernels, threads: usize) -> Self {
         Self {
             spec: spec.clone(),
@@ -267,48 +269,23 @@ impl Preprocessor {
         let rh = lb.resized_height as usize;
         let [ours, theirs] = scratch;
         // Too few rows to be worth a hand-off: one thread.
-        let split = match helper {
-            Some(helper) if rh >= 32 => Some((helper, rh / 2)),
-            _ => None,
-        };
-        let Some((helper, mid)) = split else {
-            let out = match spec.layout {
-                Layout::Nchw => {
-                    let (p0, rest) = tensor.split_at_mut(w * h);
-                    let (p1, p2) = rest.split_at_mut(w * h);
-                    Out::Planar([p0, p1, p2])
-                }
-                Layout::Nhwc => Out::Interleaved(tensor),
-            };
-            rows::resample_rows(&ctx, 0..rh, ours, out, 0);
-            return;
-        };
-        // The tensor split at the first row of the bottom band (per plane for NCHW).
-        let cut = (lb.pad_top as usize + mid) * w;
-        match spec.layout {
-            Layout::Nchw => {
-                let (p0, rest) = tensor.split_at_mut(w * h);
-                let (p1, p2) = rest.split_at_mut(w * h);
-                let (t0, b0) = p0.split_at_mut(cut);
-                let (t1, b1) = p1.split_at_mut(cut);
-                let (t2, b2) = p2.split_at_mut(cut);
-                let mut top = || {
-                    let out = Out::Planar([&mut *t0, &mut *t1, &mut *t2]);
-                    rows::resample_rows(&ctx, 0..mid, theirs, out, 0);
-                };
-                helper.join(&mut top, || {
-                    rows::resample_rows(&ctx, mid..rh, ours, Out::Planar([b0, b1, b2]), cut);
-                });
+        let helper = helper.as_ref().filter(|_| rh >= 32);
+        let n = if helper.is_some() { BANDS } else { 1 };
+        let bands = bands(tensor, spec.layout, (w, h), lb.pad_top as usize, rh, n);
+        let run = |band: &Mutex<Option<Band<'_>>>, scratch: &mut Scratch| {
+            let taken = band.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(b) = taken {
+                rows::resample_rows(&ctx, b.rows, scratch, b.out, b.offset);
             }
-            Layout::Nhwc => {
-                let (t, b) = tensor.split_at_mut(cut * 3);
-                let mut top = || {
-                    rows::resample_rows(&ctx, 0..mid, theirs, Out::Interleaved(&mut *t), 0);
-                };
-                helper.join(&mut top, || {
-                    rows::resample_rows(&ctx, mid..rh, ours, Out::Interleaved(b), cut);
-                });
+        };
+        match helper {
+            // The helper takes bands from the top, the caller from the bottom, until they meet:
+            // a helper that wakes late costs nothing, the caller just takes more bands.
+            Some(helper) => {
+                let mut top = || bands.iter().for_each(|b| run(b, theirs));
+                helper.join(&mut top, || bands.iter().rev().for_each(|b| run(b, ours)));
             }
+            None => bands.iter().for_each(|b| run(b, ours)),
         }
     }
 
@@ -411,6 +388,71 @@ fn write_tensor_rows<'r>(
             }
         }
     }
+}
+
+/// Bands of output rows two threads share.
+const BANDS: usize = 8;
+
+/// A band of output rows and the part of the tensor it writes (starting at element `offset`,
+/// per plane for NCHW).
+struct Band<'t> {
+    rows: std::ops::Range<usize>,
+    out: Out<'t>,
+    offset: usize,
+}
+
+/// The first `len` elements of `*p` (fewer if it is shorter), leaving the rest in `*p`.
+fn cut<'t>(p: &mut &'t mut [f32], len: usize) -> &'t mut [f32] {
+    let whole = std::mem::take(p);
+    let (band, rest) = whole.split_at_mut(len.min(whole.len()));
+    *p = rest;
+    band
+}
+
+/// `tensor` cut into `n` (at most [`BANDS`]) bands of the `rh` resized rows, each behind a lock
+/// that the thread taking the band holds only while taking it. No allocation.
+fn bands(
+    tensor: &mut [f32],
+    layout: Layout,
+    (w, h): (usize, usize),
+    pad_top: usize,
+    rh: usize,
+    n: usize,
+) -> [Mutex<Option<Band<'_>>>; BANDS] {
+    let n = n.clamp(1, BANDS);
+    let mut bands: [Mutex<Option<Band<'_>>>; BANDS] = Default::default();
+    let (mut planes, channels) = match layout {
+        Layout::Nchw => {
+            let (p0, rest) = tensor.split_at_mut(w * h);
+            let (p1, p2) = rest.split_at_mut(w * h);
+            ([p0, p1, p2], 1)
+        }
+        Layout::Nhwc => ([tensor, &mut [][..], &mut [][..]], 3),
+    };
+    let mut start = 0;
+    for (b, slot) in bands.iter_mut().take(n).enumerate() {
+        let rows = rh * b / n..rh * (b + 1) / n;
+        let end = if b + 1 == n {
+            w * h
+        } else {
+            (pad_top + rows.end) * w
+        };
+        let len = end - start;
+        let out = match layout {
+            Layout::Nchw => {
+                let [p0, p1, p2] = &mut planes;
+                Out::Planar([cut(p0, len), cut(p1, len), cut(p2, len)])
+            }
+            Layout::Nhwc => Out::Interleaved(cut(&mut planes[0], len * channels)),
+        };
+        *slot.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(Band {
+            rows,
+            out,
+            offset: start,
+        });
+        start = end;
+    }
+    bands
 }
 
 #[cfg(test)]
