@@ -5,7 +5,8 @@
 //!   detector's input is smaller than that for every common camera, so nothing is lost that the
 //!   letterbox would keep.
 //! - YUV (`yuv422`, `yuv422_yuy2`, `nv21`, `nv24`): BT.601 limited range (Y 16..235), the matrix
-//!   camera drivers and OpenCV's `COLOR_YUV2RGB_*` use, in 8-bit fixed point.
+//!   camera drivers and OpenCV's `COLOR_YUV2RGB_*` use, in 8-bit fixed point, converted a chunk
+//!   of pixels at a time by the vectorised kernels of [`super::yuv`].
 //! - 16-bit (`mono16`, `rgb16`, `bgr16`): the 8 most significant bits, in the byte order the
 //!   message states.
 //!
@@ -22,20 +23,6 @@ pub fn rgb_size(view: &ImageView) -> (u32, u32) {
         | PixelEncoding::BayerGrbg8 => (view.width() / 2, view.height() / 2),
         _ => (view.width(), view.height()),
     }
-}
-
-fn clamp8(v: i32) -> u8 {
-    v.clamp(0, 255) as u8
-}
-
-/// BT.601 limited range, 8-bit fixed point (coefficients times 256).
-fn yuv_to_rgb(y: u8, u: u8, v: u8, out: &mut [u8]) {
-    let c = (i32::from(y) - 16) * 298;
-    let d = i32::from(u) - 128;
-    let e = i32::from(v) - 128;
-    out[0] = clamp8((c + 409 * e + 128) >> 8);
-    out[1] = clamp8((c - 100 * d - 208 * e + 128) >> 8);
-    out[2] = clamp8((c + 516 * d + 128) >> 8);
 }
 
 /// Writes row `y` of the RGB image of `view` (see [`rgb_size`]) into `out` (at least
@@ -83,40 +70,8 @@ pub fn rgb_row(view: &ImageView, y: u32, out: &mut [u8]) {
                 o.copy_from_slice(&[r, g, b]);
             }
         }
-        e @ (PixelEncoding::Uyvy | PixelEncoding::Yuyv) => {
-            // Byte positions of Y0, U, Y1, V in each 4-byte group of two pixels.
-            let [y0, u, y1, v] = if e == PixelEncoding::Uyvy {
-                [1, 0, 3, 2]
-            } else {
-                [0, 1, 2, 3]
-            };
-            for (o, g) in out.chunks_exact_mut(6).zip(view.row(y).chunks_exact(4)) {
-                yuv_to_rgb(g[y0], g[u], g[v], &mut o[..3]);
-                yuv_to_rgb(g[y1], g[u], g[v], &mut o[3..]);
-            }
-        }
-        PixelEncoding::Nv21 => {
-            let luma = view.row(y);
-            let chroma = view.chroma_row(y / 2);
-            for (x, o) in out.chunks_exact_mut(3).enumerate() {
-                let c = 2 * (x / 2);
-                if let (Some(&l), Some(&v), Some(&u)) =
-                    (luma.get(x), chroma.get(c), chroma.get(c + 1))
-                {
-                    yuv_to_rgb(l, u, v, o);
-                }
-            }
-        }
-        PixelEncoding::Nv24 => {
-            let luma = view.row(y);
-            let chroma = view.chroma_row(y);
-            for ((o, &l), uv) in out
-                .chunks_exact_mut(3)
-                .zip(luma)
-                .zip(chroma.chunks_exact(2))
-            {
-                yuv_to_rgb(l, uv[0], uv[1], o);
-            }
+        PixelEncoding::Uyvy | PixelEncoding::Yuyv | PixelEncoding::Nv21 | PixelEncoding::Nv24 => {
+            super::yuv::rgb_row(view, y, out)
         }
         PixelEncoding::Rgb8
         | PixelEncoding::Bgr8
@@ -129,6 +84,96 @@ pub fn rgb_row(view: &ImageView, y: u32, out: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// BT.601 limited range, 8-bit fixed point, one pixel at a time: the reference the chunked
+    /// kernels of `yuv.rs` must match byte for byte.
+    fn yuv_to_rgb(y: u8, u: u8, v: u8) -> [u8; 3] {
+        let c = (i32::from(y) - 16) * 298;
+        let d = i32::from(u) - 128;
+        let e = i32::from(v) - 128;
+        let clamp8 = |v: i32| v.clamp(0, 255) as u8;
+        [
+            clamp8((c + 409 * e + 128) >> 8),
+            clamp8((c - 100 * d - 208 * e + 128) >> 8),
+            clamp8((c + 516 * d + 128) >> 8),
+        ]
+    }
+
+    /// A deterministic pseudo-random byte pattern.
+    fn bytes(n: usize, seed: u32) -> Vec<u8> {
+        let mut s = seed.wrapping_mul(2_654_435_761) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn yuv_kernels_match_the_per_pixel_reference() {
+        use crate::preprocess::yuv;
+        // Widths around the chunk size; odd ones where the layout has them (4:4:4).
+        for w in [1usize, 2, 6, 62, 63, 64, 65, 66, 130, 1280] {
+            for e in [
+                PixelEncoding::Uyvy,
+                PixelEncoding::Yuyv,
+                PixelEncoding::Nv21,
+                PixelEncoding::Nv24,
+            ] {
+                if w % 2 == 1 && e != PixelEncoding::Nv24 {
+                    continue;
+                }
+                let h = 4usize;
+                let (data, step) = match e {
+                    PixelEncoding::Uyvy | PixelEncoding::Yuyv => {
+                        (bytes(w * 2 * h, w as u32), w * 2)
+                    }
+                    PixelEncoding::Nv21 => (bytes(w * h + w * h / 2, w as u32), w),
+                    _ => (bytes(w * h * 3, w as u32), w),
+                };
+                let view = ImageView::new(w as u32, h as u32, step, e, &data).unwrap();
+                for r in 0..h as u32 {
+                    let mut want = Vec::new();
+                    for x in 0..w {
+                        let (l, u, v) = match e {
+                            PixelEncoding::Uyvy | PixelEncoding::Yuyv => {
+                                let g = &view.row(r)[(x / 2) * 4..(x / 2) * 4 + 4];
+                                let uyvy = e == PixelEncoding::Uyvy;
+                                let l = if uyvy {
+                                    g[1 + 2 * (x % 2)]
+                                } else {
+                                    g[2 * (x % 2)]
+                                };
+                                if uyvy {
+                                    (l, g[0], g[2])
+                                } else {
+                                    (l, g[1], g[3])
+                                }
+                            }
+                            PixelEncoding::Nv21 => {
+                                let c = view.chroma_row(r / 2);
+                                (view.row(r)[x], c[2 * (x / 2) + 1], c[2 * (x / 2)])
+                            }
+                            _ => {
+                                let c = view.chroma_row(r);
+                                (view.row(r)[x], c[2 * x], c[2 * x + 1])
+                            }
+                        };
+                        want.extend_from_slice(&yuv_to_rgb(l, u, v));
+                    }
+                    let mut fast = vec![0u8; w * 3];
+                    let mut portable = vec![0u8; w * 3];
+                    yuv::rgb_row(&view, r, &mut fast);
+                    yuv::rgb_row_portable(&view, r, &mut portable);
+                    assert_eq!(fast, want, "{e} width {w} row {r}");
+                    assert_eq!(portable, want, "{e} width {w} row {r}");
+                }
+            }
+        }
+    }
 
     fn row(view: &ImageView, y: u32) -> Vec<u8> {
         let mut out = vec![0u8; rgb_size(view).0 as usize * 3];

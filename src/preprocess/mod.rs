@@ -29,6 +29,7 @@ pub mod resample;
 mod rows;
 pub mod store;
 pub mod taps;
+pub mod yuv;
 
 use crate::geometry::Letterbox;
 use crate::image::{ImageView, PixelEncoding};
