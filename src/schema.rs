@@ -8,7 +8,7 @@
 //! Type hashes are the RIHS01 hashes of the same types (checked against the set-up's message
 //! packages by `tests/replay.rs`).
 //!
-//! Contract: constants and a pure function; [`definition`] allocates the returned text.
+//! Contract: constants and a pure function; `KnownType::definition` allocates the returned text.
 
 /// One message type lookout can describe.
 #[derive(Debug, Clone, Copy)]
