@@ -122,7 +122,7 @@ fn vertical_portable(
 /// Bytes of padding the intermediate row needs after its `width * channels` values for
 /// [`horizontal`] (the SIMD loads read a little past the last tap).
 pub fn inter_padding(taps: &Taps, channels: usize) -> usize {
-    (taps.stride + 2) * channels + 8
+    ((taps.stride + 2) * channels + 8).max(super::taps::WIDE)
 }
 
 /// Every output pixel of one row, as four 8-bit channel values packed little-endian in a `u32`
@@ -133,6 +133,14 @@ pub fn horizontal(k: Kernels, inter: &[i16], channels: usize, taps: &Taps, out: 
     let need = taps.source_len * channels + inter_padding(taps, channels);
     if inter.len() < need || !(1..=4).contains(&channels) || out.len() < taps.len() {
         out.fill(0);
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if k.avx2 && channels == 1 && !taps.wide.is_empty() {
+        // SAFETY: AVX2 was detected at run time; `inter` holds at least `WIDE` values past the
+        // last start (the padding, checked above) and `out` one value per output.
+        let done = unsafe { x86::horizontal_mono_avx2(inter, taps, out) };
+        horizontal_portable(inter, channels, taps, out, done);
         return;
     }
     #[cfg(target_arch = "x86_64")]
@@ -149,15 +157,16 @@ pub fn horizontal(k: Kernels, inter: &[i16], channels: usize, taps: &Taps, out: 
         return;
     }
     let _ = k;
-    horizontal_portable(inter, channels, taps, out);
+    horizontal_portable(inter, channels, taps, out, 0);
 }
 
 fn to_u8(acc: i32) -> u8 {
     ((acc + (1 << (H_SHIFT - 1))) >> H_SHIFT).clamp(0, 255) as u8
 }
 
-fn horizontal_portable(inter: &[i16], channels: usize, taps: &Taps, out: &mut [u32]) {
-    for (x, o) in out.iter_mut().enumerate().take(taps.len()) {
+/// Outputs `from..` of [`horizontal`], one tap at a time.
+fn horizontal_portable(inter: &[i16], channels: usize, taps: &Taps, out: &mut [u32], from: usize) {
+    for (x, o) in out.iter_mut().enumerate().take(taps.len()).skip(from) {
         let n = taps.count[x] as usize;
         let w = &taps.of(x)[..n];
         let base = taps.start[x] as usize * channels;
@@ -181,6 +190,57 @@ mod x86 {
     /// Two 16-bit weights as the pair one `madd` multiplies (`lo` by the first lane's value).
     fn pair(lo: i16, hi: i16) -> i32 {
         (i32::from(hi as u16) << 16) | i32::from(lo as u16)
+    }
+
+    /// The one-channel (mono8) horizontal pass, eight outputs per step: each output's 16
+    /// values from its start times its 16 weights (zero past its count) in one multiply-add,
+    /// then the eight sums reduced together. Returns how many outputs it wrote (a multiple of
+    /// eight; the caller finishes the tail).
+    ///
+    /// # Safety
+    /// AVX2 must be available; `taps.wide` holds `WIDE` weights per output, `inter` holds at
+    /// least `start + WIDE` values for every output's start, and `out` at least `taps.len()`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn horizontal_mono_avx2(
+        inter: &[i16],
+        taps: &Taps,
+        out: &mut [u32],
+    ) -> usize {
+        use super::super::taps::WIDE;
+        let n = taps.len() / 8 * 8;
+        let round = _mm256_set1_epi32(1 << (H_SHIFT - 1));
+        let (zero, max) = (_mm256_setzero_si256(), _mm256_set1_epi32(255));
+        let src = inter.as_ptr();
+        let w = taps.wide.as_ptr();
+        let mut x = 0;
+        while x < n {
+            // SAFETY: output `x + j` reads values `start .. start + WIDE` of `inter` and weights
+            // `(x + j) * WIDE ..` of `wide`, both inside by the function's contract.
+            let madd = |j: usize| unsafe {
+                let v = _mm256_loadu_si256(src.add(taps.start[x + j] as usize).cast());
+                let k = _mm256_loadu_si256(w.add((x + j) * WIDE).cast());
+                _mm256_madd_epi16(v, k)
+            };
+            // Per 128-bit lane: [s0 s1 s2 s3] partial sums (low and high halves of each load).
+            let s0123 = _mm256_hadd_epi32(
+                _mm256_hadd_epi32(madd(0), madd(1)),
+                _mm256_hadd_epi32(madd(2), madd(3)),
+            );
+            let s4567 = _mm256_hadd_epi32(
+                _mm256_hadd_epi32(madd(4), madd(5)),
+                _mm256_hadd_epi32(madd(6), madd(7)),
+            );
+            let sum = _mm256_add_epi32(
+                _mm256_permute2x128_si256::<0x20>(s0123, s4567),
+                _mm256_permute2x128_si256::<0x31>(s0123, s4567),
+            );
+            let v = _mm256_srai_epi32::<{ H_SHIFT as i32 }>(_mm256_add_epi32(sum, round));
+            let v = _mm256_min_epi32(_mm256_max_epi32(v, zero), max);
+            // SAFETY: `x + 8 <= n <= out.len()`.
+            unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(x).cast(), v) };
+            x += 8;
+        }
+        n
     }
 
     /// The AVX2 vertical pass over whole 32-byte steps; returns how many values it wrote (the
@@ -391,6 +451,9 @@ mod tests {
             (1280, 3, 720, 416),
             (97, 4, 13, 41),
             (33, 1, 5, 60),
+            (1280, 1, 720, 416),
+            (641, 1, 480, 100),
+            (1280, 1, 720, 60),
             (640, 3, 480, 416),
         ] {
             let n = width * channels;

@@ -34,7 +34,13 @@ pub struct Taps {
     /// four copies of the first output's pair then four of the second's (the 256-bit operand of
     /// a multiply-add over two 128-bit lanes). An odd last output is paired with itself.
     pub pairs_by_two: Vec<i32>,
+    /// The weights again, [`WIDE`] per output (zero past `count`), for the one-channel kernel
+    /// that multiplies a whole 16-value load at once; empty when `stride > WIDE`.
+    pub wide: Vec<i16>,
 }
+
+/// Weights per output in [`Taps::wide`].
+pub const WIDE: usize = 16;
 
 fn triangle(x: f64) -> f64 {
     (1.0 - x.abs()).max(0.0)
@@ -102,6 +108,15 @@ impl Taps {
                 pairs_by_two.extend_from_slice(&[pa, pa, pa, pa, pb, pb, pb, pb]);
             }
         }
+        let wide = if stride <= WIDE {
+            let mut wide = vec![0i16; out_len * WIDE];
+            for (o, w) in wide.chunks_exact_mut(WIDE).enumerate() {
+                w[..stride].copy_from_slice(&weights[o * stride..(o + 1) * stride]);
+            }
+            wide
+        } else {
+            Vec::new()
+        };
         Self {
             source_len,
             start,
@@ -110,6 +125,7 @@ impl Taps {
             stride,
             pairs,
             pairs_by_two,
+            wide,
         }
     }
 
