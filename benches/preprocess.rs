@@ -12,7 +12,7 @@
 //!   SSSE3/AVX2, or another architecture, gets);
 //! - `jpeg/<W>x<H>`: JPEG decode (at a reduced scale where the frame is at least twice the
 //!   letterboxed size) plus pre-processing; `jpeg_full_scale/<W>x<H>`: the same, always decoding
-//!   at full size.
+//!   at full size; `jpeg_2_threads/<W>x<H>`: decode and pre-processing each on two threads.
 //!
 //! Frames are bus.jpg scaled (nearest) to each size, a real scene at camera resolution; JPEGs are
 //! the `street_<W>x<H>.jpg` frames set-up writes. Needs `scripts/setup.sh`. Set-up outside the
@@ -134,13 +134,24 @@ fn benches(c: &mut Criterion) {
             for (name, mut dec) in [
                 ("jpeg", Decoder::new(4096, 4096).with_tensor_size(tw, th)),
                 ("jpeg_full_scale", Decoder::new(4096, 4096)),
+                (
+                    "jpeg_2_threads",
+                    Decoder::new(4096, 4096)
+                        .with_threads(2)
+                        .with_tensor_size(tw, th),
+                ),
             ] {
+                let p = if dec.threads() == 2 {
+                    &mut two
+                } else {
+                    &mut pre
+                };
                 c.bench_function(&format!("{name}/{w}x{h}"), |b| {
                     b.iter(|| {
                         let (view, size) = dec
                             .decode_sized(std::hint::black_box(&jpeg), CompressedFormat::Jpeg)
                             .unwrap();
-                        pre.run_sized(&view, size, &mut tensor).unwrap()
+                        p.run_sized(&view, size, &mut tensor).unwrap()
                     })
                 });
             }

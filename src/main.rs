@@ -529,7 +529,8 @@ fn detect(args: &DetectArgs) -> Result<ExitCode> {
     let mut detector = Detector::new(model, &engine, Some(thresholds))?;
     let provider = detector.execution_provider();
     let input = &detector.model().manifest.input;
-    let mut decoder = Decoder::new(args.max_size.0, args.max_size.1);
+    let mut decoder =
+        Decoder::new(args.max_size.0, args.max_size.1).with_threads(engine.preprocess_threads());
     if !args.jpeg_full_scale {
         decoder = decoder.with_tensor_size(input.width() as u32, input.height() as u32);
     }

@@ -89,6 +89,11 @@ impl Detector {
         })
     }
 
+    /// Threads pre-processing runs on (1 or 2).
+    pub fn preprocess_threads(&self) -> usize {
+        self.pre.threads()
+    }
+
     /// The model package.
     pub fn model(&self) -> &Model {
         &self.model

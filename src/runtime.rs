@@ -229,12 +229,14 @@ impl InferenceLoop {
         let mut hard_timeouts = Vec::with_capacity(cameras.len());
         let input = &detector.model().manifest.input;
         let tensor = (input.width() as u32, input.height() as u32);
+        // JPEGs are decoded on as many threads as pre-processing runs on.
+        let threads = detector.preprocess_threads();
         for c in cameras {
             consumers.push(c.consumer);
             counters.push(c.counters);
             names.push(c.name);
             decoders.push(c.decode_max.map(|(w, h)| {
-                let decoder = Decoder::new(w, h);
+                let decoder = Decoder::new(w, h).with_threads(threads);
                 if c.jpeg_reduced_scale {
                     decoder.with_tensor_size(tensor.0, tensor.1)
                 } else {

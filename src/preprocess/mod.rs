@@ -24,7 +24,7 @@
 //! fails only on a tensor of the wrong size.
 
 pub mod convert;
-mod helper;
+pub(crate) mod helper;
 pub mod resample;
 mod rows;
 pub mod store;

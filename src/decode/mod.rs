@@ -6,10 +6,14 @@
 //! directly at 1/2, 1/4 or 1/8 of its size in the DCT domain (libjpeg-turbo's scaled inverse
 //! DCT): the smallest of these that is still at least the letterboxed size, so the resampler
 //! only ever shrinks. [`Decoder::original_size`] gives the full size, to which detections are
-//! mapped. PNG is decoded by `zune-png` to rgb8, rgba8 or mono8 (16-bit PNGs reduced to 8 bits).
+//! mapped. With [`Decoder::with_threads`]`(2)` a second libjpeg-turbo instance on a helper
+//! thread decodes the top 70 % of the rows while the caller decodes the rest ([`turbo`]: a band
+//! decodes to the same bytes as in a whole-image decode; the caller's band costs more per row,
+//! since reaching it means entropy-decoding everything above). PNG is decoded by `zune-png` to
+//! rgb8, rgba8 or mono8 (16-bit PNGs reduced to 8 bits).
 //!
 //! Contract: [`Decoder::new`] allocates the output buffer for `max_width x max_height` rgba8 and
-//! the JPEG decompressor. [`Decoder::decode`] writes into that buffer and never grows it: a larger
+//! the JPEG decompressor; [`Decoder::with_threads`] spawns the helper thread. [`Decoder::decode`] writes into that buffer and never grows it: a larger
 //! image is rejected with [`FrameError::TooLarge`] before anything is decoded. Corrupt or
 //! truncated data is a [`FrameError::Decode`]. The codecs allocate their own working memory per
 //! image (libjpeg-turbo on the C heap, zune-png's inflate state), so compressed input is not
@@ -19,8 +23,12 @@ use zune_core::bytestream::ZCursor;
 use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
 
+pub mod turbo;
+
 use crate::geometry::Letterbox;
 use crate::image::{FrameError, ImageView, PixelEncoding};
+use crate::preprocess::helper::Helper;
+use turbo::Turbo;
 
 /// Compressed image formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,12 +84,17 @@ pub struct Decoder {
     max_height: u32,
     /// libjpeg-turbo's decompressor (None if it could not be created: every JPEG is then a
     /// decode error naming why).
-    jpeg: Result<turbojpeg::Decompressor, String>,
+    jpeg: Result<Turbo, String>,
+    /// A second decompressor on a second thread: each decodes a band of a JPEG's rows.
+    split: Option<(Helper, Turbo)>,
     /// The tensor a decoded frame is letterboxed into, for reduced-scale JPEG decoding.
     tensor_size: Option<(u32, u32)>,
     /// Full size of the last image decoded.
     original: (u32, u32),
 }
+
+/// Scaled images shorter than this are decoded on one thread.
+const MIN_SPLIT_ROWS: usize = 64;
 
 /// The DCT scaling factors tried, smallest first (eighths).
 const JPEG_SCALES: [usize; 3] = [1, 2, 4];
@@ -96,7 +109,8 @@ impl Decoder {
             buffer,
             max_width,
             max_height,
-            jpeg: turbojpeg::Decompressor::new().map_err(|e| e.to_string()),
+            jpeg: Turbo::new(),
+            split: None,
             tensor_size: None,
             original: (0, 0),
         }
@@ -107,6 +121,23 @@ impl Decoder {
     pub fn with_tensor_size(mut self, width: u32, height: u32) -> Self {
         self.tensor_size = Some((width, height));
         self
+    }
+
+    /// Decode each JPEG on `threads` threads (1 or 2): with 2, a `lookout-preprocess` thread
+    /// of the decoder's own decodes the top rows while the caller decodes the rest (the
+    /// result is byte-identical). Spawns that thread now; stays on one thread if it cannot.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.split = if threads >= 2 {
+            Helper::start().zip(Turbo::new().ok())
+        } else {
+            None
+        };
+        self
+    }
+
+    /// Threads a JPEG is decoded on (1 or 2).
+    pub fn threads(&self) -> usize {
+        1 + usize::from(self.split.is_some())
     }
 
     /// The full size of the last image decoded (the view may be smaller, see the module docs).
@@ -136,28 +167,26 @@ impl Decoder {
             format: "jpeg",
             reason,
         };
-        let scale = {
+        let header = {
             let jpeg = self.jpeg.as_mut().map_err(|e| err(e.clone()))?;
-            let header = jpeg.read_header(bytes).map_err(|e| err(e.to_string()))?;
-            let (w, h) = (
-                u32::try_from(header.width).unwrap_or(u32::MAX),
-                u32::try_from(header.height).unwrap_or(u32::MAX),
-            );
-            self.check_size(w, h)?;
-            self.original = (w, h);
-            let grey = header.colorspace == turbojpeg::Colorspace::Gray;
-            (self.jpeg_scale(w, h), grey, header)
+            jpeg.header(bytes).map_err(err)?
         };
-        let (eighths, grey, header) = scale;
-        let factor = turbojpeg::ScalingFactor::new(eighths, 8);
-        let scaled = header.scaled(factor);
-        let (format, encoding) = if grey {
-            (turbojpeg::PixelFormat::GRAY, PixelEncoding::Mono8)
+        let to_u32 = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        let (w, h) = (to_u32(header.width), to_u32(header.height));
+        self.check_size(w, h)?;
+        self.original = (w, h);
+        let eighths = self.jpeg_scale(w, h);
+        let (sw, sh) = (
+            turbo::scaled(header.width, eighths),
+            turbo::scaled(header.height, eighths),
+        );
+        let encoding = if header.grey {
+            PixelEncoding::Mono8
         } else {
-            (turbojpeg::PixelFormat::RGB, PixelEncoding::Rgb8)
+            PixelEncoding::Rgb8
         };
-        let pitch = scaled.width * encoding.bytes_per_pixel();
-        let len = pitch * scaled.height;
+        let pitch = sw * encoding.bytes_per_pixel();
+        let len = pitch * sh;
         if len > self.buffer.capacity() {
             return Err(err(format!("decoded size {len} B exceeds the buffer")));
         }
@@ -166,19 +195,29 @@ impl Decoder {
             self.buffer.resize(len, 0);
         }
         let jpeg = self.jpeg.as_mut().map_err(|e| err(e.clone()))?;
-        jpeg.set_scaling_factor(factor)
-            .map_err(|e| err(e.to_string()))?;
-        let image = turbojpeg::Image {
-            pixels: &mut self.buffer[..len],
-            width: scaled.width,
-            pitch,
-            height: scaled.height,
-            format,
-        };
-        jpeg.decompress(bytes, image)
-            .map_err(|e| err(e.to_string()))?;
-        let to_u32 = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
-        Ok((to_u32(scaled.width), to_u32(scaled.height), encoding))
+        let format = (pitch, header.grey);
+        let out = &mut self.buffer[..len];
+        match self.split.as_mut().filter(|_| sh >= MIN_SPLIT_ROWS) {
+            Some((helper, second)) => {
+                // The caller's band costs more per row: reaching its first row means reading
+                // (entropy-decoding) every row above it. The helper takes the top 70 %.
+                let cut = sh * 7 / 10;
+                let (top, bottom) = out.split_at_mut(cut * pitch);
+                let mut theirs = Ok(());
+                let mut top_band = || {
+                    theirs = second.decode_rows(bytes, eighths, (0..cut, sh), top, format);
+                };
+                let mut ours = Ok(());
+                helper.join(&mut top_band, || {
+                    ours = jpeg.decode_rows(bytes, eighths, (cut..sh, sh), bottom, format);
+                });
+                theirs.and(ours).map_err(err)?;
+            }
+            None => jpeg
+                .decode_rows(bytes, eighths, (0..sh, sh), out, format)
+                .map_err(err)?,
+        }
+        Ok((to_u32(sw), to_u32(sh), encoding))
     }
 
     /// Decodes `bytes` and returns a view of the decoded frame (valid until the next call).
