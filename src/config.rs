@@ -218,6 +218,11 @@ pub struct CameraConfig {
     /// What happens when frames arrive faster than inference runs.
     #[serde(default = "default_queue_policy")]
     pub queue_policy: QueuePolicy,
+    /// Share of inference runs under overload, relative to the other cameras' weights
+    /// (1..=100; see [`crate::scheduler`]). Left out of the provenance a replay records when it
+    /// is the default, so that a replay's bytes do not depend on whether the key exists.
+    #[serde(default = "default_weight", skip_serializing_if = "is_default_weight")]
+    pub weight: u32,
     /// Largest frame width accepted (frame slots are allocated for it at start-up).
     #[serde(default = "default_max_width")]
     pub max_width: u32,
@@ -250,6 +255,14 @@ pub struct CameraConfig {
     /// ERROR when fewer results per second than this are published while frames arrive; 0: off.
     #[serde(default)]
     pub min_output_rate_hz: f64,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+fn is_default_weight(w: &u32) -> bool {
+    *w == default_weight()
 }
 
 fn default_budget_ms() -> f64 {
@@ -548,6 +561,16 @@ impl Config {
                 return Err(param_err(
                     key("ring_capacity"),
                     format!("must be within 1..64, got {}", cam.ring_capacity),
+                ));
+            }
+            if !(1..=crate::scheduler::MAX_WEIGHT).contains(&cam.weight) {
+                return Err(param_err(
+                    key("weight"),
+                    format!(
+                        "must be within 1..{}, got {}",
+                        crate::scheduler::MAX_WEIGHT,
+                        cam.weight
+                    ),
                 ));
             }
             if cam.max_width == 0

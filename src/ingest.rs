@@ -27,12 +27,8 @@
 //! producer to evict the oldest entry (`force_push`), which an SPSC ring such as rtrb cannot do
 //! from the producer side; the free slots return through an rtrb ring.
 //!
-//! [`next_frame`] picks which camera's frame the single inference loop takes next: among each
-//! camera's candidate (its newest or oldest queued frame, by policy), the one with the earliest
-//! header stamp; equal stamps (synchronised cameras) go to the camera served least recently, then
-//! by camera order, so no camera starves under overload. The choice is a pure function of the
-//! queued frames' stamps, the policies and the order frames were taken in, never of thread
-//! timing.
+//! Which camera's frame the single inference loop takes next is [`crate::scheduler`]'s choice;
+//! which of a camera's frames it gets (newest or oldest) is the camera's policy here.
 //!
 //! Contract: [`camera_ring`] allocates every slot (`slot_bytes` each). Pushing, taking and
 //! recycling never allocate, never block and never fail except by dropping a frame, which is
@@ -403,13 +399,11 @@ pub struct FrameProducer {
 /// The inference loop's end of a camera ring.
 pub struct FrameConsumer {
     queue: Arc<ArrayQueue<Frame>>,
-    /// The frame [`next_frame`] would take from this camera.
+    /// The frame [`Self::take`] would return.
     staged: Option<Frame>,
     free: rtrb::Producer<Frame>,
     policy: QueuePolicy,
     counters: Arc<CameraCounters>,
-    /// When [`next_frame`] last took from this camera (a take count; 0: never).
-    served: u64,
 }
 
 /// Creates camera `camera`'s queue: room for `ring_capacity` waiting frames, `ring_capacity + 2`
@@ -452,7 +446,6 @@ pub fn camera_ring(
             free: free_tx,
             policy,
             counters: Arc::clone(&counters),
-            served: 0,
         },
         counters,
     )
@@ -698,6 +691,11 @@ impl FrameConsumer {
         self.staged.as_ref().map(|f| f.stamp)
     }
 
+    /// Whether a frame is waiting (applies the policy, as [`Self::take`] would).
+    pub fn has_candidate(&mut self) -> bool {
+        self.candidate().is_some()
+    }
+
     /// Takes the next frame by policy.
     pub fn take(&mut self) -> Option<Frame> {
         self.candidate()?;
@@ -709,25 +707,6 @@ impl FrameConsumer {
         // Cannot fail: `free` has a place for every slot.
         let _ = self.free.push(frame);
     }
-}
-
-/// Takes the next frame for the single inference loop: the candidate with the earliest stamp,
-/// equal stamps to the camera served least recently, then by camera order. `None` when every
-/// ring is empty.
-pub fn next_frame(cameras: &mut [FrameConsumer]) -> Option<Frame> {
-    let mut best: Option<(Stamp, u64, usize)> = None;
-    let mut last = 0;
-    for (i, cam) in cameras.iter_mut().enumerate() {
-        last = last.max(cam.served);
-        if let Some(stamp) = cam.candidate()
-            && best.is_none_or(|(s, served, _)| (stamp, cam.served) < (s, served))
-        {
-            best = Some((stamp, cam.served, i));
-        }
-    }
-    let (_, _, i) = best?;
-    cameras[i].served = last + 1;
-    cameras[i].take()
 }
 
 #[cfg(test)]
@@ -747,27 +726,6 @@ mod tests {
             &[0u8; 12],
         )
         .unwrap()
-    }
-
-    #[test]
-    fn synchronised_cameras_under_overload_take_turns() {
-        let (mut pa, ca, _) = camera_ring(0, 2, 4, 4, QueuePolicy::KeepNewest);
-        let (mut pb, cb, _) = camera_ring(1, 2, 4, 4, QueuePolicy::KeepNewest);
-        let mut cams = [ca, cb];
-        let mut taken = Vec::new();
-        // Each round both cameras deliver a frame with the same stamp, but only one is inferred.
-        for s in 1..=6 {
-            assert!(push(&mut pa, s));
-            assert!(push(&mut pb, s));
-            let f = next_frame(&mut cams).unwrap();
-            taken.push((f.camera, f.stamp.sec));
-            cams[f.camera].recycle(f);
-        }
-        assert_eq!(
-            taken,
-            [(0, 1), (1, 2), (0, 3), (1, 4), (0, 5), (1, 6)],
-            "the camera served least recently wins each tie (ties by camera order alone would serve only camera 0)"
-        );
     }
 
     #[test]
@@ -878,25 +836,6 @@ mod tests {
         assert_eq!(counters.snapshot().bad_input, 4);
         // Seen once already: not logged again.
         assert!(!counters.bad(BadInputKind::Encoding));
-    }
-
-    #[test]
-    fn next_frame_is_ordered_by_stamp_then_least_recently_served_then_camera() {
-        let (mut p0, c0, _) = camera_ring(0, 4, 4, 4, QueuePolicy::Fifo);
-        let (mut p1, c1, _) = camera_ring(1, 4, 4, 4, QueuePolicy::Fifo);
-        let mut cams = vec![c0, c1];
-        // Neither served yet: a tie goes by camera order.
-        push(&mut p0, 1);
-        push(&mut p1, 1);
-        push(&mut p1, 2);
-        push(&mut p0, 3);
-        push(&mut p0, 4);
-        push(&mut p1, 4);
-        let order: Vec<(usize, i32)> = std::iter::from_fn(|| next_frame(&mut cams))
-            .map(|f| (f.camera, f.stamp.sec))
-            .collect();
-        // At stamp 4 camera 1 was served (stamp 2) before camera 0 (stamp 3): it goes first.
-        assert_eq!(order, vec![(0, 1), (1, 1), (1, 2), (0, 3), (1, 4), (0, 4)]);
     }
 
     #[test]

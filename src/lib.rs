@@ -40,4 +40,5 @@ pub mod replay;
 pub mod ros;
 pub mod rt;
 pub mod runtime;
+pub mod scheduler;
 pub mod schema;

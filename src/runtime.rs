@@ -2,7 +2,7 @@
 //! order, runs the [`Detector`] on them and hands results to the publishing side.
 //!
 //! ```text
-//! FrameConsumer (per camera) ──► next_frame ──► decode? ──► Detector ──► Output ──► OutputSink
+//! FrameConsumer (per camera) ──► Scheduler ──► decode? ──► Detector ──► Output ──► OutputSink
 //!            ▲                                                               │      (bounded)
 //!            └──────────────── frame slot recycled ◄────────────────────────┘
 //! ```
@@ -30,11 +30,10 @@ use crate::deadline::{
 };
 use crate::decode::Decoder;
 use crate::infer::{EngineError, RunControl};
-use crate::ingest::{
-    BadInputKind, CameraCounters, Frame, FrameConsumer, FrameFormat, Stamp, next_frame,
-};
+use crate::ingest::{BadInputKind, CameraCounters, Frame, FrameConsumer, FrameFormat, Stamp};
 use crate::pipeline::{DetectError, Detector, StageTimes};
 use crate::postprocess::Detection;
+use crate::scheduler::Scheduler;
 
 /// One frame's detections on their way to the publisher (a recycled, preallocated buffer).
 #[derive(Debug)]
@@ -170,6 +169,7 @@ pub struct InferenceLoop {
     hard_timeouts: Vec<Option<Duration>>,
     clock: RosClock,
     sink: OutputSink,
+    scheduler: Scheduler,
 }
 
 /// One camera as the loop sees it.
@@ -188,6 +188,8 @@ pub struct LoopCamera {
     pub deadline: DeadlineSettings,
     /// Hard inference timeout.
     pub hard_timeout: Option<Duration>,
+    /// Share of inference runs under overload, relative to the other cameras' weights.
+    pub weight: u32,
 }
 
 impl LoopCamera {
@@ -208,6 +210,7 @@ impl LoopCamera {
             jpeg_reduced_scale: cam.jpeg_reduced_scale,
             deadline: cam.deadline(),
             hard_timeout: cam.hard_timeout(),
+            weight: cam.weight,
         }
     }
 }
@@ -227,6 +230,7 @@ impl InferenceLoop {
         let mut decoders = Vec::with_capacity(cameras.len());
         let mut monitors = Vec::with_capacity(cameras.len());
         let mut hard_timeouts = Vec::with_capacity(cameras.len());
+        let scheduler = Scheduler::new(cameras.iter().map(|c| c.weight));
         let input = &detector.model().manifest.input;
         let tensor = (input.width() as u32, input.height() as u32);
         // JPEGs are decoded on as many threads as pre-processing runs on.
@@ -256,6 +260,7 @@ impl InferenceLoop {
             hard_timeouts,
             clock,
             sink,
+            scheduler,
         }
     }
 
@@ -279,9 +284,9 @@ impl InferenceLoop {
         }
     }
 
-    /// Processes the next frame by the scheduling rule of [`next_frame`], if any.
+    /// Processes the next frame the [`Scheduler`] picks, if any.
     pub fn step(&mut self) -> Step {
-        let Some(frame) = next_frame(&mut self.cameras) else {
+        let Some(frame) = self.scheduler.next_frame(&mut self.cameras) else {
             return Step::Idle;
         };
         let dequeued = Instant::now();

@@ -91,6 +91,7 @@ fn the_whole_loop_allocates_nothing_per_frame() {
             jpeg_reduced_scale: true,
             deadline,
             hard_timeout: Some(Duration::from_secs(30)),
+            weight: 1,
         }],
         sink,
         RosClock::System,
