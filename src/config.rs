@@ -257,6 +257,23 @@ pub struct CameraConfig {
     pub min_output_rate_hz: f64,
 }
 
+/// Largest `camera.<name>.budget_ms` (one minute).
+pub const MAX_BUDGET_MS: f64 = 60_000.0;
+/// Largest `camera.<name>.max_age_ms` and `input_timeout_ms` (one hour).
+pub const MAX_AGE_MS: f64 = 3_600_000.0;
+/// Largest `camera.<name>.hard_timeout_ms` (one minute).
+pub const MAX_HARD_TIMEOUT_MS: f64 = 60_000.0;
+/// Largest `camera.<name>.min_output_rate_hz`.
+pub const MAX_RATE_HZ: f64 = 1_000.0;
+/// Largest `diagnostics.period_ms` (one minute).
+pub const MAX_PERIOD_MS: f64 = 60_000.0;
+/// Largest `diagnostics.window_s` (one hour).
+pub const MAX_WINDOW_S: f64 = 3_600.0;
+/// Largest `engine.intra_op_threads`.
+pub const MAX_THREADS: usize = 1024;
+/// Largest `engine.warmup_runs`.
+pub const MAX_WARMUP_RUNS: u32 = 100;
+
 fn default_weight() -> u32 {
     1
 }
@@ -583,17 +600,38 @@ impl Config {
                     "max_width and max_height must be within 1..16384",
                 ));
             }
-            for (k, v, min) in [
-                ("budget_ms", cam.budget_ms, f64::MIN_POSITIVE),
-                ("max_age_ms", cam.max_age_ms, 0.0),
-                ("hard_timeout_ms", cam.hard_timeout_ms, 0.0),
-                ("input_timeout_ms", cam.input_timeout_ms, f64::MIN_POSITIVE),
-                ("min_output_rate_hz", cam.min_output_rate_hz, 0.0),
+            // (key, value, smallest, whether the smallest is allowed, largest)
+            for (k, v, min, min_ok, max) in [
+                ("budget_ms", cam.budget_ms, 0.0, false, MAX_BUDGET_MS),
+                ("max_age_ms", cam.max_age_ms, 0.0, true, MAX_AGE_MS),
+                (
+                    "hard_timeout_ms",
+                    cam.hard_timeout_ms,
+                    0.0,
+                    true,
+                    MAX_HARD_TIMEOUT_MS,
+                ),
+                (
+                    "input_timeout_ms",
+                    cam.input_timeout_ms,
+                    0.0,
+                    false,
+                    MAX_AGE_MS,
+                ),
+                (
+                    "min_output_rate_hz",
+                    cam.min_output_rate_hz,
+                    0.0,
+                    true,
+                    MAX_RATE_HZ,
+                ),
             ] {
-                if !(v.is_finite() && v >= min) {
+                let above_min = if min_ok { v >= min } else { v > min };
+                if !(v.is_finite() && above_min && v <= max) {
+                    let low = if min_ok { "[" } else { "(" };
                     return Err(param_err(
                         key(k),
-                        format!("must be a finite number >= {min}, got {v}"),
+                        format!("must be within {low}{min}, {max}], got {v}"),
                     ));
                 }
             }
@@ -644,16 +682,34 @@ impl Config {
             }
         }
         let d = self.diagnostics;
-        if !(d.period_ms.is_finite() && d.period_ms >= 10.0) {
+        if !(d.period_ms.is_finite() && (10.0..=MAX_PERIOD_MS).contains(&d.period_ms)) {
             return Err(param_err(
                 "diagnostics.period_ms",
-                format!("must be >= 10, got {}", d.period_ms),
+                format!("must be within [10, {MAX_PERIOD_MS}], got {}", d.period_ms),
             ));
         }
-        if !(d.window_s.is_finite() && d.window_s > 0.0) {
+        if !(d.window_s.is_finite() && d.window_s > 0.0 && d.window_s <= MAX_WINDOW_S) {
             return Err(param_err(
                 "diagnostics.window_s",
-                format!("must be > 0, got {}", d.window_s),
+                format!("must be within (0, {MAX_WINDOW_S}], got {}", d.window_s),
+            ));
+        }
+        if self.engine.intra_op_threads > MAX_THREADS {
+            return Err(param_err(
+                "engine.intra_op_threads",
+                format!(
+                    "must be within 0 (auto)..{MAX_THREADS}, got {}",
+                    self.engine.intra_op_threads
+                ),
+            ));
+        }
+        if self.engine.warmup_runs > MAX_WARMUP_RUNS {
+            return Err(param_err(
+                "engine.warmup_runs",
+                format!(
+                    "must be within 0..{MAX_WARMUP_RUNS}, got {}",
+                    self.engine.warmup_runs
+                ),
             ));
         }
         for (name, t) in [
@@ -843,6 +899,47 @@ mod tests {
             p.push((key.into(), value));
             let e = Config::from_parameters(&p).unwrap_err().to_string();
             assert!(e.starts_with(&format!("parameter `{key}`")), "{key}: {e}");
+        }
+    }
+
+    #[test]
+    fn every_duration_rate_and_count_has_a_range() {
+        // Values that once passed and then crashed or hung a thread (1e22 ms overflowed an
+        // Instant in the inference thread), and each range's edges.
+        for (key, value) in [
+            ("camera.front.hard_timeout_ms", Value::from(1e22)),
+            ("camera.front.hard_timeout_ms", Value::from(60_000.5)),
+            ("camera.front.hard_timeout_ms", Value::from(-1.0)),
+            ("camera.front.budget_ms", Value::from(0.0)),
+            ("camera.front.budget_ms", Value::from(1e9)),
+            ("camera.front.max_age_ms", Value::from(1e300)),
+            ("camera.front.input_timeout_ms", Value::from(0.0)),
+            ("camera.front.min_output_rate_hz", Value::from(1e6)),
+            ("camera.front.weight", Value::from(0)),
+            ("camera.front.weight", Value::from(101)),
+            ("diagnostics.period_ms", Value::from(1e12)),
+            ("diagnostics.window_s", Value::from(1e7)),
+            ("engine.intra_op_threads", Value::from(100_000)),
+            ("engine.warmup_runs", Value::from(1_000_000)),
+        ] {
+            let mut p = params(MINIMAL);
+            p.push((key.into(), value.clone()));
+            let e = Config::from_parameters(&p).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("parameter `{key}`")),
+                "{key}={value}: {e}"
+            );
+            assert!(e.contains("within"), "{key}={value}: {e}");
+        }
+        for (key, value) in [
+            ("camera.front.hard_timeout_ms", Value::from(60_000.0)),
+            ("camera.front.hard_timeout_ms", Value::from(0.0)),
+            ("camera.front.weight", Value::from(100)),
+            ("diagnostics.window_s", Value::from(3600.0)),
+        ] {
+            let mut p = params(MINIMAL);
+            p.push((key.into(), value.clone()));
+            assert!(Config::from_parameters(&p).is_ok(), "{key}={value}");
         }
     }
 
