@@ -42,3 +42,4 @@ pub mod rt;
 pub mod runtime;
 pub mod scheduler;
 pub mod schema;
+pub mod supervise;

@@ -346,6 +346,22 @@ fn replay(args: &ReplayArgs) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| out.join("report.json"));
     let stop = stop_flag()?;
+    // A replay that fails leaves no partial bag behind (output is whole or not at all); only a
+    // folder this run creates is ever removed.
+    let created_out = !out.exists();
+    let remove_partial = |e: anyhow::Error| {
+        if created_out && out.exists() {
+            match std::fs::remove_dir_all(&out) {
+                Ok(()) => e.context(format!("the partial output {} was removed", out.display())),
+                Err(r) => e.context(format!(
+                    "the partial output {} could not be removed: {r}",
+                    out.display()
+                )),
+            }
+        } else {
+            e
+        }
+    };
     let replay = Replay::new(ReplayOptions {
         bags: args.bags.clone(),
         config,
@@ -353,7 +369,8 @@ fn replay(args: &ReplayArgs) -> Result<ExitCode> {
         pace,
         copy_all: args.copy_all,
         diagnostics: !args.no_diagnostics,
-    })?;
+    })
+    .map_err(|e| remove_partial(e.into()))?;
     tracing::info!(
         execution_provider = replay.execution_provider(),
         out = %out.display(),
@@ -404,7 +421,19 @@ fn replay(args: &ReplayArgs) -> Result<ExitCode> {
             Ok(_) => line.trim() != "q",
         }
     };
-    let report = replay.run(&stop, &mut progress, &mut go_ahead)?;
+    // Max speed and step infer on this thread: a panic there must not skip the clean-up.
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        replay.run(&stop, &mut progress, &mut go_ahead)
+    }));
+    let report = match run {
+        Ok(result) => result.map_err(|e| remove_partial(e.into()))?,
+        Err(payload) => {
+            let reason = lookout::supervise::panic_message(payload.as_ref());
+            return Err(remove_partial(anyhow::anyhow!(
+                "the replay's inference died: {reason}"
+            )));
+        }
+    };
     bar.finish_and_clear();
     let json = serde_json::to_string_pretty(&report)?;
     std::fs::write(&report_path, format!("{json}\n"))

@@ -145,6 +145,14 @@ pub enum ReplayError {
         /// Why.
         reason: String,
     },
+    /// A worker thread died during the replay (its frames would be lost).
+    #[error("thread {thread} died during the replay: {reason}")]
+    WorkerDied {
+        /// Thread name.
+        thread: &'static str,
+        /// Its panic message.
+        reason: String,
+    },
 }
 
 /// Percentiles of one stage, ms.
@@ -811,6 +819,10 @@ impl Replay {
                         failure = Some(e);
                         return ControlFlow::Break(());
                     }
+                    // Supervision: a dead inference thread ends the replay (found at join).
+                    if infer_thread.is_finished() {
+                        return ControlFlow::Break(());
+                    }
                     if now >= due {
                         break;
                     }
@@ -838,7 +850,11 @@ impl Replay {
         self.bags = bags;
         // Wait until every frame pushed is accounted for (or 30 s), then stop the loop.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while failure.is_none() && Instant::now() < deadline && !self.all_accounted() {
+        while failure.is_none()
+            && Instant::now() < deadline
+            && !self.all_accounted()
+            && !infer_thread.is_finished()
+        {
             if let Err(e) = self.drain(None, None) {
                 failure = Some(e);
             }
@@ -851,8 +867,16 @@ impl Replay {
             w.thread().unpark();
             let _ = w.join();
         }
-        if let Ok(inference) = joined {
-            self.inference = Some(inference);
+        match joined {
+            Ok(inference) => self.inference = Some(inference),
+            Err(payload) => {
+                let reason = crate::supervise::panic_message(payload.as_ref());
+                tracing::error!(thread = "lookout-infer", reason = %reason, "inference thread died; the replay fails");
+                failure.get_or_insert(ReplayError::WorkerDied {
+                    thread: "lookout-infer",
+                    reason,
+                });
+            }
         }
         // The loop has stopped: take every result left.
         if failure.is_none()

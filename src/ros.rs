@@ -627,8 +627,21 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
         inputs.iter().map(|i| Arc::clone(&i.counters)).collect();
     let counter_refs: Vec<&CameraCounters> = counters.iter().map(|c| c.as_ref()).collect();
     let mut next_report = started + period;
+    let mut workers = crate::supervise::Workers::default();
+    workers.push("lookout-infer", infer);
+    workers.push("lookout-publish", publish);
+    if let Some(w) = watchdog_thread {
+        workers.push("lookout-watchdog", w);
+    }
+    let mut gone = None;
     tracing::info!(cameras = inputs.len(), "lookout running");
     while !stop.load(Ordering::Relaxed) {
+        // Supervision: a worker that ended while the node runs leaves it headless.
+        if let Some(name) = workers.first_gone() {
+            gone = Some(name);
+            stop.store(true, Ordering::Relaxed);
+            break;
+        }
         node.spin_once(Duration::from_millis(20));
         for input in &mut inputs {
             input.drain(&mut cx);
@@ -664,27 +677,35 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
     }
 
     // Shutdown: the inference loop sees `stop`, the publisher drains what is left.
-    infer.thread().unpark();
-    let infer_ok = infer.join().is_ok();
-    let publish_ok = publish.join().is_ok();
-    let watchdog_ok = match watchdog_thread {
-        Some(w) => {
-            w.thread().unpark();
-            w.join().is_ok()
-        }
-        None => true,
+    workers.unpark_all();
+    let panicked = workers.join_all();
+    let failure = match (gone, panicked.first()) {
+        (_, Some((name, message))) => Some((*name, format!("panicked: {message}"))),
+        (Some(name), None) => Some((name, "ended while the node was running".to_string())),
+        (None, None) => None,
     };
-    if !infer_ok || !publish_ok || !watchdog_ok {
-        return Err(NodeError::Thread {
-            name: if !infer_ok {
-                "lookout-infer"
-            } else if !publish_ok {
-                "lookout-publish"
-            } else {
-                "lookout-watchdog"
-            },
-            reason: "panicked".into(),
-        });
+    if let Some((name, reason)) = failure {
+        tracing::error!(thread = name, reason = %reason, "worker thread died; the node stops (exit status 1) so that it can be respawned");
+        let status = Status {
+            name: "lookout: supervision".into(),
+            level: crate::diagnostics::Level::Error,
+            message: format!("worker thread {name} died ({reason}); node exiting"),
+            values: vec![
+                ("thread".into(), name.into()),
+                ("reason".into(), reason.clone()),
+            ],
+        };
+        let msg = diagnostic_array(
+            std::slice::from_ref(&status),
+            &ros_clock,
+            node.fully_qualified_name().unwrap_or_default(),
+        );
+        if let Err(e) = diag_pub.publish(&msg) {
+            tracing::warn!(error = %e, "cannot publish /diagnostics");
+        }
+        // Let the last /diagnostics message leave before the process goes.
+        node.spin_once(Duration::from_millis(50));
+        return Err(NodeError::Thread { name, reason });
     }
     Ok(RunSummary {
         cameras: inputs

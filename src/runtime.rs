@@ -170,6 +170,9 @@ pub struct InferenceLoop {
     clock: RosClock,
     sink: OutputSink,
     scheduler: Scheduler,
+    /// Test hook: panic after this many frames ([`crate::supervise::fault_infer_panic_after`]).
+    fault_after_frames: Option<u64>,
+    frames_taken: u64,
 }
 
 /// One camera as the loop sees it.
@@ -261,6 +264,8 @@ impl InferenceLoop {
             clock,
             sink,
             scheduler,
+            fault_after_frames: crate::supervise::fault_infer_panic_after(),
+            frames_taken: 0,
         }
     }
 
@@ -289,6 +294,15 @@ impl InferenceLoop {
         let Some(frame) = self.scheduler.next_frame(&mut self.cameras) else {
             return Step::Idle;
         };
+        self.frames_taken += 1;
+        if self.fault_after_frames == Some(self.frames_taken) {
+            // Injected fault (LOOKOUT_FAULT_INFER_PANIC_AFTER): tests that a dead inference
+            // thread stops the node instead of leaving it running headless.
+            panic!(
+                "injected fault: inference thread panics after {} frames",
+                self.frames_taken
+            );
+        }
         let dequeued = Instant::now();
         let camera = frame.camera;
         let result = self.process(&frame, dequeued);

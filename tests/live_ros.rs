@@ -29,8 +29,13 @@ impl Lookout {
     }
 
     fn spawn(domain: u32, args: &[&str]) -> Lookout {
+        Self::spawn_env(domain, args, &[])
+    }
+
+    fn spawn_env(domain: u32, args: &[&str], env: &[(&str, &str)]) -> Lookout {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
             .args(args)
+            .envs(env.iter().copied())
             .env("ROS_DOMAIN_ID", domain.to_string())
             .env("RUST_LOG", "info,ort=warn")
             .env("NO_COLOR", "1")
@@ -86,6 +91,28 @@ impl Lookout {
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Waits up to `timeout` for the node to exit by itself; returns its exit code and stderr.
+    fn wait_exit(mut self, timeout: Duration) -> (Option<i32>, Vec<String>) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "lookout still running after {timeout:?}:\n{}",
+                    self.seen.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            self.seen.push(line);
+        }
+        (status.code(), std::mem::take(&mut self.seen))
     }
 
     /// Sends `signal`, waits for the exit; returns (exit code, seconds to exit, all stderr).
@@ -1111,4 +1138,45 @@ fn a_bag_played_into_the_live_node_with_clock_gives_the_offline_replay_detection
         assert_eq!(s["published"], 20, "{cam}: {s:?}");
         assert_eq!(s["dropped_too_old"], 0, "{cam}: {s:?}");
     }
+}
+
+#[test]
+fn a_dead_inference_thread_reports_error_and_exits_non_zero() {
+    let domain = 58;
+    let dir = tmp_dir("dead_worker");
+    let params = params_file(
+        &dir,
+        &format!(
+            "    cameras: [cam]\n    camera:\n      cam: {{topic: /cam/compressed, type: compressed, {LOSSLESS}}}\n"
+        ),
+    );
+    // The inference thread panics on its third frame (test hook, src/supervise.rs).
+    let mut node = Lookout::spawn_env(
+        domain,
+        &["run", "--params-file", params.to_str().unwrap()],
+        &[("LOOKOUT_FAULT_INFER_PANIC_AFTER", "3")],
+    );
+    node.wait_running();
+    let report = peer(
+        domain,
+        &dir,
+        &compressed_args(&["/cam/compressed"], 12, 4, &["--sub", "/cam/detections"]),
+    );
+    let (code, lines) = node.wait_exit(Duration::from_secs(20));
+    assert_eq!(code, Some(1), "{}", lines.join("\n"));
+    assert!(
+        lines.iter().any(|l| l.contains("worker thread died")
+            && l.contains("lookout-infer")
+            && l.contains("injected fault")),
+        "{}",
+        lines.join("\n")
+    );
+    assert_eq!(received_on(&report, "/cam/detections").len(), 2);
+    let errors = statuses(&report, "lookout: supervision");
+    assert!(
+        errors
+            .iter()
+            .any(|(_, level, message, _)| *level == 2 && message.contains("lookout-infer")),
+        "no ERROR on /diagnostics: {errors:?}"
+    );
 }

@@ -559,3 +559,34 @@ fn step_mode_processes_one_frame_per_enter_and_prints_it() {
     assert!(stdout.contains("person"), "{stdout}");
     assert_eq!(messages(&out, DETECTIONS).len(), 3);
 }
+
+#[test]
+fn a_dead_inference_thread_fails_the_replay_and_leaves_no_partial_bag() {
+    let bag = clip().join("vtest");
+    let p = params("", "");
+    for pace in [&["--rate", "1"][..], &[][..]] {
+        let out = tmp(&format!("dead-worker{}", pace.len()));
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+            vec![&"replay", &bag, &"--params-file", &p, &"--out", &out];
+        for a in pace {
+            args.push(a);
+        }
+        // The inference thread panics on its fourth frame (test hook, src/supervise.rs).
+        let o = Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .env("LOOKOUT_FAULT_INFER_PANIC_AFTER", "4")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success(),
+            "{pace:?}: a replay that lost frames succeeded"
+        );
+        assert!(stderr.contains("injected fault"), "{pace:?}: {stderr}");
+        assert!(
+            !out.exists(),
+            "{pace:?}: a partial output bag was left behind"
+        );
+    }
+}
