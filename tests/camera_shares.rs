@@ -1,5 +1,5 @@
 //! Fair shares between overloaded cameras, end to end: `lookout replay --rate` on two-camera bags
-//! made by scripts/make_two_camera_bag.py from the vtest bag (front 768x576 and left 640x272, 15 Hz
+//! made by scripts/make_two_camera_bag.py from a 120-frame vtest bag (front 768x576 and left 640x272, 15 Hz
 //! each, left stamped 20 ms later or 0), played fast enough that only part of the frames can be
 //! inferred. The scheduler's own tests (src/scheduler.rs) cover the policy exactly; this checks
 //! that the runtime uses it, with real frames and timing. `scripts/camera_shares.sh` gives the
@@ -39,11 +39,31 @@ fn replay(bag: &Path, params: &Path, out: &Path) -> (u32, u32, u32) {
     (front, left, front_in + left_in)
 }
 
-fn make_bag(dir: &Path, name: &str, extra: &[&str]) -> std::path::PathBuf {
+/// The first 120 frames of the vtest video as a bag (scripts/make_vtest_bag.py), the source of
+/// the two-camera bags.
+fn source_bag(dir: &Path) -> std::path::PathBuf {
+    let avi = common::lookout_home().join("data/vtest.avi");
+    assert!(
+        avi.exists(),
+        "{} is missing: run scripts/setup.sh",
+        avi.display()
+    );
+    let status = Command::new(common::python())
+        .arg(common::repo().join("scripts/make_vtest_bag.py"))
+        .arg(&avi)
+        .arg(dir)
+        .args(["--frames", "120", "--storage", "mcap", "--name", "source"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    dir.join("source")
+}
+
+fn make_bag(dir: &Path, source: &Path, name: &str, extra: &[&str]) -> std::path::PathBuf {
     let out = dir.join(name);
     let status = Command::new(common::python())
         .arg(common::repo().join("scripts/make_two_camera_bag.py"))
-        .arg(common::lookout_home().join("data/bags/vtest"))
+        .arg(source)
         .arg(&out)
         .args(["--frames", "120"])
         .args(extra)
@@ -76,8 +96,9 @@ fn overloaded_cameras_share_by_weight_whatever_their_stamps() {
     let dir = std::env::temp_dir().join(format!("lookout-shares-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let offset = make_bag(&dir, "offset", &[]);
-    let zero = make_bag(&dir, "zero", &["--left-stamp", "zero"]);
+    let source = source_bag(&dir);
+    let offset = make_bag(&dir, &source, "offset", &[]);
+    let zero = make_bag(&dir, &source, "zero", &["--left-stamp", "zero"]);
     let out = dir.join("out");
     for (bag, weights, want) in [
         (&offset, (1, 1), 1.0),
