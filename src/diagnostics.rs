@@ -182,11 +182,7 @@ pub fn camera_status(c: &CameraInput<'_>) -> Status {
     if misses > 0 {
         flag(Level::Warn, format!("{misses} deadline misses"), &mut level);
     }
-    let dropped = d(now.dropped_ring_full, before.dropped_ring_full)
-        + d(now.dropped_superseded, before.dropped_superseded)
-        + d(now.dropped_too_old, before.dropped_too_old)
-        + d(now.dropped_late, before.dropped_late)
-        + d(now.dropped_output, before.dropped_output);
+    let dropped = d(now.dropped(), before.dropped());
     if dropped > 0 {
         flag(Level::Warn, format!("{dropped} frames dropped"), &mut level);
     }

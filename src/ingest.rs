@@ -233,6 +233,19 @@ pub struct Rejected {
     pub first_of_kind: bool,
 }
 
+/// Logs a bad input frame of camera `camera` if `first_of_kind` (the first of its kind on that
+/// camera; later ones are only counted). The one place this warning is written, whichever stage
+/// found the frame bad (the transport, the ring, or decoding in the inference loop).
+pub fn warn_bad_input(camera: &str, error: &FrameError, first_of_kind: bool) {
+    if first_of_kind {
+        tracing::warn!(
+            camera,
+            error = %error,
+            "bad input frame dropped (further ones of this kind are counted, not logged)"
+        );
+    }
+}
+
 /// Counters of one camera, shared by the transport and inference threads (relaxed atomics).
 #[derive(Debug, Default)]
 pub struct CameraCounters {
@@ -365,6 +378,30 @@ pub struct CounterSnapshot {
     pub inference_ns: u64,
     /// Sum of post-processing times, ns.
     pub postprocess_ns: u64,
+}
+
+impl CounterSnapshot {
+    /// Frames dropped by a decision (queue full, superseded, too old, late, output side full):
+    /// never published. The one definition /diagnostics, summaries and reports use.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_ring_full
+            + self.dropped_superseded
+            + self.dropped_too_old
+            + self.dropped_late
+            + self.dropped_output
+    }
+
+    /// Frames the inference loop is done with: inferred, dropped before inference, failed or
+    /// bad input. Equal to `received` once every frame that arrived has been handled.
+    pub fn settled_in_loop(&self) -> u64 {
+        self.processed
+            + self.bad_input
+            + self.dropped_ring_full
+            + self.dropped_superseded
+            + self.dropped_too_old
+            + self.timeouts
+            + self.inference_errors
+    }
 }
 
 /// The monotonic instant counters measure from (first use in the process).

@@ -31,6 +31,7 @@ pub mod image;
 pub mod infer;
 pub mod ingest;
 pub mod model;
+pub mod names;
 pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;

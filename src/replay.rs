@@ -51,6 +51,7 @@ use crate::deadline::{LatePolicy, LatencyStats, Percentiles, RosClock, Verdict};
 use crate::diagnostics::{Health, Status};
 use crate::ingest::{CameraCounters, FrameProducer, RawHeader, camera_ring};
 use crate::model::Model;
+use crate::names::resolve_replay_topic;
 use crate::pipeline::Detector;
 use crate::runtime::{
     InferenceLoop, LoopCamera, Output, OutputSource, ResultTracker, output_channel, watchdog,
@@ -369,17 +370,6 @@ pub struct Replay {
     last_log_ns: u64,
 }
 
-/// Absolute name of a configured topic (replay has no namespace: `/` and node `lookout`).
-pub fn resolve_topic(topic: &str) -> String {
-    if topic.starts_with('/') {
-        topic.to_string()
-    } else if let Some(rest) = topic.strip_prefix("~/") {
-        format!("/lookout/{rest}")
-    } else {
-        format!("/{topic}")
-    }
-}
-
 fn topic_types(bags: &[Bag]) -> Result<Vec<(String, String)>, BagError> {
     let mut all: Vec<(String, String)> = Vec::new();
     for bag in bags {
@@ -421,7 +411,7 @@ impl Replay {
         let topics = topic_types(&bags)?;
         let config = &options.config;
         for (name, cam) in config.camera_list() {
-            let topic = resolve_topic(&cam.topic);
+            let topic = resolve_replay_topic(&cam.topic);
             let want = cam.kind.ros_type();
             match topics.iter().find(|(t, _)| *t == topic) {
                 None => {
@@ -508,7 +498,7 @@ impl Replay {
                 cam.max_height,
                 policy,
             );
-            let out_name = resolve_topic(&config.detections_topic(name));
+            let out_name = resolve_replay_topic(&config.detections_topic(name));
             let qos = cam.detections_qos();
             let out_topic = writer.add_topic(
                 &out_name,
@@ -531,7 +521,7 @@ impl Replay {
             loop_cameras.push(lc);
             cameras.push(Camera {
                 name: name.to_string(),
-                topic: resolve_topic(&cam.topic),
+                topic: resolve_replay_topic(&cam.topic),
                 kind: cam.kind,
                 producer,
                 counters,
@@ -893,14 +883,7 @@ impl Replay {
     fn all_accounted(&self) -> bool {
         self.cameras.iter().all(|c| {
             let s = c.counters.snapshot();
-            let done = s.processed
-                + s.bad_input
-                + s.dropped_ring_full
-                + s.dropped_superseded
-                + s.dropped_too_old
-                + s.timeouts
-                + s.inference_errors;
-            done >= s.received
+            s.settled_in_loop() >= s.received
         }) && self.source.is_empty()
     }
 
@@ -933,9 +916,7 @@ impl Replay {
         match pushed {
             Ok(Ok(_)) => {}
             Ok(Err(rejected)) => {
-                if rejected.first_of_kind {
-                    tracing::warn!(camera = %c.name, error = %rejected.error, "bad input frame dropped (further ones of this kind are counted, not logged)");
-                }
+                crate::ingest::warn_bad_input(&c.name, &rejected.error, rejected.first_of_kind)
             }
             Err(e) => {
                 if c.producer.reject_malformed() {
@@ -1125,13 +1106,8 @@ impl Replay {
             let counts = Counts {
                 frames_in: c.frames_in,
                 frames_processed: s.processed,
-                dropped: s.dropped_ring_full
-                    + s.dropped_superseded
-                    + s.dropped_too_old
-                    + s.dropped_late
-                    + s.dropped_output
-                    + s.timeouts
-                    + s.inference_errors,
+                // Every frame that yields no detections message, bad input aside.
+                dropped: s.dropped() + s.timeouts + s.inference_errors,
                 deadline_misses: s.deadline_misses,
                 bad_inputs: s.bad_input,
                 timeouts: s.timeouts,

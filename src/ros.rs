@@ -41,6 +41,7 @@ use crate::ingest::{
     CameraCounters, CounterSnapshot, FrameProducer, RawHeader, Stamp, camera_ring,
 };
 use crate::model::{Model, ModelError};
+use crate::names::resolve_topic;
 use crate::pipeline::Detector;
 use crate::runtime::{
     InferenceLoop, LoopCamera, Output, OutputSource, ResultTracker, output_channel, watchdog,
@@ -313,9 +314,7 @@ impl CameraInput {
             };
             if let Err(rejected) = result {
                 // `push_*` counted it; log the first of each kind.
-                if rejected.first_of_kind {
-                    tracing::warn!(camera = %self.name, topic = %self.topic, error = %rejected.error, "bad input frame dropped (further ones of this kind are counted, not logged)");
-                }
+                crate::ingest::warn_bad_input(&self.name, &rejected.error, rejected.first_of_kind);
             }
         }
     }
@@ -372,16 +371,6 @@ impl CameraInput {
     }
 }
 
-/// Resolves a topic name against the node namespace (absolute names pass through).
-fn resolve_topic(namespace: &str, topic: &str) -> String {
-    if topic.starts_with('/') {
-        topic.to_string()
-    } else {
-        let ns = namespace.trim_end_matches('/');
-        format!("{ns}/{}", topic.trim_start_matches("~/"))
-    }
-}
-
 /// Reads the configuration: lookout's own `--params-file` (or the default file when no params
 /// file was given at all), then the node's ROS parameters (`--ros-args --params-file`, `-p`).
 fn load_config(node: &r2r::Node, options: &NodeOptions) -> Result<Config, NodeError> {
@@ -419,6 +408,7 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
     let mut node = r2r::Node::create(ctx, "lookout", "").map_err(ros_err("create node"))?;
     let _ = ROS_LOGGER.set(node.logger().to_string());
     let namespace = node.namespace().map_err(ros_err("node namespace"))?;
+    let node_name = node.name().map_err(ros_err("node name"))?;
 
     let config = load_config(&node, options)?;
     if config.use_sim_time {
@@ -465,7 +455,7 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
                 qos_profile(&cam.detections_qos()),
             )
             .map_err(ros_err(format!("advertise {out_topic}")))?;
-        tracing::info!(camera = name, input = %resolve_topic(&namespace, &cam.topic), output = %resolve_topic(&namespace, &out_topic), "camera ready");
+        tracing::info!(camera = name, input = %resolve_topic(&namespace, &node_name, &cam.topic), output = %resolve_topic(&namespace, &node_name, &out_topic), "camera ready");
         publishers.push(publisher);
         loop_cameras.push(LoopCamera::from_config(
             name,
@@ -608,7 +598,7 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
     crate::rt::apply("main", &config.realtime.executor);
     let resolved: Vec<String> = inputs
         .iter()
-        .map(|i| resolve_topic(&namespace, &i.topic))
+        .map(|i| resolve_topic(&namespace, &node_name, &i.topic))
         .collect();
     let waker = futures::task::noop_waker();
     let mut cx = TaskContext::from_waker(&waker);

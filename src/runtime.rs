@@ -342,13 +342,8 @@ impl InferenceLoop {
         let (view, image_size) = match view {
             Ok(v) => v,
             Err(e) => {
-                if counters.bad(BadInputKind::of(&e)) {
-                    tracing::warn!(
-                        camera = %self.names[camera],
-                        error = %e,
-                        "bad input frame dropped (further ones of this kind are counted, not logged)"
-                    );
-                }
+                let first = counters.bad(BadInputKind::of(&e));
+                crate::ingest::warn_bad_input(&self.names[camera], &e, first);
                 return Step::Failed;
             }
         };
