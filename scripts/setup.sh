@@ -249,6 +249,8 @@ if [ -n "\${LOOKOUT_ROS_LINK_DIRS:-}" ]; then
   for _lookout_dir in \$LOOKOUT_ROS_LINK_DIRS; do _lookout_flags="\$_lookout_flags -L native=\$_lookout_dir"; done
   IFS=\$_lookout_ifs
   export RUSTFLAGS="\${_lookout_flags# } -C link-arg=-Wl,--no-as-needed -C link-arg=-l\$LOOKOUT_ROS_LINK_PYTHON -C link-arg=-Wl,--as-needed"
+  # Doc tests are linked by rustdoc, which reads its own variable.
+  export RUSTDOCFLAGS="\$RUSTFLAGS"
   unset _lookout_flags _lookout_ifs _lookout_dir
 fi
 # Fast DDS: shared-memory segments large enough for raw camera frames (see config/fastdds.xml);
