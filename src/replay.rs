@@ -54,7 +54,7 @@ use crate::model::Model;
 use crate::names::resolve_replay_topic;
 use crate::pipeline::Detector;
 use crate::runtime::{
-    InferenceLoop, LoopCamera, Output, OutputSource, ResultTracker, output_channel, watchdog,
+    InferenceLoop, LoopCamera, Output, OutputSource, ResultTracker, output_channel, spawn_watchdog,
 };
 use crate::schema;
 
@@ -739,15 +739,15 @@ impl Replay {
             .camera_list()
             .any(|(_, c)| c.hard_timeout().is_some())
         {
-            let s = Arc::clone(&loop_stop);
+            // Registered with the engine, as in the live node (a replay at --rate used to leave
+            // it unregistered: deadlines were noticed up to 100 ms late).
             Some(
-                std::thread::Builder::new()
-                    .name("lookout-watchdog".into())
-                    .spawn(move || watchdog(&control, &s))
-                    .map_err(|e| ReplayError::Start {
+                spawn_watchdog(&control, Arc::clone(&loop_stop)).map_err(|e| {
+                    ReplayError::Start {
                         what: "lookout-watchdog",
                         reason: e.to_string(),
-                    })?,
+                    }
+                })?,
             )
         } else {
             None

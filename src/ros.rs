@@ -44,7 +44,7 @@ use crate::model::{Model, ModelError};
 use crate::names::resolve_topic;
 use crate::pipeline::Detector;
 use crate::runtime::{
-    InferenceLoop, LoopCamera, Output, OutputSource, ResultTracker, output_channel, watchdog,
+    InferenceLoop, LoopCamera, Output, OutputSource, ResultTracker, output_channel, spawn_watchdog,
 };
 
 /// Why the node could not start or run.
@@ -541,16 +541,11 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
         .camera_list()
         .any(|(_, c)| c.hard_timeout().is_some())
     {
-        let watched = control.clone();
-        let stop = Arc::clone(&stop);
-        let handle = std::thread::Builder::new()
-            .name("lookout-watchdog".into())
-            .spawn(move || watchdog(&watched, &stop))
-            .map_err(|e| NodeError::Thread {
+        let handle =
+            spawn_watchdog(&control, Arc::clone(&stop)).map_err(|e| NodeError::Thread {
                 name: "lookout-watchdog",
                 reason: e.to_string(),
             })?;
-        control.set_watchdog(handle.thread().clone());
         Some(handle)
     } else {
         None

@@ -438,6 +438,21 @@ pub fn watchdog(control: &RunControl, stop: &AtomicBool) {
     }
 }
 
+/// Starts the `lookout-watchdog` thread on `control` until `stop`, and registers it with the
+/// engine so that each run with a deadline wakes it (without the registration a deadline is
+/// noticed only at the watchdog's next 100 ms poll). The one way the live node and replay start it.
+pub fn spawn_watchdog(
+    control: &RunControl,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let watched = control.clone();
+    let handle = std::thread::Builder::new()
+        .name("lookout-watchdog".into())
+        .spawn(move || watchdog(&watched, &stop))?;
+    control.set_watchdog(handle.thread().clone());
+    Ok(handle)
+}
+
 /// Per-camera statistics and deadline decisions on the publishing side: one instance, owned by
 /// the thread that publishes results (live) or writes them (replay).
 ///

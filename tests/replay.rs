@@ -590,3 +590,20 @@ fn a_dead_inference_thread_fails_the_replay_and_leaves_no_partial_bag() {
         );
     }
 }
+
+#[test]
+fn a_hard_timeout_at_rate_1_terminates_runs_on_time() {
+    // Every run takes far longer than 2 ms on a CPU. The watchdog must be woken by each run
+    // (registered with the engine, as in the live node): polling every 100 ms, it would find
+    // each run already finished and terminate none of them.
+    let out = tmp("rate-timeout");
+    let p = params("        hard_timeout_ms: 2\n", "");
+    replay(clip().join("vtest").as_path(), &p, &out, &["--rate", "1"]);
+    let r = report(&out);
+    for cam in ["raw", "jpeg"] {
+        let c = &r["per_camera"][cam];
+        assert_eq!(c["frames_in"], 10, "{cam}");
+        assert_eq!(c["timeouts"], 10, "{cam}: {c}");
+        assert_eq!(c["frames_processed"], 0, "{cam}: {c}");
+    }
+}
