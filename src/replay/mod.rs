@@ -42,21 +42,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use crate::bag::{Bag, BagError, BagWriter, offered_qos_yaml};
 use crate::cdr;
 use crate::config::{Config, ImageKind, QueuePolicy};
-use crate::deadline::{LatePolicy, LatencyStats, Percentiles, RosClock, Verdict};
+use crate::deadline::{LatePolicy, LatencyStats, RosClock, Verdict};
 use crate::diagnostics::{Health, Status};
 use crate::ingest::{CameraCounters, FrameProducer, RawHeader, camera_ring};
 use crate::model::Model;
 use crate::names::resolve_replay_topic;
 use crate::pipeline::Detector;
 use crate::runtime::{
-    InferenceLoop, LoopCamera, Output, OutputSource, ResultTracker, output_channel, spawn_watchdog,
+    InferenceLoop, LoopCamera, Output, OutputSource, ResultTracker, output_channel,
 };
 use crate::schema;
+
+mod paced;
+mod report;
+use report::peak_rss_mb;
+pub use report::{Counts, LatencyMs, PercentilesMs, Report, StageMs};
 
 /// How frames are paced.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -154,150 +157,6 @@ pub enum ReplayError {
         /// Its panic message.
         reason: String,
     },
-}
-
-/// Percentiles of one stage, ms.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct PercentilesMs {
-    /// Median.
-    pub p50: f64,
-    /// 90th percentile.
-    pub p90: f64,
-    /// 99th percentile.
-    pub p99: f64,
-    /// 99.9th percentile.
-    pub p999: f64,
-    /// Largest.
-    pub max: f64,
-}
-
-impl From<Percentiles> for PercentilesMs {
-    fn from(p: Percentiles) -> Self {
-        let r = |v: f64| (v * 1000.0).round() / 1000.0;
-        Self {
-            p50: r(p.p50),
-            p90: r(p.p90),
-            p99: r(p.p99),
-            p999: r(p.p999),
-            max: r(p.max),
-        }
-    }
-}
-
-/// Latency of each stage, ms: `e2e` from the frame being handed to its ring (before the copy
-/// into its slot) to its result being judged for writing; the stages as in the live node.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct LatencyMs {
-    /// Handed to the ring to result written.
-    pub e2e: PercentilesMs,
-    /// Decode (compressed) and letterbox/normalise.
-    pub preprocess: PercentilesMs,
-    /// ONNX Runtime run.
-    pub inference: PercentilesMs,
-    /// Decode of the output tensor and NMS.
-    pub postprocess: PercentilesMs,
-}
-
-/// The stage times of one frame, ms.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct StageMs {
-    /// Handed to the ring to result written.
-    pub e2e: f64,
-    /// Decode and pre-processing.
-    pub preprocess: f64,
-    /// ONNX Runtime run.
-    pub inference: f64,
-    /// Post-processing.
-    pub postprocess: f64,
-}
-
-/// Counts and latencies of one camera, or of all of them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Counts {
-    /// Image messages read from the bags on the camera topics.
-    pub frames_in: u64,
-    /// Frames that went through inference.
-    pub frames_processed: u64,
-    /// Frames with no detections message written for a reason other than bad input: queue
-    /// full or superseded, too old, late (`late_results: drop`), hard timeout, inference error.
-    pub dropped: u64,
-    /// Results later than `budget_ms` after being handed to the ring.
-    pub deadline_misses: u64,
-    /// Messages that do not deserialize or hold an unusable image.
-    pub bad_inputs: u64,
-    /// Of `dropped`: runs terminated after `hard_timeout_ms`.
-    pub timeouts: u64,
-    /// Detections messages written.
-    pub messages_written: u64,
-    /// Execution provider in use.
-    pub execution_provider: String,
-    /// sha256 of the ONNX file.
-    pub model_sha256: String,
-    /// Stage latencies.
-    pub latency_ms: LatencyMs,
-}
-
-/// The replay report (JSON). Its keys are an interface: scripts and CI read them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Report {
-    /// Image messages read on the camera topics, all cameras.
-    pub frames_in: u64,
-    /// Frames inferred, all cameras.
-    pub frames_processed: u64,
-    /// Frames dropped (see [`Counts::dropped`]), all cameras.
-    pub dropped: u64,
-    /// Deadline misses, all cameras.
-    pub deadline_misses: u64,
-    /// Bad inputs, all cameras.
-    pub bad_inputs: u64,
-    /// Execution provider in use.
-    pub execution_provider: String,
-    /// Why the first listed provider is not in use (each provider tried with its error); empty
-    /// when it is.
-    pub fallback_reason: String,
-    /// Where the input and output tensors lived: `cuda_pinned` or `cpu`.
-    pub io_memory: String,
-    /// sha256 of the ONNX file.
-    pub model_sha256: String,
-    /// Per camera, by name: the same keys.
-    pub per_camera: BTreeMap<String, Counts>,
-    /// Stage latencies over all cameras.
-    pub latency_ms: LatencyMs,
-    /// `max_speed`, `rate` or `step`.
-    pub mode: String,
-    /// The `--rate` factor (1.0 for the other modes).
-    pub rate: f64,
-    /// Stopped by Ctrl-C / SIGTERM before the end of the bags.
-    pub interrupted: bool,
-    /// Wall time of the replay, s.
-    pub wall_s: f64,
-    /// Frames processed per wall second.
-    pub frames_per_s: f64,
-    /// 1000 / mean inference ms: the rate of inference alone.
-    pub inference_only_frames_per_s: f64,
-    /// Model name (manifest).
-    pub model: String,
-    /// Input bags.
-    pub input_bags: Vec<String>,
-    /// Output bag folder.
-    pub output_bag: String,
-    /// Messages written to the output bag, all topics.
-    pub messages_written: u64,
-    /// The first frame's stage times (warm-up makes it no slower than the p99 of the others).
-    pub first_frame_ms: StageMs,
-    /// Peak resident memory of the process, MB (getrusage).
-    pub peak_rss_mb: f64,
-}
-
-/// Peak resident set size of this process, MB (0 if the OS does not say).
-fn peak_rss_mb() -> f64 {
-    // SAFETY: getrusage writes one `rusage` into the zeroed struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: RUSAGE_SELF with a valid out-pointer.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return 0.0;
-    }
-    (usage.ru_maxrss as f64 / 1024.0 * 10.0).round() / 10.0
 }
 
 /// Per-stage statistics over all cameras, for the report.
@@ -718,173 +577,6 @@ impl Replay {
         if let Some(inference) = self.inference.as_mut() {
             while inference.step() != crate::runtime::Step::Idle {}
         }
-    }
-
-    /// Rate: a player (this thread) pushes frames on the bag's clock; the loop runs on
-    /// `lookout-infer`; results are written here between frames.
-    fn run_paced(
-        &mut self,
-        rate: f64,
-        stop: &AtomicBool,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<bool, ReplayError> {
-        let Some(mut inference) = self.inference.take() else {
-            return Ok(false);
-        };
-        let loop_stop = Arc::new(AtomicBool::new(false));
-        let control = inference.run_control();
-        let watchdog_thread = if self
-            .options
-            .config
-            .camera_list()
-            .any(|(_, c)| c.hard_timeout().is_some())
-        {
-            // Registered with the engine, as in the live node (a replay at --rate used to leave
-            // it unregistered: deadlines were noticed up to 100 ms late).
-            Some(
-                spawn_watchdog(&control, Arc::clone(&loop_stop)).map_err(|e| {
-                    ReplayError::Start {
-                        what: "lookout-watchdog",
-                        reason: e.to_string(),
-                    }
-                })?,
-            )
-        } else {
-            None
-        };
-        let s = Arc::clone(&loop_stop);
-        let infer_thread = std::thread::Builder::new()
-            .name("lookout-infer".into())
-            .spawn(move || {
-                inference.run(&s, Duration::from_millis(5));
-                inference
-            })
-            .map_err(|e| ReplayError::Start {
-                what: "lookout-infer",
-                reason: e.to_string(),
-            })?;
-        for c in &mut self.cameras {
-            c.producer.set_wake(infer_thread.thread().clone());
-        }
-
-        let rate = if rate.is_finite() && rate > 0.0 {
-            rate
-        } else {
-            1.0
-        };
-        let mut interrupted = false;
-        let mut failure: Option<ReplayError> = None;
-        let mut frames = 0u64;
-        let wall_start = Instant::now();
-        let mut bag_offset = 0u64; // played time of the bags before this one
-        let mut clock = 0u64;
-        let bags = std::mem::take(&mut self.bags);
-        for bag in &bags {
-            let mut first_in_bag: Option<u64> = None;
-            let mut last_in_bag = 0u64;
-            bag.for_each(|m| {
-                // Each bag plays after the previous one, on its own recorded times.
-                let t0 = *first_in_bag.get_or_insert(m.log_time_ns);
-                last_in_bag = m.log_time_ns;
-                let played = bag_offset + m.log_time_ns.saturating_sub(t0);
-                let due = wall_start + Duration::from_secs_f64(played as f64 / 1e9 / rate);
-                loop {
-                    if stop.load(Ordering::Relaxed) {
-                        interrupted = true;
-                        return ControlFlow::Break(());
-                    }
-                    let now = Instant::now();
-                    // The bag's clock runs at `rate` towards this message's receive time.
-                    let ahead_ns = due.saturating_duration_since(now).as_secs_f64() * rate * 1e9;
-                    let bag_now = m.log_time_ns.saturating_sub(ahead_ns as u64);
-                    if bag_now > clock || bag_now + 1_000_000_000 < clock {
-                        clock = bag_now;
-                    }
-                    self.clock_ns
-                        .store(i64::try_from(clock).unwrap_or(i64::MAX), Ordering::Relaxed);
-                    if let Err(e) = self
-                        .drain(None, None)
-                        .and_then(|()| self.emit_diagnostics_until(clock))
-                    {
-                        failure = Some(e);
-                        return ControlFlow::Break(());
-                    }
-                    // Supervision: a dead inference thread ends the replay (found at join).
-                    if infer_thread.is_finished() {
-                        return ControlFlow::Break(());
-                    }
-                    if now >= due {
-                        break;
-                    }
-                    std::thread::sleep((due - now).min(Duration::from_millis(2)));
-                }
-                clock = m.log_time_ns;
-                self.clock_ns
-                    .store(i64::try_from(clock).unwrap_or(i64::MAX), Ordering::Relaxed);
-                if let Err(e) = self.copy(&m) {
-                    failure = Some(e);
-                    return ControlFlow::Break(());
-                }
-                if let Some(c) = self.cameras.iter().position(|c| c.topic == m.topic) {
-                    self.push(c, m.data);
-                    frames += 1;
-                    progress(frames);
-                }
-                ControlFlow::Continue(())
-            })?;
-            bag_offset += last_in_bag.saturating_sub(first_in_bag.unwrap_or(last_in_bag));
-            if failure.is_some() || interrupted {
-                break;
-            }
-        }
-        self.bags = bags;
-        // Wait until every frame pushed is accounted for (or 30 s), then stop the loop.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while failure.is_none()
-            && Instant::now() < deadline
-            && !self.all_accounted()
-            && !infer_thread.is_finished()
-        {
-            if let Err(e) = self.drain(None, None) {
-                failure = Some(e);
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        loop_stop.store(true, Ordering::Relaxed);
-        infer_thread.thread().unpark();
-        let joined = infer_thread.join();
-        if let Some(w) = watchdog_thread {
-            w.thread().unpark();
-            let _ = w.join();
-        }
-        match joined {
-            Ok(inference) => self.inference = Some(inference),
-            Err(payload) => {
-                let reason = crate::supervise::panic_message(payload.as_ref());
-                tracing::error!(thread = "lookout-infer", reason = %reason, "inference thread died; the replay fails");
-                failure.get_or_insert(ReplayError::WorkerDied {
-                    thread: "lookout-infer",
-                    reason,
-                });
-            }
-        }
-        // The loop has stopped: take every result left.
-        if failure.is_none()
-            && let Err(e) = self.drain(None, None)
-        {
-            failure = Some(e);
-        }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(interrupted),
-        }
-    }
-
-    fn all_accounted(&self) -> bool {
-        self.cameras.iter().all(|c| {
-            let s = c.counters.snapshot();
-            s.settled_in_loop() >= s.received
-        }) && self.source.is_empty()
     }
 
     /// Copies one camera message into its ring (bad messages are counted and logged once).

@@ -1,0 +1,181 @@
+//! Replay at a rate (`--rate R`): this thread plays the bag on its recorded receive times
+//! divided by R while the inference loop runs on `lookout-infer` with the live policy (queue
+//! drops, ages on the bag's clock, hard timeouts by a registered watchdog), as a vehicle would see
+//! it. A dead inference thread ends the replay with an error.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{Replay, ReplayError};
+use crate::runtime::spawn_watchdog;
+
+impl Replay {
+    /// Rate: a player (this thread) pushes frames on the bag's clock; the loop runs on
+    /// `lookout-infer`; results are written here between frames.
+    pub(super) fn run_paced(
+        &mut self,
+        rate: f64,
+        stop: &AtomicBool,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<bool, ReplayError> {
+        let Some(mut inference) = self.inference.take() else {
+            return Ok(false);
+        };
+        let loop_stop = Arc::new(AtomicBool::new(false));
+        let control = inference.run_control();
+        let watchdog_thread = if self
+            .options
+            .config
+            .camera_list()
+            .any(|(_, c)| c.hard_timeout().is_some())
+        {
+            // Registered with the engine, as in the live node (a replay at --rate used to leave
+            // it unregistered: deadlines were noticed up to 100 ms late).
+            Some(
+                spawn_watchdog(&control, Arc::clone(&loop_stop)).map_err(|e| {
+                    ReplayError::Start {
+                        what: "lookout-watchdog",
+                        reason: e.to_string(),
+                    }
+                })?,
+            )
+        } else {
+            None
+        };
+        let s = Arc::clone(&loop_stop);
+        let infer_thread = std::thread::Builder::new()
+            .name("lookout-infer".into())
+            .spawn(move || {
+                inference.run(&s, Duration::from_millis(5));
+                inference
+            })
+            .map_err(|e| ReplayError::Start {
+                what: "lookout-infer",
+                reason: e.to_string(),
+            })?;
+        for c in &mut self.cameras {
+            c.producer.set_wake(infer_thread.thread().clone());
+        }
+
+        let rate = if rate.is_finite() && rate > 0.0 {
+            rate
+        } else {
+            1.0
+        };
+        let mut interrupted = false;
+        let mut failure: Option<ReplayError> = None;
+        let mut frames = 0u64;
+        let wall_start = Instant::now();
+        let mut bag_offset = 0u64; // played time of the bags before this one
+        let mut clock = 0u64;
+        let bags = std::mem::take(&mut self.bags);
+        for bag in &bags {
+            let mut first_in_bag: Option<u64> = None;
+            let mut last_in_bag = 0u64;
+            bag.for_each(|m| {
+                // Each bag plays after the previous one, on its own recorded times.
+                let t0 = *first_in_bag.get_or_insert(m.log_time_ns);
+                last_in_bag = m.log_time_ns;
+                let played = bag_offset + m.log_time_ns.saturating_sub(t0);
+                let due = wall_start + Duration::from_secs_f64(played as f64 / 1e9 / rate);
+                loop {
+                    if stop.load(Ordering::Relaxed) {
+                        interrupted = true;
+                        return ControlFlow::Break(());
+                    }
+                    let now = Instant::now();
+                    // The bag's clock runs at `rate` towards this message's receive time.
+                    let ahead_ns = due.saturating_duration_since(now).as_secs_f64() * rate * 1e9;
+                    let bag_now = m.log_time_ns.saturating_sub(ahead_ns as u64);
+                    if bag_now > clock || bag_now + 1_000_000_000 < clock {
+                        clock = bag_now;
+                    }
+                    self.clock_ns
+                        .store(i64::try_from(clock).unwrap_or(i64::MAX), Ordering::Relaxed);
+                    if let Err(e) = self
+                        .drain(None, None)
+                        .and_then(|()| self.emit_diagnostics_until(clock))
+                    {
+                        failure = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                    // Supervision: a dead inference thread ends the replay (found at join).
+                    if infer_thread.is_finished() {
+                        return ControlFlow::Break(());
+                    }
+                    if now >= due {
+                        break;
+                    }
+                    std::thread::sleep((due - now).min(Duration::from_millis(2)));
+                }
+                clock = m.log_time_ns;
+                self.clock_ns
+                    .store(i64::try_from(clock).unwrap_or(i64::MAX), Ordering::Relaxed);
+                if let Err(e) = self.copy(&m) {
+                    failure = Some(e);
+                    return ControlFlow::Break(());
+                }
+                if let Some(c) = self.cameras.iter().position(|c| c.topic == m.topic) {
+                    self.push(c, m.data);
+                    frames += 1;
+                    progress(frames);
+                }
+                ControlFlow::Continue(())
+            })?;
+            bag_offset += last_in_bag.saturating_sub(first_in_bag.unwrap_or(last_in_bag));
+            if failure.is_some() || interrupted {
+                break;
+            }
+        }
+        self.bags = bags;
+        // Wait until every frame pushed is accounted for (or 30 s), then stop the loop.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while failure.is_none()
+            && Instant::now() < deadline
+            && !self.all_accounted()
+            && !infer_thread.is_finished()
+        {
+            if let Err(e) = self.drain(None, None) {
+                failure = Some(e);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        loop_stop.store(true, Ordering::Relaxed);
+        infer_thread.thread().unpark();
+        let joined = infer_thread.join();
+        if let Some(w) = watchdog_thread {
+            w.thread().unpark();
+            let _ = w.join();
+        }
+        match joined {
+            Ok(inference) => self.inference = Some(inference),
+            Err(payload) => {
+                let reason = crate::supervise::panic_message(payload.as_ref());
+                tracing::error!(thread = "lookout-infer", reason = %reason, "inference thread died; the replay fails");
+                failure.get_or_insert(ReplayError::WorkerDied {
+                    thread: "lookout-infer",
+                    reason,
+                });
+            }
+        }
+        // The loop has stopped: take every result left.
+        if failure.is_none()
+            && let Err(e) = self.drain(None, None)
+        {
+            failure = Some(e);
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(interrupted),
+        }
+    }
+
+    fn all_accounted(&self) -> bool {
+        self.cameras.iter().all(|c| {
+            let s = c.counters.snapshot();
+            s.settled_in_loop() >= s.received
+        }) && self.source.is_empty()
+    }
+}

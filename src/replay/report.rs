@@ -1,0 +1,153 @@
+//! What a replay reports (`report.json`, and `lookout replay --json`): per-stage latency
+//! percentiles, per-camera counts, throughput, provenance and peak memory. The field names are an
+//! interface (scripts/bench_vs_python.sh and CI read them).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::deadline::Percentiles;
+
+/// Percentiles of one stage, ms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct PercentilesMs {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl From<Percentiles> for PercentilesMs {
+    fn from(p: Percentiles) -> Self {
+        let r = |v: f64| (v * 1000.0).round() / 1000.0;
+        Self {
+            p50: r(p.p50),
+            p90: r(p.p90),
+            p99: r(p.p99),
+            p999: r(p.p999),
+            max: r(p.max),
+        }
+    }
+}
+
+/// Latency of each stage, ms: `e2e` from the frame being handed to its ring (before the copy
+/// into its slot) to its result being judged for writing; the stages as in the live node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct LatencyMs {
+    /// Handed to the ring to result written.
+    pub e2e: PercentilesMs,
+    /// Decode (compressed) and letterbox/normalise.
+    pub preprocess: PercentilesMs,
+    /// ONNX Runtime run.
+    pub inference: PercentilesMs,
+    /// Decode of the output tensor and NMS.
+    pub postprocess: PercentilesMs,
+}
+
+/// The stage times of one frame, ms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct StageMs {
+    /// Handed to the ring to result written.
+    pub e2e: f64,
+    /// Decode and pre-processing.
+    pub preprocess: f64,
+    /// ONNX Runtime run.
+    pub inference: f64,
+    /// Post-processing.
+    pub postprocess: f64,
+}
+
+/// Counts and latencies of one camera, or of all of them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Counts {
+    /// Image messages read from the bags on the camera topics.
+    pub frames_in: u64,
+    /// Frames that went through inference.
+    pub frames_processed: u64,
+    /// Frames with no detections message written for a reason other than bad input: queue
+    /// full or superseded, too old, late (`late_results: drop`), hard timeout, inference error.
+    pub dropped: u64,
+    /// Results later than `budget_ms` after being handed to the ring.
+    pub deadline_misses: u64,
+    /// Messages that do not deserialize or hold an unusable image.
+    pub bad_inputs: u64,
+    /// Of `dropped`: runs terminated after `hard_timeout_ms`.
+    pub timeouts: u64,
+    /// Detections messages written.
+    pub messages_written: u64,
+    /// Execution provider in use.
+    pub execution_provider: String,
+    /// sha256 of the ONNX file.
+    pub model_sha256: String,
+    /// Stage latencies.
+    pub latency_ms: LatencyMs,
+}
+
+/// The replay report (JSON). Its keys are an interface: scripts and CI read them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Report {
+    /// Image messages read on the camera topics, all cameras.
+    pub frames_in: u64,
+    /// Frames inferred, all cameras.
+    pub frames_processed: u64,
+    /// Frames dropped (see [`Counts::dropped`]), all cameras.
+    pub dropped: u64,
+    /// Deadline misses, all cameras.
+    pub deadline_misses: u64,
+    /// Bad inputs, all cameras.
+    pub bad_inputs: u64,
+    /// Execution provider in use.
+    pub execution_provider: String,
+    /// Why the first listed provider is not in use (each provider tried with its error); empty
+    /// when it is.
+    pub fallback_reason: String,
+    /// Where the input and output tensors lived: `cuda_pinned` or `cpu`.
+    pub io_memory: String,
+    /// sha256 of the ONNX file.
+    pub model_sha256: String,
+    /// Per camera, by name: the same keys.
+    pub per_camera: BTreeMap<String, Counts>,
+    /// Stage latencies over all cameras.
+    pub latency_ms: LatencyMs,
+    /// `max_speed`, `rate` or `step`.
+    pub mode: String,
+    /// The `--rate` factor (1.0 for the other modes).
+    pub rate: f64,
+    /// Stopped by Ctrl-C / SIGTERM before the end of the bags.
+    pub interrupted: bool,
+    /// Wall time of the replay, s.
+    pub wall_s: f64,
+    /// Frames processed per wall second.
+    pub frames_per_s: f64,
+    /// 1000 / mean inference ms: the rate of inference alone.
+    pub inference_only_frames_per_s: f64,
+    /// Model name (manifest).
+    pub model: String,
+    /// Input bags.
+    pub input_bags: Vec<String>,
+    /// Output bag folder.
+    pub output_bag: String,
+    /// Messages written to the output bag, all topics.
+    pub messages_written: u64,
+    /// The first frame's stage times (warm-up makes it no slower than the p99 of the others).
+    pub first_frame_ms: StageMs,
+    /// Peak resident memory of the process, MB (getrusage).
+    pub peak_rss_mb: f64,
+}
+
+/// Peak resident set size of this process, MB (0 if the OS does not say).
+pub(super) fn peak_rss_mb() -> f64 {
+    // SAFETY: getrusage writes one `rusage` into the zeroed struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a valid out-pointer.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    (usage.ru_maxrss as f64 / 1024.0 * 10.0).round() / 10.0
+}
