@@ -42,20 +42,7 @@ fn replay(bag: &Path, params: &Path, out: &Path) -> (u32, u32, u32) {
 /// The first 120 frames of the vtest video as a bag (scripts/make_vtest_bag.py), the source of
 /// the two-camera bags.
 fn source_bag(dir: &Path) -> std::path::PathBuf {
-    let avi = common::lookout_home().join("data/vtest.avi");
-    assert!(
-        avi.exists(),
-        "{} is missing: run scripts/setup.sh",
-        avi.display()
-    );
-    let status = Command::new(common::python())
-        .arg(common::repo().join("scripts/make_vtest_bag.py"))
-        .arg(&avi)
-        .arg(dir)
-        .args(["--frames", "120", "--storage", "mcap", "--name", "source"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    common::vtest_clip(dir, 120, &["--storage", "mcap", "--name", "source"]);
     dir.join("source")
 }
 

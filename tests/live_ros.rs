@@ -1018,14 +1018,7 @@ fn a_bag_played_into_the_live_node_with_clock_gives_the_offline_replay_detection
     let dir = tmp_dir("bagplay");
     // A 10-frame clip of the vtest bag: raw bgr8 and JPEG topics, 100 ms apart.
     let clip = dir.join("clip");
-    let status = Command::new(common::python())
-        .arg(common::repo().join("scripts/make_vtest_bag.py"))
-        .arg(common::lookout_home().join("data/vtest.avi"))
-        .arg(&clip)
-        .args(["--frames", "10"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    common::vtest_clip(&clip, 10, &[]);
     // Lossless with room for every frame: the debug build on a loaded machine infers slower
     // than the 20 frames/s the bag plays.
     let lossless = format!("{LOSSLESS}, ring_capacity: 40, max_width: 768, max_height: 576");

@@ -25,20 +25,7 @@ fn clip() -> &'static PathBuf {
     static CLIP: OnceLock<PathBuf> = OnceLock::new();
     CLIP.get_or_init(|| {
         let dir = tmp("clip");
-        let avi = common::lookout_home().join("data/vtest.avi");
-        assert!(
-            avi.exists(),
-            "{} is missing: run scripts/setup.sh",
-            avi.display()
-        );
-        let status = Command::new(common::python())
-            .arg(common::repo().join("scripts/make_vtest_bag.py"))
-            .arg(&avi)
-            .arg(&dir)
-            .args(["--frames", &CLIP_FRAMES.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        common::vtest_clip(&dir, CLIP_FRAMES, &[]);
         dir
     })
 }

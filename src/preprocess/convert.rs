@@ -99,18 +99,7 @@ mod tests {
         ]
     }
 
-    /// A deterministic pseudo-random byte pattern.
-    fn bytes(n: usize, seed: u32) -> Vec<u8> {
-        let mut s = seed.wrapping_mul(2_654_435_761) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s >> 24) as u8
-            })
-            .collect()
-    }
+    use crate::preprocess::test_bytes as bytes;
 
     #[test]
     fn yuv_kernels_match_the_per_pixel_reference() {

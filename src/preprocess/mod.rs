@@ -456,6 +456,20 @@ fn bands(
     bands
 }
 
+/// A deterministic pseudo-random byte pattern (xorshift), for the kernels' tests.
+#[cfg(test)]
+pub(crate) fn test_bytes(n: usize, seed: u32) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 24) as u8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

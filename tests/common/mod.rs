@@ -44,6 +44,20 @@ pub fn python() -> PathBuf {
     must_exist(lookout_home().join("venv/bin/python"))
 }
 
+/// Writes the first `frames` frames of the vtest video as bags into `out_dir` with
+/// scripts/make_vtest_bag.py (`extra`: its other options, e.g. `--storage mcap`).
+pub fn vtest_clip(out_dir: &Path, frames: usize, extra: &[&str]) {
+    let status = std::process::Command::new(python())
+        .arg(repo().join("scripts/make_vtest_bag.py"))
+        .arg(must_exist(lookout_home().join("data/vtest.avi")))
+        .arg(out_dir)
+        .args(["--frames", &frames.to_string()])
+        .args(extra)
+        .status()
+        .unwrap();
+    assert!(status.success(), "make_vtest_bag.py failed");
+}
+
 /// Engine settings for tests: CPU only, so results do not depend on the machine's GPUs.
 pub fn cpu_engine() -> lookout::infer::EngineConfig {
     lookout::infer::EngineConfig {
