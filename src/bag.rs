@@ -115,6 +115,46 @@ pub struct BagMessage<'a> {
     pub definition: Option<(&'a str, &'a [u8])>,
 }
 
+/// Per topic, shared by the messages [`Bag::for_each_prefetched`] hands over.
+#[derive(Debug)]
+struct PrefetchedTopic {
+    name: String,
+    type_name: String,
+    definition: Option<(String, Vec<u8>)>,
+}
+
+/// A message read ahead by [`Bag::for_each_prefetched`]: its payload in a buffer of its own.
+#[derive(Debug)]
+pub struct Prefetched {
+    topic: std::sync::Arc<PrefetchedTopic>,
+    log_time_ns: u64,
+    data: Vec<u8>,
+}
+
+impl Prefetched {
+    /// The message, borrowed.
+    pub fn message(&self) -> BagMessage<'_> {
+        BagMessage {
+            topic: &self.topic.name,
+            type_name: &self.topic.type_name,
+            log_time_ns: self.log_time_ns,
+            data: &self.data,
+            definition: self
+                .topic
+                .definition
+                .as_ref()
+                .map(|(e, d)| (e.as_str(), d.as_slice())),
+        }
+    }
+
+    /// The buffer holding the payload. Swapping it for another buffer is allowed (the reader
+    /// reuses whichever buffer is here when the callback returns); its contents are then no
+    /// longer this message.
+    pub fn buffer_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.data
+    }
+}
+
 /// An opened bag: its storage files in order.
 #[derive(Debug, Clone)]
 pub struct Bag {
@@ -395,22 +435,17 @@ impl Bag {
     /// its own (`lookout-bag-read`) running up to `depth` messages ahead, so it overlaps with
     /// whatever `f` does. Same messages, same order. Each payload is copied into a buffer that
     /// comes back to the reader once `f` has seen it (`depth + 1` buffers in all, grown to the
-    /// largest message, so a steady stream allocates nothing); topic names and definitions are
-    /// shared per topic. Blocks when `depth` messages wait. The reader runs at the lowest normal
+    /// largest message, so a steady stream allocates nothing); `f` may swap the buffer for
+    /// another one of its own ([`Prefetched::buffer_mut`], e.g. a frame slot's), which then goes
+    /// back to the reader in its place. Topic names and definitions are shared per topic. Blocks when `depth` messages wait. The reader runs at the lowest normal
     /// priority ([`crate::rt::background`]): it has the whole of each inference to run ahead in,
     /// and must not take a core from the pre-processing or inference of the frame before.
     pub fn for_each_prefetched(
         &self,
         depth: usize,
-        mut f: impl FnMut(BagMessage<'_>) -> ControlFlow<()>,
+        mut f: impl FnMut(&mut Prefetched) -> ControlFlow<()>,
     ) -> Result<(), BagError> {
-        /// Per topic, shared by its messages.
-        struct Topic {
-            name: String,
-            type_name: String,
-            definition: Option<(String, Vec<u8>)>,
-        }
-        type Read = (std::sync::Arc<Topic>, u64, Vec<u8>);
+        type Read = (std::sync::Arc<PrefetchedTopic>, u64, Vec<u8>);
         let (tx, rx) = crossbeam_channel::bounded::<Read>(depth.max(1));
         // Buffers the consumer is done with, back to the reader.
         let (recycle_tx, recycle_rx) = crossbeam_channel::bounded::<Vec<u8>>(depth.max(1) + 1);
@@ -425,12 +460,12 @@ impl Bag {
                 .name("lookout-bag-read".into())
                 .spawn_scoped(scope, move || {
                     crate::rt::background("lookout-bag-read");
-                    let mut topics: Vec<std::sync::Arc<Topic>> = Vec::new();
+                    let mut topics: Vec<std::sync::Arc<PrefetchedTopic>> = Vec::new();
                     self.for_each(|m| {
                         let topic = match topics.iter().find(|t| t.name == m.topic) {
                             Some(t) => std::sync::Arc::clone(t),
                             None => {
-                                let t = std::sync::Arc::new(Topic {
+                                let t = std::sync::Arc::new(PrefetchedTopic {
                                     name: m.topic.to_string(),
                                     type_name: m.type_name.to_string(),
                                     definition: m
@@ -461,21 +496,16 @@ impl Bag {
                 }
             };
             for (topic, log_time_ns, data) in &rx {
-                let m = BagMessage {
-                    topic: &topic.name,
-                    type_name: &topic.type_name,
+                let mut p = Prefetched {
+                    topic,
                     log_time_ns,
-                    data: &data,
-                    definition: topic
-                        .definition
-                        .as_ref()
-                        .map(|(e, d)| (e.as_str(), d.as_slice())),
+                    data,
                 };
-                if f(m).is_break() {
+                if f(&mut p).is_break() {
                     break;
                 }
                 // Full only if the reader has not taken its buffers back yet: then this one goes.
-                let _ = recycle_tx.try_send(data);
+                let _ = recycle_tx.try_send(p.data);
             }
             drop(rx);
             reader.join().unwrap_or_else(|_| {

@@ -120,6 +120,34 @@ impl<'a> RawHeader<'a> {
     }
 }
 
+/// The layout of a frame handed over by [`FrameProducer::push_swapped`].
+#[derive(Debug, Clone, Copy)]
+pub enum SwappedHeader<'a> {
+    /// A raw image (`sensor_msgs/Image`).
+    Raw(RawHeader<'a>),
+    /// A compressed image, with its `format` field (`sensor_msgs/CompressedImage`).
+    Compressed(&'a str),
+}
+
+/// A checked frame's metadata, on its way into a slot.
+struct FrameMeta<'a> {
+    stamp: Stamp,
+    frame_id: &'a str,
+    format: FrameFormat,
+}
+
+/// How a frame's bytes reach its slot.
+enum Bytes<'a> {
+    /// Copied into the slot's buffer.
+    Copy(&'a [u8]),
+    /// The caller's buffer swapped with the slot's; the frame is `buffer[start..start + len]`.
+    Swap {
+        buffer: &'a mut Vec<u8>,
+        start: usize,
+        len: usize,
+    },
+}
+
 /// One frame slot: metadata plus a byte buffer allocated once for the camera's largest frame.
 #[derive(Debug)]
 pub struct Frame {
@@ -136,7 +164,11 @@ pub struct Frame {
     /// Monotonic time the frame entered the ring.
     pub enqueued: Instant,
     frame_id: String,
+    /// The slot's buffer; the frame's bytes are `data[start..start + len]` (a whole message
+    /// when the buffer was swapped in rather than copied).
     data: Vec<u8>,
+    start: usize,
+    len: usize,
 }
 
 impl Frame {
@@ -156,6 +188,8 @@ impl Frame {
             enqueued: now,
             frame_id: String::with_capacity(FRAME_ID_CAPACITY),
             data,
+            start: 0,
+            len: 0,
         }
     }
 
@@ -166,7 +200,11 @@ impl Frame {
 
     /// The frame's bytes (raw pixels with row padding, or the compressed stream).
     pub fn data(&self) -> &[u8] {
-        &self.data
+        // The range is checked where it is set; empty rather than a panic all the same.
+        self.start
+            .checked_add(self.len)
+            .and_then(|end| self.data.get(self.start..end))
+            .unwrap_or(&[])
     }
 
     /// A view of a raw frame (`None` for a compressed one).
@@ -179,7 +217,7 @@ impl Frame {
                 encoding,
                 big_endian,
             } => Some(
-                ImageView::new(width, height, step_bytes, encoding, &self.data)
+                ImageView::new(width, height, step_bytes, encoding, self.data())
                     .map(|v| v.with_big_endian(big_endian)),
             ),
             FrameFormat::Compressed(_) => None,
@@ -553,23 +591,94 @@ impl FrameProducer {
         queued
     }
 
-    fn fill(
-        frame: &mut Frame,
-        camera: usize,
-        seq: u64,
-        stamp: Stamp,
-        frame_id: &str,
-        format: FrameFormat,
-        data: &[u8],
-    ) {
-        frame.camera = camera;
+    /// Where a checked frame's bytes come from.
+    fn place(&mut self, received: Instant, meta: FrameMeta<'_>, bytes: Bytes<'_>) -> bool {
+        let Some((mut frame, seq)) = self.acquire(received) else {
+            return false;
+        };
+        frame.camera = self.camera;
         frame.seq = seq;
-        frame.stamp = stamp;
-        frame.format = format;
+        frame.stamp = meta.stamp;
+        frame.format = meta.format;
         frame.frame_id.clear();
-        frame.frame_id.push_str(frame_id);
-        frame.data.clear();
-        frame.data.extend_from_slice(data);
+        frame.frame_id.push_str(meta.frame_id);
+        match bytes {
+            Bytes::Copy(data) => {
+                frame.data.clear();
+                frame.data.extend_from_slice(data);
+                frame.start = 0;
+                frame.len = data.len();
+            }
+            Bytes::Swap { buffer, start, len } => {
+                std::mem::swap(&mut frame.data, buffer);
+                frame.start = start;
+                frame.len = len;
+            }
+        }
+        self.submit(frame)
+    }
+
+    /// Checks a raw frame's header and bytes against the encoding and this ring's limits.
+    fn check_raw(&mut self, header: &RawHeader<'_>, data: &[u8]) -> Result<FrameFormat, Rejected> {
+        let &RawHeader {
+            width,
+            height,
+            step_bytes,
+            encoding,
+            big_endian,
+        } = header;
+        let checked = PixelEncoding::from_ros(encoding)
+            .and_then(|e| ImageView::new(width, height, step_bytes, e, data).map(|_| e));
+        let encoding = match checked {
+            Ok(e) => e,
+            Err(e) => return Err(self.reject(e)),
+        };
+        if width > self.max_width || height > self.max_height || data.len() > self.slot_bytes {
+            return Err(self.reject(FrameError::TooLarge {
+                width,
+                height,
+                max_width: self.max_width,
+                max_height: self.max_height,
+            }));
+        }
+        Ok(FrameFormat::Raw {
+            width,
+            height,
+            step_bytes,
+            encoding,
+            big_endian,
+        })
+    }
+
+    /// Checks a compressed frame's format and size against this ring's limits.
+    fn check_compressed(
+        &mut self,
+        format: &str,
+        len_bytes: usize,
+    ) -> Result<FrameFormat, Rejected> {
+        let format = match CompressedFormat::from_ros(format) {
+            Ok(f) => f,
+            Err(e) => return Err(self.reject(e)),
+        };
+        if len_bytes > self.slot_bytes {
+            return Err(self.reject(FrameError::TooLarge {
+                width: 0,
+                height: 0,
+                max_width: self.max_width,
+                max_height: self.max_height,
+            }));
+        }
+        Ok(FrameFormat::Compressed(format))
+    }
+
+    fn check_frame_id(&mut self, frame_id: &str) -> Result<(), Rejected> {
+        if frame_id.len() > FRAME_ID_CAPACITY {
+            return Err(self.reject(FrameError::FrameIdTooLong {
+                len_bytes: frame_id.len(),
+                max_bytes: FRAME_ID_CAPACITY,
+            }));
+        }
+        Ok(())
     }
 
     /// Copies a raw frame into a slot. Bad frames (unknown encoding, inconsistent geometry,
@@ -583,45 +692,14 @@ impl FrameProducer {
         header: RawHeader<'_>,
         data: &[u8],
     ) -> Result<bool, Rejected> {
-        let RawHeader {
-            width,
-            height,
-            step_bytes,
-            encoding,
-            big_endian,
-        } = header;
-        let checked = PixelEncoding::from_ros(encoding)
-            .and_then(|e| ImageView::new(width, height, step_bytes, e, data).map(|v| (e, v)));
-        let (encoding, _) = match checked {
-            Ok(ok) => ok,
-            Err(e) => return Err(self.reject(e)),
+        let format = self.check_raw(&header, data)?;
+        self.check_frame_id(frame_id)?;
+        let meta = FrameMeta {
+            stamp,
+            frame_id,
+            format,
         };
-        if width > self.max_width || height > self.max_height || data.len() > self.slot_bytes {
-            return Err(self.reject(FrameError::TooLarge {
-                width,
-                height,
-                max_width: self.max_width,
-                max_height: self.max_height,
-            }));
-        }
-        if frame_id.len() > FRAME_ID_CAPACITY {
-            return Err(self.reject(FrameError::FrameIdTooLong {
-                len_bytes: frame_id.len(),
-                max_bytes: FRAME_ID_CAPACITY,
-            }));
-        }
-        let Some((mut frame, seq)) = self.acquire(received) else {
-            return Ok(false);
-        };
-        let format = FrameFormat::Raw {
-            width,
-            height,
-            step_bytes,
-            encoding,
-            big_endian,
-        };
-        Self::fill(&mut frame, self.camera, seq, stamp, frame_id, format, data);
-        Ok(self.submit(frame))
+        Ok(self.place(received, meta, Bytes::Copy(data)))
     }
 
     /// Copies a compressed frame into a slot (decoded later by the inference loop). Same
@@ -634,37 +712,54 @@ impl FrameProducer {
         format: &str,
         data: &[u8],
     ) -> Result<bool, Rejected> {
-        let format = match CompressedFormat::from_ros(format) {
-            Ok(f) => f,
-            Err(e) => return Err(self.reject(e)),
-        };
-        if frame_id.len() > FRAME_ID_CAPACITY {
-            return Err(self.reject(FrameError::FrameIdTooLong {
-                len_bytes: frame_id.len(),
-                max_bytes: FRAME_ID_CAPACITY,
-            }));
-        }
-        if data.len() > self.slot_bytes {
-            return Err(self.reject(FrameError::TooLarge {
-                width: 0,
-                height: 0,
-                max_width: self.max_width,
-                max_height: self.max_height,
-            }));
-        }
-        let Some((mut frame, seq)) = self.acquire(received) else {
-            return Ok(false);
-        };
-        Self::fill(
-            &mut frame,
-            self.camera,
-            seq,
+        let format = self.check_compressed(format, data.len())?;
+        self.check_frame_id(frame_id)?;
+        let meta = FrameMeta {
             stamp,
             frame_id,
-            FrameFormat::Compressed(format),
-            data,
-        );
-        Ok(self.submit(frame))
+            format,
+        };
+        Ok(self.place(received, meta, Bytes::Copy(data)))
+    }
+
+    /// As [`Self::push_raw`] or [`Self::push_compressed`], without copying the pixels: the frame's
+    /// bytes are `buffer[range]` (e.g. the image inside a whole serialized message), and
+    /// `buffer` is swapped with the slot's buffer, so the caller gets a buffer back to reuse
+    /// (the slot's previous one). `header`: the frame's layout; its strings must not borrow
+    /// `buffer` (copy them out first). On an error `buffer` is left as it was. Allocates nothing.
+    pub fn push_swapped(
+        &mut self,
+        received: Instant,
+        stamp: Stamp,
+        frame_id: &str,
+        header: SwappedHeader<'_>,
+        buffer: &mut Vec<u8>,
+        range: std::ops::Range<usize>,
+    ) -> Result<bool, Rejected> {
+        let Some(data) = buffer.get(range.clone()) else {
+            return Err(self.reject(FrameError::DataTooShort {
+                len_bytes: buffer.len(),
+                height: 0,
+                step_bytes: 0,
+                need_bytes: range.end,
+            }));
+        };
+        let format = match header {
+            SwappedHeader::Raw(h) => self.check_raw(&h, data)?,
+            SwappedHeader::Compressed(f) => self.check_compressed(f, data.len())?,
+        };
+        self.check_frame_id(frame_id)?;
+        let meta = FrameMeta {
+            stamp,
+            frame_id,
+            format,
+        };
+        let bytes = Bytes::Swap {
+            buffer,
+            start: range.start,
+            len: range.len(),
+        };
+        Ok(self.place(received, meta, bytes))
     }
 
     /// Counts a message that could not be deserialized (replay: malformed CDR) as received and
@@ -752,6 +847,48 @@ mod tests {
 
     fn stamp(s: i32) -> Stamp {
         Stamp { sec: s, nanosec: 0 }
+    }
+
+    #[test]
+    fn a_swapped_frame_is_the_range_of_the_buffer_and_the_slot_buffer_comes_back() {
+        let (mut p, mut c, counters) = camera_ring(0, 2, 4, 4, QueuePolicy::Fifo);
+        // A "message": 5 header bytes, a 2x2 rgb8 image, 3 trailing bytes.
+        let mut buffer: Vec<u8> = (0..20).collect();
+        let before = buffer.as_ptr();
+        let header = SwappedHeader::Raw(RawHeader::new(2, 2, 6, "rgb8"));
+        let queued = p
+            .push_swapped(Instant::now(), stamp(1), "cam", header, &mut buffer, 5..17)
+            .unwrap();
+        assert!(queued);
+        assert_ne!(
+            buffer.as_ptr(),
+            before,
+            "the caller gets the slot's buffer back"
+        );
+        assert!(buffer.capacity() >= 4 * 4 * 4, "a whole slot to reuse");
+        let f = c.take().unwrap();
+        assert_eq!(f.data(), &(5..17).collect::<Vec<u8>>()[..]);
+        assert_eq!(f.raw_view().unwrap().unwrap().height(), 2);
+        assert_eq!(f.frame_id(), "cam");
+        // A range outside the buffer, or a frame its header does not fit: refused, counted,
+        // the buffer left as it was.
+        let mut short = vec![0u8; 8];
+        let header = SwappedHeader::Raw(RawHeader::new(2, 2, 6, "rgb8"));
+        assert!(
+            p.push_swapped(Instant::now(), stamp(2), "cam", header, &mut short, 5..17)
+                .is_err()
+        );
+        let header = SwappedHeader::Raw(RawHeader::new(2, 2, 6, "rgb8"));
+        assert!(
+            p.push_swapped(Instant::now(), stamp(3), "cam", header, &mut short, 0..8)
+                .is_err()
+        );
+        assert_eq!(short, vec![0u8; 8]);
+        assert_eq!(counters.snapshot().bad_input, 2);
+        // A copied frame after a swapped one in the same slot starts at 0 again.
+        c.recycle(f);
+        assert!(push(&mut p, 4));
+        assert_eq!(c.take().unwrap().data(), &[0u8; 12]);
     }
 
     fn push(p: &mut FrameProducer, s: i32) -> bool {

@@ -162,7 +162,7 @@ fn read_ahead_gives_the_same_messages_in_the_same_order_and_stops_when_told() {
         .unwrap();
         let mut ahead = Vec::new();
         bag.for_each_prefetched(2, |m| {
-            record(&mut ahead, m);
+            record(&mut ahead, m.message());
             ControlFlow::Continue(())
         })
         .unwrap();

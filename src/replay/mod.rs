@@ -47,7 +47,7 @@ use crate::cdr;
 use crate::config::{Config, ImageKind, QueuePolicy};
 use crate::deadline::{LatePolicy, LatencyStats, RosClock, Verdict};
 use crate::diagnostics::{Health, Status};
-use crate::ingest::{CameraCounters, FrameProducer, RawHeader, camera_ring};
+use crate::ingest::{CameraCounters, FrameProducer, RawHeader, SwappedHeader, camera_ring};
 use crate::model::Model;
 use crate::names::resolve_replay_topic;
 use crate::pipeline::Detector;
@@ -200,6 +200,10 @@ struct Camera {
     out_topic: usize,
     frames_in: u64,
     written: u64,
+    /// The last message's `frame_id` and encoding (or format), copied out of its buffer so the
+    /// buffer can be handed to the ring ([`FrameProducer::push_swapped`]).
+    frame_id: String,
+    encoding: String,
 }
 
 /// A replay, set up and ready to run.
@@ -387,6 +391,8 @@ impl Replay {
                 out_topic,
                 frames_in: 0,
                 written: 0,
+                frame_id: String::with_capacity(crate::ingest::FRAME_ID_CAPACITY),
+                encoding: String::with_capacity(64),
             });
         }
         let diagnostics_topic = if options.diagnostics {
@@ -511,7 +517,8 @@ impl Replay {
         let mut last_view: Option<(String, Vec<u8>)> = None;
         for bag in &bags {
             // Reading and decompressing run ahead on their own thread, overlapping inference.
-            bag.for_each_prefetched(READ_AHEAD_MESSAGES, |m| {
+            bag.for_each_prefetched(READ_AHEAD_MESSAGES, |prefetched| {
+                let m = prefetched.message();
                 if stop.load(Ordering::Relaxed) {
                     interrupted = true;
                     return ControlFlow::Break(());
@@ -529,20 +536,21 @@ impl Replay {
                         return ControlFlow::Break(());
                     }
                 }
+                let log_time_ns = m.log_time_ns;
                 let result = self
-                    .emit_diagnostics_until(m.log_time_ns)
+                    .emit_diagnostics_until(log_time_ns)
                     .and_then(|()| self.copy(&m))
                     .and_then(|()| {
                         self.clock_ns.store(
-                            i64::try_from(m.log_time_ns).unwrap_or(i64::MAX),
+                            i64::try_from(log_time_ns).unwrap_or(i64::MAX),
                             Ordering::Relaxed,
                         );
                         if let Some(c) = camera {
-                            self.push(c, m.data);
+                            self.push_swapped(c, prefetched.buffer_mut());
                             self.infer_all();
                             frames += 1;
                             progress(frames);
-                            self.drain(Some(m.log_time_ns), step.then_some(&mut last_view))
+                            self.drain(Some(log_time_ns), step.then_some(&mut last_view))
                         } else {
                             Ok(())
                         }
@@ -605,6 +613,14 @@ impl Replay {
                     .push_compressed(received, m.stamp, m.frame_id, m.format, m.data)
             }),
         };
+        Self::report_push(c, pushed);
+    }
+
+    /// Logs (once per kind) and counts what a push refused.
+    fn report_push<E: std::fmt::Display>(
+        c: &mut Camera,
+        pushed: Result<Result<bool, crate::ingest::Rejected>, E>,
+    ) {
         match pushed {
             Ok(Ok(_)) => {}
             Ok(Err(rejected)) => {
@@ -616,6 +632,44 @@ impl Replay {
                 }
             }
         }
+    }
+
+    /// As [`Self::push`], without copying the pixels of a raw image: the message's buffer
+    /// becomes the frame slot's, and `buffer` gets the slot's previous one (the bag reader
+    /// reuses it). Compressed frames are copied: they are small (a 1280x720 JPEG, ~200 kB,
+    /// copies in tens of microseconds), and the copy leaves them in this core's cache for the
+    /// decoder.
+    fn push_swapped(&mut self, camera: usize, buffer: &mut Vec<u8>) {
+        if self.cameras[camera].kind == ImageKind::Compressed {
+            return self.push(camera, buffer);
+        }
+        let c = &mut self.cameras[camera];
+        c.frames_in += 1;
+        let received = Instant::now();
+        let (frame_id, encoding) = (&mut c.frame_id, &mut c.encoding);
+        let parsed = cdr::image(buffer).map(|m| {
+            frame_id.clear();
+            frame_id.push_str(m.frame_id);
+            encoding.clear();
+            encoding.push_str(m.encoding);
+            // Where the pixels, a slice of the buffer, start in it.
+            let start = (m.data.as_ptr() as usize).wrapping_sub(buffer.as_ptr() as usize);
+            let range = start..start.saturating_add(m.data.len());
+            let geometry = (m.width, m.height, m.step as usize, m.is_bigendian != 0);
+            (m.stamp, geometry, range)
+        });
+        let pushed = parsed.map(|(stamp, (width, height, step_bytes, big_endian), range)| {
+            let header = SwappedHeader::Raw(RawHeader {
+                width,
+                height,
+                step_bytes,
+                encoding: &c.encoding,
+                big_endian,
+            });
+            c.producer
+                .push_swapped(received, stamp, &c.frame_id, header, buffer, range)
+        });
+        Self::report_push(c, pushed);
     }
 
     /// Writes every result ready. `log_time_ns`: the time to write them at (max-speed: the

@@ -36,8 +36,10 @@ impl From<Percentiles> for PercentilesMs {
     }
 }
 
-/// Latency of each stage, ms: `e2e` from the frame being handed to its ring (before the copy
-/// into its slot) to its result being judged for writing; the stages as in the live node.
+/// Latency of each stage, ms: `e2e` from the frame being handed to its ring (the message read
+/// from the bag and deserialized; a compressed frame is then copied into its slot, a raw frame's
+/// buffer is handed over whole) to its result being judged for writing; the stages as in the
+/// live node.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct LatencyMs {
     /// Handed to the ring to result written.
