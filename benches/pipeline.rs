@@ -11,13 +11,13 @@ mod common;
 
 use common::{home, repo};
 use criterion::{Criterion, criterion_group, criterion_main};
-use lookout::decode::{CompressedFormat, Decoder};
-use lookout::image::{ImageView, PixelEncoding};
-use lookout::infer::{EngineConfig, Provider};
-use lookout::model::Model;
-use lookout::pipeline::Detector;
-use lookout::postprocess::Postprocessor;
-use lookout::preprocess::Preprocessor;
+use lookout::core::decode::{CompressedFormat, Decoder};
+use lookout::core::detector::Detector;
+use lookout::core::engine::{EngineConfig, Provider};
+use lookout::core::image::{ImageView, PixelEncoding};
+use lookout::core::model::Model;
+use lookout::core::postprocess::Postprocessor;
+use lookout::core::preprocess::Preprocessor;
 
 /// bus.jpg scaled (nearest) to 1920x1080 bgr8: a real scene at camera resolution.
 fn full_hd_bgr() -> Vec<u8> {
@@ -61,7 +61,7 @@ fn benches(c: &mut Criterion) {
 
     // A real output tensor for the post-processing bench.
     let model = Model::load(&repo().join("models/yolov3-tiny/manifest.yaml")).unwrap();
-    let mut engine_only = lookout::infer::Engine::new(&model, &engine).unwrap();
+    let mut engine_only = lookout::core::engine::Engine::new(&model, &engine).unwrap();
     let lb = pre.run(&view, engine_only.input_mut()).unwrap();
     let output = engine_only.run(|o| o.to_vec()).unwrap();
     let mut post = Postprocessor::new(&m.output, m.classes.len(), m.thresholds);

@@ -22,11 +22,11 @@ mod common;
 
 use common::{home, repo};
 use criterion::{Criterion, criterion_group, criterion_main};
-use lookout::decode::{CompressedFormat, Decoder};
-use lookout::image::{ImageView, PixelEncoding};
-use lookout::model::Model;
-use lookout::preprocess::Preprocessor;
-use lookout::preprocess::resample::Kernels;
+use lookout::core::decode::{CompressedFormat, Decoder};
+use lookout::core::image::{ImageView, PixelEncoding};
+use lookout::core::model::Model;
+use lookout::core::preprocess::Preprocessor;
+use lookout::core::preprocess::resample::Kernels;
 
 /// bus.jpg scaled (nearest) to `w`x`h` in `encoding`.
 fn frame(w: usize, h: usize, encoding: PixelEncoding) -> Vec<u8> {

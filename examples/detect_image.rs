@@ -6,10 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use lookout::decode::{CompressedFormat, Decoder};
-use lookout::infer::{EngineConfig, Provider};
-use lookout::model::{DEFAULT_MANIFEST, Model, resolve_manifest_path};
-use lookout::pipeline::Detector;
+use lookout::core::decode::{CompressedFormat, Decoder};
+use lookout::core::detector::Detector;
+use lookout::core::engine::{EngineConfig, Provider};
+use lookout::core::model::{DEFAULT_MANIFEST, Model, resolve_manifest_path};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let image = std::env::args_os().nth(1).map_or_else(

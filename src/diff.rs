@@ -18,8 +18,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::bag::cdr::{self, Detection2DArrayMsg};
 use crate::bag::{Bag, BagError};
-use crate::cdr::{self, Detection2DArrayMsg};
 
 /// Tolerances of a comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -108,7 +108,7 @@ fn read(path: &Path) -> Result<Frames, BagError> {
     let bag = Bag::open(path)?;
     let mut frames: Frames = BTreeMap::new();
     bag.for_each(|m| {
-        if m.type_name == crate::schema::DETECTION2D_ARRAY.name {
+        if m.type_name == crate::bag::schema::DETECTION2D_ARRAY.name {
             let entry = frames.entry(m.topic.to_string()).or_default();
             entry.1 += 1;
             match cdr::detection_array(m.data) {
@@ -272,8 +272,8 @@ pub fn diff(a: &Path, b: &Path, tol: &Tolerances) -> Result<DiffReport, BagError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cdr::Detection2DMsg;
-    use crate::ingest::Stamp;
+    use crate::bag::cdr::Detection2DMsg;
+    use crate::runtime::queue::Stamp;
 
     fn det(class: &str, score: f64, c: (f64, f64), s: (f64, f64)) -> Detection2DMsg {
         Detection2DMsg {

@@ -4,10 +4,10 @@
 //! ONNX Runtime, and `vision_msgs/Detection2DArray` goes out, with every frame's deadline watched.
 //!
 //! ```
-//! use lookout::image::{ImageView, PixelEncoding};
-//! use lookout::infer::{EngineConfig, Provider};
-//! use lookout::model::{DEFAULT_MANIFEST, Model, resolve_manifest_path};
-//! use lookout::pipeline::Detector;
+//! use lookout::core::image::{ImageView, PixelEncoding};
+//! use lookout::core::engine::{EngineConfig, Provider};
+//! use lookout::core::model::{DEFAULT_MANIFEST, Model, resolve_manifest_path};
+//! use lookout::core::detector::Detector;
 //!
 //! // The default model package (scripts/setup.sh converts its ONNX file once), on the CPU.
 //! let model = Model::load(&resolve_manifest_path(DEFAULT_MANIFEST.as_ref()))?;
@@ -52,27 +52,10 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod bag;
-pub mod cdr;
 pub mod config;
-pub mod deadline;
-pub mod decode;
-pub mod diagnostics;
+pub mod core;
 pub mod diff;
-pub mod geometry;
-pub mod image;
-pub mod infer;
-pub mod ingest;
-pub mod model;
-pub mod names;
-pub mod pipeline;
-pub mod postprocess;
-pub mod preprocess;
-pub mod providers;
 pub mod replay;
 #[cfg(feature = "ros")]
 pub mod ros;
-pub mod rt;
 pub mod runtime;
-pub mod scheduler;
-pub mod schema;
-pub mod supervise;

@@ -10,10 +10,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
-use lookout::decode::{CompressedFormat, Decoder};
-use lookout::infer::{EngineConfig, Provider};
-use lookout::model::{self, Model};
-use lookout::pipeline::Detector;
+use lookout::core::decode::{CompressedFormat, Decoder};
+use lookout::core::detector::Detector;
+use lookout::core::engine::{EngineConfig, Provider};
+use lookout::core::model::{self, Model};
 
 /// lookout: a real-time ROS 2 perception node (ONNX detector in, vision_msgs detections out).
 #[derive(Parser, Debug)]
@@ -390,7 +390,7 @@ fn replay(args: &ReplayArgs) -> Result<ExitCode> {
     let stdin = std::io::stdin();
     let mut go_ahead = |view: &lookout::replay::StepView<'_>| {
         if let Some((camera, bytes)) = view.previous
-            && let Ok(msg) = lookout::cdr::detection_array(bytes)
+            && let Ok(msg) = lookout::bag::cdr::detection_array(bytes)
         {
             bar.suspend(|| {
                 println!(
@@ -428,7 +428,7 @@ fn replay(args: &ReplayArgs) -> Result<ExitCode> {
     let report = match run {
         Ok(result) => result.map_err(|e| remove_partial(e.into()))?,
         Err(payload) => {
-            let reason = lookout::supervise::panic_message(payload.as_ref());
+            let reason = lookout::runtime::supervise::panic_message(payload.as_ref());
             return Err(remove_partial(anyhow::anyhow!(
                 "the replay's inference died: {reason}"
             )));

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
+use lookout::bag::cdr;
 use lookout::bag::{Bag, Storage};
-use lookout::cdr;
-use lookout::ingest::Stamp;
+use lookout::runtime::queue::Stamp;
 
 /// Writes the test bags once per test process; returns their folder.
 fn bags() -> &'static PathBuf {
@@ -114,11 +114,12 @@ fn a_compressed_frame_from_a_bag_runs_through_the_model() {
     })
     .unwrap();
     assert_eq!(jpeg, std::fs::read(common::image("bus.jpg")).unwrap());
-    let model = lookout::model::Model::load(&common::default_manifest()).unwrap();
-    let mut det = lookout::pipeline::Detector::new(model, &common::cpu_engine(), None).unwrap();
-    let mut dec = lookout::decode::Decoder::new(2048, 2048);
+    let model = lookout::core::model::Model::load(&common::default_manifest()).unwrap();
+    let mut det =
+        lookout::core::detector::Detector::new(model, &common::cpu_engine(), None).unwrap();
+    let mut dec = lookout::core::decode::Decoder::new(2048, 2048);
     let view = dec
-        .decode(&jpeg, lookout::decode::CompressedFormat::Jpeg)
+        .decode(&jpeg, lookout::core::decode::CompressedFormat::Jpeg)
         .unwrap();
     let classes = common::class_names(&mut det, &view);
     assert!(classes.iter().any(|c| c == "bus"), "{classes:?}");

@@ -6,10 +6,10 @@
 
 mod common;
 
-use lookout::image::{ImageView, PixelEncoding};
-use lookout::model::Model;
-use lookout::pipeline::Detector;
-use lookout::postprocess::{Detection, iou};
+use lookout::core::detector::Detector;
+use lookout::core::image::{ImageView, PixelEncoding};
+use lookout::core::model::Model;
+use lookout::core::postprocess::{Detection, iou};
 
 fn detector() -> Detector {
     let model = Model::load(&common::default_manifest()).unwrap();

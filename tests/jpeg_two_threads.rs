@@ -5,7 +5,7 @@
 
 mod common;
 
-use lookout::decode::{CompressedFormat, Decoder};
+use lookout::core::decode::{CompressedFormat, Decoder};
 
 /// The decoded view's size, encoding and bytes, or the error text.
 fn decode(d: &mut Decoder, jpeg: &[u8]) -> Result<(u32, u32, String, Vec<u8>), String> {

@@ -1046,7 +1046,7 @@ fn a_bag_played_into_the_live_node_with_clock_gives_the_offline_replay_detection
         .unwrap()
         .for_each(|m| {
             if m.type_name == "vision_msgs/msg/Detection2DArray" {
-                let msg = lookout::cdr::detection_array(m.data).unwrap();
+                let msg = lookout::bag::cdr::detection_array(m.data).unwrap();
                 expected.insert((m.topic.to_string(), msg.stamp.as_nanos()), msg);
             }
             std::ops::ControlFlow::Continue(())

@@ -37,11 +37,13 @@ fn second_conversion_gives_the_same_sha256() {
             "{}",
             String::from_utf8_lossy(&status.stderr)
         );
-        hashes.push(lookout::model::sha256_hex(&std::fs::read(&out).unwrap()));
+        hashes.push(lookout::core::model::sha256_hex(
+            &std::fs::read(&out).unwrap(),
+        ));
     }
     std::fs::remove_dir_all(&dir).ok();
     assert_eq!(hashes[0], hashes[1], "two conversions differ");
-    let manifest: lookout::model::Manifest =
+    let manifest: lookout::core::model::Manifest =
         serde_yaml_ng::from_str(&std::fs::read_to_string(common::default_manifest()).unwrap())
             .unwrap();
     assert_eq!(

@@ -5,8 +5,8 @@ mod common;
 
 use std::path::PathBuf;
 
-use lookout::infer::{Engine, EngineConfig, EngineError};
-use lookout::model::{Model, ModelError, sha256_file, sha256_hex};
+use lookout::core::engine::{Engine, EngineConfig, EngineError};
+use lookout::core::model::{Model, ModelError, sha256_file, sha256_hex};
 
 /// A copy of the default model package in a fresh folder.
 fn package_copy(name: &str) -> PathBuf {

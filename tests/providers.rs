@@ -7,8 +7,8 @@ mod common;
 
 use std::process::Command;
 
-use lookout::infer::{Engine, EngineConfig, EngineError, Provider};
-use lookout::model::Model;
+use lookout::core::engine::{Engine, EngineConfig, EngineError, Provider};
+use lookout::core::model::Model;
 
 fn model() -> Model {
     Model::load(&common::default_manifest()).unwrap()

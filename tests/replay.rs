@@ -141,7 +141,7 @@ fn replay_writes_a_bag_that_rosbags_reads_with_provenance_and_every_frame() {
     assert_eq!(r["dropped"], 0);
     assert_eq!(r["bad_inputs"], 0);
     assert_eq!(r["execution_provider"], "cpu");
-    let sha = lookout::model::Model::load(&common::default_manifest())
+    let sha = lookout::core::model::Model::load(&common::default_manifest())
         .unwrap()
         .sha256()
         .to_string();
@@ -202,7 +202,7 @@ fn replay_writes_a_bag_that_rosbags_reads_with_provenance_and_every_frame() {
     for ((topic, t, bytes), theirs) in ours.iter().zip(msgs) {
         assert_eq!(theirs["topic"], topic.as_str());
         assert_eq!(theirs["log_time"], *t);
-        let m = lookout::cdr::detection_array(bytes).unwrap();
+        let m = lookout::bag::cdr::detection_array(bytes).unwrap();
         for (d, e) in m
             .detections
             .iter()
@@ -386,7 +386,7 @@ fn bad_messages_are_counted_and_the_replay_goes_on() {
     assert_eq!(err.matches("bad input frame dropped").count(), 1, "{err}");
     let stamps: Vec<i32> = messages(&out, DETECTIONS)
         .iter()
-        .map(|(_, _, b)| lookout::cdr::detection_array(b).unwrap().stamp.sec)
+        .map(|(_, _, b)| lookout::bag::cdr::detection_array(b).unwrap().stamp.sec)
         .collect();
     assert_eq!(stamps, [10, 13]);
 }
@@ -475,7 +475,7 @@ fn ctrl_c_finishes_a_readable_bag() {
 fn embedded_type_hashes_match_the_message_packages() {
     // The set-up's prefix (or a sourced ROS 2) carries each type's JSON description.
     let prefixes = std::env::var("AMENT_PREFIX_PATH").unwrap_or_default();
-    for t in lookout::schema::KNOWN {
+    for t in lookout::bag::schema::KNOWN {
         let rel = format!("share/{}.json", t.name);
         let file = prefixes
             .split(':')

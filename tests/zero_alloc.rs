@@ -11,9 +11,9 @@ mod common;
 mod counting;
 
 use counting::allocations_in;
-use lookout::image::{ImageView, PixelEncoding};
-use lookout::model::Model;
-use lookout::pipeline::Detector;
+use lookout::core::detector::Detector;
+use lookout::core::image::{ImageView, PixelEncoding};
+use lookout::core::model::Model;
 
 #[global_allocator]
 static GLOBAL: counting::Counting = counting::Counting;
@@ -67,9 +67,11 @@ fn steady_state_frames_allocate_nothing() {
 #[test]
 fn the_whole_loop_allocates_nothing_per_frame() {
     use lookout::config::QueuePolicy;
-    use lookout::deadline::{DeadlineSettings, LatePolicy, RosClock};
-    use lookout::ingest::{RawHeader, Stamp, camera_ring};
-    use lookout::runtime::{InferenceLoop, LoopCamera, ResultTracker, Step, output_channel};
+    use lookout::runtime::deadline::{DeadlineSettings, LatePolicy, RosClock};
+    use lookout::runtime::inference::{
+        InferenceLoop, LoopCamera, ResultTracker, Step, output_channel,
+    };
+    use lookout::runtime::queue::{RawHeader, Stamp, camera_ring};
     use std::time::{Duration, Instant};
 
     let model = Model::load(&common::default_manifest()).unwrap();

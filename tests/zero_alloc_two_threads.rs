@@ -5,10 +5,10 @@
 
 mod counting;
 
-use lookout::image::{ImageView, PixelEncoding};
-use lookout::model::{ColorOrder, InputSpec, Layout as TensorLayout, ResizeMode};
-use lookout::preprocess::Preprocessor;
-use lookout::preprocess::resample::Kernels;
+use lookout::core::image::{ImageView, PixelEncoding};
+use lookout::core::model::{ColorOrder, InputSpec, Layout as TensorLayout, ResizeMode};
+use lookout::core::preprocess::Preprocessor;
+use lookout::core::preprocess::resample::Kernels;
 
 #[global_allocator]
 static GLOBAL: counting::Counting = counting::Counting;

@@ -42,19 +42,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::bag::cdr;
+use crate::bag::schema;
 use crate::bag::{Bag, BagError, BagWriter, offered_qos_yaml};
-use crate::cdr;
-use crate::config::{Config, ImageKind, QueuePolicy};
-use crate::deadline::{LatePolicy, LatencyStats, RosClock, Verdict};
-use crate::diagnostics::{Health, Status};
-use crate::ingest::{CameraCounters, FrameProducer, RawHeader, SwappedHeader, camera_ring};
-use crate::model::Model;
-use crate::names::resolve_replay_topic;
-use crate::pipeline::Detector;
-use crate::runtime::{
-    InferenceLoop, LoopCamera, Output, OutputSource, ResultTracker, output_channel,
-};
-use crate::schema;
+use crate::config::names::resolve_replay_topic;
+use crate::config::{Config, ImageKind};
+use crate::runtime::deadline::{LatencyStats, RosClock, Verdict};
+use crate::runtime::health::Status;
+use crate::runtime::inference::Output;
+use crate::runtime::queue::{CameraCounters, FrameProducer, RawHeader, SwappedHeader};
+use crate::runtime::{Runtime, RuntimeError, Timing};
 
 mod paced;
 mod report;
@@ -135,12 +132,9 @@ pub enum ReplayError {
         /// Type in the bag.
         found: String,
     },
-    /// The model or engine cannot be loaded.
+    /// The runtime (model, engine, threads) cannot start.
     #[error(transparent)]
-    Model(#[from] crate::model::ModelError),
-    /// The inference engine cannot be started.
-    #[error(transparent)]
-    Engine(#[from] crate::infer::EngineError),
+    Runtime(#[from] RuntimeError),
     /// A thread or statistics buffer cannot be created.
     #[error("cannot start {what}: {reason}")]
     Start {
@@ -211,21 +205,12 @@ pub struct Replay {
     options: ReplayOptions,
     bags: Vec<Bag>,
     cameras: Vec<Camera>,
-    inference: Option<InferenceLoop>,
-    source: OutputSource,
-    tracker: ResultTracker,
+    runtime: Runtime,
     totals: Totals,
     writer: Option<BagWriter>,
     diagnostics_topic: Option<usize>,
     copied: BTreeMap<String, usize>,
-    class_names: Vec<String>,
     clock_ns: Arc<AtomicI64>,
-    provider: &'static str,
-    fallback_reason: String,
-    io_memory: &'static str,
-    model_name: String,
-    sha256: String,
-    health: Health,
     buf: Vec<u8>,
     started: Instant,
     next_diagnostics_ns: u64,
@@ -307,16 +292,17 @@ impl Replay {
             }
         }
 
-        let model = Model::load(&crate::model::resolve_manifest_path(&config.model))?;
-        let thresholds = config.thresholds.apply(model.manifest.thresholds);
-        let model_name = model.manifest.name.clone();
-        let sha256 = model.sha256().to_string();
-        let class_names = model.manifest.classes.clone();
-        let detector = Detector::new(model, &config.engine, Some(thresholds))?;
-        let provider = detector.execution_provider().as_str();
-        let engine_info = detector.engine_info();
+        let timing = match options.pace {
+            Pace::Rate(_) => Timing::Live,
+            Pace::MaxSpeed | Pace::Step => Timing::Deterministic,
+        };
+        let clock_ns = Arc::new(AtomicI64::new(0));
+        let mut runtime = Runtime::new(config, timing, RosClock::Sim(Arc::clone(&clock_ns)))?;
+        let model_name = runtime.model().name.clone();
+        let sha256 = runtime.model().sha256.clone();
+        let engine_info = runtime.engine().clone();
+        let provider = engine_info.execution_provider;
 
-        let live_policy = matches!(options.pace, Pace::Rate(_));
         let mut provenance = BTreeMap::new();
         provenance.insert("lookout.version".into(), env!("CARGO_PKG_VERSION").into());
         provenance.insert("lookout.model".into(), model_name.clone());
@@ -346,21 +332,8 @@ impl Replay {
         let mut writer = BagWriter::create(&options.out, provenance)?;
 
         let mut cameras = Vec::new();
-        let mut loop_cameras = Vec::new();
-        let mut tracked = Vec::new();
-        for (index, (name, cam)) in config.camera_list().enumerate() {
-            let policy = if live_policy {
-                cam.queue_policy
-            } else {
-                QueuePolicy::Fifo
-            };
-            let (producer, consumer, counters) = camera_ring(
-                index,
-                cam.ring_capacity,
-                cam.max_width,
-                cam.max_height,
-                policy,
-            );
+        let producers = runtime.take_inputs();
+        for ((index, (name, cam)), producer) in config.camera_list().enumerate().zip(producers) {
             let out_name = resolve_replay_topic(&config.detections_topic(name));
             let qos = cam.detections_qos();
             let out_topic = writer.add_topic(
@@ -373,25 +346,16 @@ impl Replay {
                     qos.depth,
                 ),
             )?;
-            let mut lc = LoopCamera::from_config(name, consumer, Arc::clone(&counters), cam);
-            if !live_policy {
-                // Max-speed and step: nothing that depends on timing drops a frame.
-                lc.deadline.max_age = None;
-                lc.deadline.late_policy = LatePolicy::Publish;
-                lc.hard_timeout = None;
-            }
-            tracked.push((lc.deadline, Arc::clone(&counters)));
-            loop_cameras.push(lc);
             cameras.push(Camera {
                 name: name.to_string(),
                 topic: resolve_replay_topic(&cam.topic),
                 kind: cam.kind,
                 producer,
-                counters,
+                counters: Arc::clone(&runtime.counters()[index]),
                 out_topic,
                 frames_in: 0,
                 written: 0,
-                frame_id: String::with_capacity(crate::ingest::FRAME_ID_CAPACITY),
+                frame_id: String::with_capacity(crate::runtime::queue::FRAME_ID_CAPACITY),
                 encoding: String::with_capacity(64),
             });
         }
@@ -407,46 +371,20 @@ impl Replay {
             None
         };
 
-        let health_cameras = config
-            .camera_list()
-            .zip(&cameras)
-            .map(|((name, cam), c)| (name.to_string(), cam.clone(), c.counters.snapshot()))
-            .collect();
-        let (sink, source) = output_channel(4 + 2 * cameras.len(), thresholds.max_detections);
-        let clock_ns = Arc::new(AtomicI64::new(0));
-        let inference = InferenceLoop::new(
-            detector,
-            loop_cameras,
-            sink,
-            RosClock::Sim(Arc::clone(&clock_ns)),
-        );
-        let start = |what, e: hdrhistogram::CreationError| ReplayError::Start {
-            what,
+        let totals = Totals::new().map_err(|e| ReplayError::Start {
+            what: "latency statistics",
             reason: e.to_string(),
-        };
-        let window = Duration::from_secs_f64(config.diagnostics.window_s);
-        let tracker =
-            ResultTracker::new(tracked, window).map_err(|e| start("latency statistics", e))?;
-        let totals = Totals::new().map_err(|e| start("latency statistics", e))?;
+        })?;
         let period_ns = (config.diagnostics.period_ms * 1e6).max(1e6) as u64;
         Ok(Self {
             bags,
             cameras,
-            inference: Some(inference),
-            source,
-            tracker,
+            runtime,
             totals,
             writer: Some(writer),
             diagnostics_topic,
             copied: BTreeMap::new(),
-            class_names,
             clock_ns,
-            provider,
-            fallback_reason: engine_info.fallback_reason.clone(),
-            io_memory: engine_info.io_memory,
-            health: Health::new(Instant::now(), health_cameras, engine_info),
-            model_name,
-            sha256,
             buf: Vec::with_capacity(64 * 1024),
             started: Instant::now(),
             next_diagnostics_ns: 0,
@@ -470,7 +408,7 @@ impl Replay {
 
     /// The execution provider in use.
     pub fn execution_provider(&self) -> &'static str {
-        self.provider
+        self.runtime.engine().execution_provider
     }
 
     /// Plays the bags. `progress` is called after every camera frame with the frames read so
@@ -582,9 +520,7 @@ impl Replay {
     }
 
     fn infer_all(&mut self) {
-        if let Some(inference) = self.inference.as_mut() {
-            while inference.step() != crate::runtime::Step::Idle {}
-        }
+        self.runtime.step_until_idle();
     }
 
     /// Copies one camera message into its ring (bad messages are counted and logged once).
@@ -619,13 +555,15 @@ impl Replay {
     /// Logs (once per kind) and counts what a push refused.
     fn report_push<E: std::fmt::Display>(
         c: &mut Camera,
-        pushed: Result<Result<bool, crate::ingest::Rejected>, E>,
+        pushed: Result<Result<bool, crate::runtime::queue::Rejected>, E>,
     ) {
         match pushed {
             Ok(Ok(_)) => {}
-            Ok(Err(rejected)) => {
-                crate::ingest::warn_bad_input(&c.name, &rejected.error, rejected.first_of_kind)
-            }
+            Ok(Err(rejected)) => crate::runtime::queue::warn_bad_input(
+                &c.name,
+                &rejected.error,
+                rejected.first_of_kind,
+            ),
             Err(e) => {
                 if c.producer.reject_malformed() {
                     tracing::warn!(camera = %c.name, error = %e, "message does not deserialize (further ones are counted, not logged)");
@@ -679,9 +617,11 @@ impl Replay {
         log_time_ns: Option<u64>,
         mut keep: Option<&mut Option<(String, Vec<u8>)>>,
     ) -> Result<(), ReplayError> {
-        while let Some(out) = self.source.try_recv() {
+        while let Some(out) = self.runtime.results().and_then(|r| r.try_recv()) {
             let result = self.write_result(&out, log_time_ns, keep.as_deref_mut());
-            self.source.recycle(out);
+            if let Some(r) = self.runtime.results() {
+                r.recycle(out);
+            }
             result?;
         }
         Ok(())
@@ -694,7 +634,10 @@ impl Replay {
         keep: Option<&mut Option<(String, Vec<u8>)>>,
     ) -> Result<(), ReplayError> {
         let now = Instant::now();
-        let verdict = self.tracker.judge(out, now);
+        let verdict = match self.runtime.tracker_mut() {
+            Some(t) => t.judge(out, now),
+            None => Verdict::OnTime,
+        };
         let e2e = now.saturating_duration_since(out.received);
         let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
         self.totals.first.get_or_insert(StageMs {
@@ -718,7 +661,7 @@ impl Replay {
             out.stamp,
             out.frame_id(),
             out.detections(),
-            &self.class_names,
+            &self.runtime.model().class_names,
         );
         let t = log_time_ns
             .unwrap_or_else(|| u64::try_from(self.clock_ns.load(Ordering::Relaxed)).unwrap_or(0));
@@ -788,7 +731,7 @@ impl Replay {
         let at = self.next_diagnostics_ns;
         self.next_diagnostics_ns = bag_ns.max(at) + self.period_ns;
         let statuses = self.statuses();
-        let stamp = crate::ingest::Stamp::from_nanos(i64::try_from(at).unwrap_or(i64::MAX));
+        let stamp = crate::runtime::queue::Stamp::from_nanos(i64::try_from(at).unwrap_or(i64::MAX));
         cdr::encode_diagnostic_array(&mut self.buf, stamp, &statuses, "lookout");
         if let Some(w) = self.writer.as_mut() {
             w.write(topic, at, &self.buf)?;
@@ -797,12 +740,7 @@ impl Replay {
     }
 
     fn statuses(&mut self) -> Vec<Status> {
-        let now = Instant::now();
-        for i in 0..self.cameras.len() {
-            self.health.set_stats(i, self.tracker.snapshot(i, now));
-        }
-        let counters: Vec<&CameraCounters> = self.cameras.iter().map(|c| &*c.counters).collect();
-        self.health.report(now, &counters)
+        self.runtime.report_health(Instant::now())
     }
 
     fn finish(mut self, interrupted: bool) -> Result<Report, ReplayError> {
@@ -818,11 +756,13 @@ impl Replay {
             None => None,
         };
         let now = Instant::now();
+        let engine = self.runtime.engine().clone();
+        let model = self.runtime.model().clone();
         let mut report = Report {
-            execution_provider: self.provider.to_string(),
-            fallback_reason: self.fallback_reason.clone(),
-            io_memory: self.io_memory.to_string(),
-            model_sha256: self.sha256.clone(),
+            execution_provider: engine.execution_provider.to_string(),
+            fallback_reason: engine.fallback_reason.clone(),
+            io_memory: engine.io_memory.to_string(),
+            model_sha256: model.sha256.clone(),
             mode: self.options.pace.name().to_string(),
             rate: match self.options.pace {
                 Pace::Rate(r) => r,
@@ -830,7 +770,7 @@ impl Replay {
             },
             interrupted,
             wall_s: (wall_s * 1000.0).round() / 1000.0,
-            model: self.model_name.clone(),
+            model: model.name.clone(),
             input_bags: self
                 .options
                 .bags
@@ -847,7 +787,11 @@ impl Replay {
         let mut inference_ns = 0u64;
         for (i, c) in self.cameras.iter().enumerate() {
             let s = c.counters.snapshot();
-            let stats = self.tracker.snapshot(i, now);
+            let stats = self
+                .runtime
+                .tracker_mut()
+                .map(|t| t.snapshot(i, now))
+                .unwrap_or_default();
             inference_ns += s.inference_ns;
             let counts = Counts {
                 frames_in: c.frames_in,
@@ -858,8 +802,8 @@ impl Replay {
                 bad_inputs: s.bad_input,
                 timeouts: s.timeouts,
                 messages_written: c.written,
-                execution_provider: self.provider.to_string(),
-                model_sha256: self.sha256.clone(),
+                execution_provider: engine.execution_provider.to_string(),
+                model_sha256: model.sha256.clone(),
                 latency_ms: LatencyMs {
                     e2e: stats.e2e_total.into(),
                     preprocess: stats.preprocess_total.into(),

@@ -4,12 +4,11 @@
 //! it. A dead inference thread ends the replay with an error.
 
 use std::ops::ControlFlow;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{Replay, ReplayError};
-use crate::runtime::spawn_watchdog;
+use crate::runtime::RuntimeError;
 
 impl Replay {
     /// Rate: a player (this thread) pushes frames on the bag's clock; the loop runs on
@@ -20,43 +19,12 @@ impl Replay {
         stop: &AtomicBool,
         progress: &mut dyn FnMut(u64),
     ) -> Result<bool, ReplayError> {
-        let Some(mut inference) = self.inference.take() else {
-            return Ok(false);
-        };
-        let loop_stop = Arc::new(AtomicBool::new(false));
-        let control = inference.run_control();
-        let watchdog_thread = if self
-            .options
-            .config
-            .camera_list()
-            .any(|(_, c)| c.hard_timeout().is_some())
-        {
-            // Registered with the engine, as in the live node (a replay at --rate used to leave
-            // it unregistered: deadlines were noticed up to 100 ms late).
-            Some(
-                spawn_watchdog(&control, Arc::clone(&loop_stop)).map_err(|e| {
-                    ReplayError::Start {
-                        what: "lookout-watchdog",
-                        reason: e.to_string(),
-                    }
-                })?,
-            )
-        } else {
-            None
-        };
-        let s = Arc::clone(&loop_stop);
-        let infer_thread = std::thread::Builder::new()
-            .name("lookout-infer".into())
-            .spawn(move || {
-                inference.run(&s, Duration::from_millis(5));
-                inference
-            })
-            .map_err(|e| ReplayError::Start {
-                what: "lookout-infer",
-                reason: e.to_string(),
-            })?;
+        let infer_thread = self.runtime.start(
+            &self.options.config.realtime.inference,
+            Duration::from_millis(5),
+        )?;
         for c in &mut self.cameras {
-            c.producer.set_wake(infer_thread.thread().clone());
+            c.producer.set_wake(infer_thread.clone());
         }
 
         let rate = if rate.is_finite() && rate > 0.0 {
@@ -102,7 +70,7 @@ impl Replay {
                         return ControlFlow::Break(());
                     }
                     // Supervision: a dead inference thread ends the replay (found at join).
-                    if infer_thread.is_finished() {
+                    if self.runtime.first_gone().is_some() {
                         return ControlFlow::Break(());
                     }
                     if now >= due {
@@ -135,30 +103,22 @@ impl Replay {
         while failure.is_none()
             && Instant::now() < deadline
             && !self.all_accounted()
-            && !infer_thread.is_finished()
+            && self.runtime.first_gone().is_none()
         {
             if let Err(e) = self.drain(None, None) {
                 failure = Some(e);
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        loop_stop.store(true, Ordering::Relaxed);
-        infer_thread.thread().unpark();
-        let joined = infer_thread.join();
-        if let Some(w) = watchdog_thread {
-            w.thread().unpark();
-            let _ = w.join();
-        }
-        match joined {
-            Ok(inference) => self.inference = Some(inference),
-            Err(payload) => {
-                let reason = crate::supervise::panic_message(payload.as_ref());
-                tracing::error!(thread = "lookout-infer", reason = %reason, "inference thread died; the replay fails");
-                failure.get_or_insert(ReplayError::WorkerDied {
-                    thread: "lookout-infer",
-                    reason,
-                });
-            }
+        // The loop comes back to the runtime; a thread that died is an error (frames lost).
+        let gone = self.runtime.first_gone();
+        if let Err(e) = self.runtime.stop(gone) {
+            let (thread, reason) = match e {
+                RuntimeError::WorkerDied { thread, reason } => (thread, reason),
+                other => ("lookout-infer", other.to_string()),
+            };
+            tracing::error!(thread, reason = %reason, "worker thread died; the replay fails");
+            failure.get_or_insert(ReplayError::WorkerDied { thread, reason });
         }
         // The loop has stopped: take every result left.
         if failure.is_none()
@@ -176,6 +136,6 @@ impl Replay {
         self.cameras.iter().all(|c| {
             let s = c.counters.snapshot();
             s.settled_in_loop() >= s.received
-        }) && self.source.is_empty()
+        }) && self.runtime.results().is_none_or(|r| r.is_empty())
     }
 }

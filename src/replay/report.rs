@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::deadline::Percentiles;
+use crate::runtime::deadline::Percentiles;
 
 /// Percentiles of one stage, ms.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]

@@ -59,18 +59,18 @@ pub fn vtest_clip(out_dir: &Path, frames: usize, extra: &[&str]) {
 }
 
 /// Engine settings for tests: CPU only, so results do not depend on the machine's GPUs.
-pub fn cpu_engine() -> lookout::infer::EngineConfig {
-    lookout::infer::EngineConfig {
-        execution_providers: vec![lookout::infer::Provider::Cpu],
+pub fn cpu_engine() -> lookout::core::engine::EngineConfig {
+    lookout::core::engine::EngineConfig {
+        execution_providers: vec![lookout::core::engine::Provider::Cpu],
         ..Default::default()
     }
 }
 
 /// Decodes an image file into an owned packed rgb8 (or mono8) buffer: (width, height, encoding, data).
-pub fn load_rgb(path: &Path) -> (u32, u32, lookout::image::PixelEncoding, Vec<u8>) {
+pub fn load_rgb(path: &Path) -> (u32, u32, lookout::core::image::PixelEncoding, Vec<u8>) {
     let bytes = std::fs::read(path).unwrap();
-    let format = lookout::decode::CompressedFormat::sniff(&bytes).unwrap();
-    let mut dec = lookout::decode::Decoder::new(4096, 4096);
+    let format = lookout::core::decode::CompressedFormat::sniff(&bytes).unwrap();
+    let mut dec = lookout::core::decode::Decoder::new(4096, 4096);
     let view = dec.decode(&bytes, format).unwrap();
     let (w, h, e) = (view.width(), view.height(), view.encoding());
     let data = view.rows(0).flatten().copied().collect();
@@ -79,8 +79,8 @@ pub fn load_rgb(path: &Path) -> (u32, u32, lookout::image::PixelEncoding, Vec<u8
 
 /// The class names `det` finds in `view`, in its output order.
 pub fn class_names(
-    det: &mut lookout::pipeline::Detector,
-    view: &lookout::image::ImageView<'_>,
+    det: &mut lookout::core::detector::Detector,
+    view: &lookout::core::image::ImageView<'_>,
 ) -> Vec<String> {
     let ids: Vec<usize> = det
         .detect(view)

@@ -4,7 +4,7 @@
 //! range in 8-bit fixed point, integer only, so every kernel gives the same bytes. Allocates
 //! nothing.
 
-use crate::image::{ImageView, PixelEncoding};
+use crate::core::image::{ImageView, PixelEncoding};
 
 /// Pixels converted per step.
 const CHUNK: usize = 64;

@@ -13,8 +13,8 @@
 
 use std::cmp::Ordering;
 
-use crate::geometry::Letterbox;
-use crate::model::{DecoderKind, OutputSpec, Thresholds};
+use crate::core::geometry::Letterbox;
+use crate::core::model::{DecoderKind, OutputSpec, Thresholds};
 
 /// One detection in image pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -20,15 +20,17 @@
 //!
 //! Contract: parsing and validation allocate; they run once at start-up.
 
+pub mod names;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::deadline::{DeadlineSettings, LatePolicy};
-use crate::infer::EngineConfig;
-use crate::model::Thresholds;
+use crate::core::engine::EngineConfig;
+use crate::core::model::Thresholds;
+use crate::runtime::deadline::{DeadlineSettings, LatePolicy};
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -219,7 +221,7 @@ pub struct CameraConfig {
     #[serde(default = "default_queue_policy")]
     pub queue_policy: QueuePolicy,
     /// Share of inference runs under overload, relative to the other cameras' weights
-    /// (1..=100; see [`crate::scheduler`]). Left out of the provenance a replay records when it
+    /// (1..=100; see [`crate::runtime::scheduler`]). Left out of the provenance a replay records when it
     /// is the default, so that a replay's bytes do not depend on whether the key exists.
     #[serde(default = "default_weight", skip_serializing_if = "is_default_weight")]
     pub weight: u32,
@@ -416,7 +418,7 @@ impl ThresholdOverrides {
 }
 
 fn default_model() -> PathBuf {
-    PathBuf::from(crate::model::DEFAULT_MANIFEST)
+    PathBuf::from(crate::core::model::DEFAULT_MANIFEST)
 }
 
 /// The whole configuration of a lookout node.
@@ -580,12 +582,12 @@ impl Config {
                     format!("must be within 1..64, got {}", cam.ring_capacity),
                 ));
             }
-            if !(1..=crate::scheduler::MAX_WEIGHT).contains(&cam.weight) {
+            if !(1..=crate::runtime::scheduler::MAX_WEIGHT).contains(&cam.weight) {
                 return Err(param_err(
                     key("weight"),
                     format!(
                         "must be within 1..{}, got {}",
-                        crate::scheduler::MAX_WEIGHT,
+                        crate::runtime::scheduler::MAX_WEIGHT,
                         cam.weight
                     ),
                 ));
@@ -668,7 +670,7 @@ impl Config {
                 ),
             ));
         }
-        crate::providers::validate(&self.engine.provider_options())
+        crate::core::engine::providers::validate(&self.engine.provider_options())
             .map_err(|e| param_err(format!("engine.{}", e.key), e.reason))?;
         let t = self.thresholds;
         for (k, v) in [("confidence", t.confidence), ("nms_iou", t.nms_iou)] {
@@ -806,7 +808,7 @@ fn insert_dotted(
 
 /// Resolves a config path like a manifest path: as given, else relative to the source tree.
 pub fn resolve_path(path: &Path) -> PathBuf {
-    crate::model::resolve_manifest_path(path)
+    crate::core::model::resolve_manifest_path(path)
 }
 
 #[cfg(test)]
@@ -885,7 +887,7 @@ mod tests {
         assert_eq!(c.engine.tensorrt.precision(), "fp32");
         assert_eq!(
             c.engine.cuda.cudnn_conv_algo_search,
-            crate::providers::ConvAlgoSearch::Heuristic
+            crate::core::engine::providers::ConvAlgoSearch::Heuristic
         );
         assert!(c.engine.require_first_provider);
         for (key, value) in [

@@ -6,7 +6,7 @@ use super::convert;
 use super::resample::{self, Kernels};
 use super::store::{self, Norm};
 use super::taps::Taps;
-use crate::image::ImageView;
+use crate::core::image::ImageView;
 
 /// One thread's scratch: an intermediate row, the portable pass's accumulators, a ring of
 /// converted rows and one staged output row. Sized when a geometry is first seen.

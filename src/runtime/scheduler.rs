@@ -18,12 +18,12 @@
 //!
 //! The choice is a pure function of which cameras had a frame waiting at each decision and the
 //! weights, never of stamps or thread timing, so a replay reproduces it. Which frame of a camera
-//! is taken (newest or oldest) is the camera's queue policy ([`crate::ingest`]).
+//! is taken (newest or oldest) is the camera's queue policy ([`crate::runtime::queue`]).
 //!
 //! Contract: [`Scheduler::new`] allocates one entry per camera; [`Scheduler::next_frame`]
 //! allocates nothing, never blocks and cannot fail.
 
-use crate::ingest::{Frame, FrameConsumer};
+use crate::runtime::queue::{Frame, FrameConsumer};
 
 /// Largest camera weight.
 pub const MAX_WEIGHT: u32 = 100;
@@ -93,7 +93,7 @@ impl Scheduler {
 mod tests {
     use super::*;
     use crate::config::QueuePolicy;
-    use crate::ingest::{FrameProducer, RawHeader, Stamp, camera_ring};
+    use crate::runtime::queue::{FrameProducer, RawHeader, Stamp, camera_ring};
     use std::time::Instant;
 
     fn push(p: &mut FrameProducer, sec: i32) {

@@ -12,7 +12,7 @@
 //!
 //! Integer arithmetic only: the same bytes give the same RGB on every machine. Allocates nothing.
 
-use crate::image::{ImageView, PixelEncoding};
+use crate::core::image::{ImageView, PixelEncoding};
 
 /// The size of the RGB image `view` is resampled from (half of it for Bayer).
 pub fn rgb_size(view: &ImageView) -> (u32, u32) {
@@ -99,11 +99,11 @@ mod tests {
         ]
     }
 
-    use crate::preprocess::test_bytes as bytes;
+    use crate::core::preprocess::test_bytes as bytes;
 
     #[test]
     fn yuv_kernels_match_the_per_pixel_reference() {
-        use crate::preprocess::yuv;
+        use crate::core::preprocess::yuv;
         // Widths around the chunk size; odd ones where the layout has them (4:4:4).
         for w in [1usize, 2, 6, 62, 63, 64, 65, 66, 130, 1280] {
             for e in [

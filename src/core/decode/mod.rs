@@ -25,9 +25,9 @@ use zune_core::options::DecoderOptions;
 
 pub mod turbo;
 
-use crate::geometry::Letterbox;
-use crate::image::{FrameError, ImageView, PixelEncoding};
-use crate::preprocess::helper::Helper;
+use crate::core::geometry::Letterbox;
+use crate::core::image::{FrameError, ImageView, PixelEncoding};
+use crate::core::preprocess::helper::Helper;
 use turbo::Turbo;
 
 /// Compressed image formats.

@@ -9,12 +9,12 @@
 
 use std::time::{Duration, Instant};
 
-use crate::geometry::Letterbox;
-use crate::image::ImageView;
-use crate::infer::{Engine, EngineConfig, EngineError, Provider};
-use crate::model::{Model, Thresholds};
-use crate::postprocess::{Detection, Postprocessor};
-use crate::preprocess::{PreprocessError, Preprocessor};
+use crate::core::engine::{Engine, EngineConfig, EngineError, Provider};
+use crate::core::geometry::Letterbox;
+use crate::core::image::ImageView;
+use crate::core::model::{Model, Thresholds};
+use crate::core::postprocess::{Detection, Postprocessor};
+use crate::core::preprocess::{PreprocessError, Preprocessor};
 
 /// Why one frame produced no detections.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +61,7 @@ impl Detector {
     /// Builds every stage for `model`; `thresholds` overrides the manifest's defaults.
     ///
     /// ONNX Runtime reads the model file itself (lookout never holds a copy); the heap memory
-    /// freed while loading is then returned to the OS ([`crate::rt::release_free_memory`]).
+    /// freed while loading is then returned to the OS ([`crate::runtime::realtime::release_free_memory`]).
     pub fn new(
         model: Model,
         engine_config: &EngineConfig,
@@ -70,7 +70,7 @@ impl Detector {
         let m = &model.manifest;
         let pre = Preprocessor::with_threads(
             &m.input,
-            crate::preprocess::resample::Kernels::detect(),
+            crate::core::preprocess::resample::Kernels::detect(),
             engine_config.preprocess_threads(),
         );
         let post = Postprocessor::new(
@@ -80,7 +80,7 @@ impl Detector {
         );
         let engine = Engine::new(&model, engine_config)?;
         // Loading parsed and copied the model more than once; give what was freed back.
-        crate::rt::release_free_memory();
+        crate::runtime::realtime::release_free_memory();
         Ok(Self {
             model,
             pre,
@@ -115,14 +115,14 @@ impl Detector {
     }
 
     /// The engine as /diagnostics and reports describe it.
-    pub fn engine_info(&self) -> crate::diagnostics::EngineInfo {
-        crate::diagnostics::EngineInfo {
+    pub fn engine_info(&self) -> crate::runtime::health::EngineInfo {
+        crate::runtime::health::EngineInfo {
             execution_provider: self.execution_provider().as_str(),
             fallback_reason: self.fallback_reason().unwrap_or_default().to_string(),
             io_memory: self.io_memory(),
             model: self.model.manifest.name.clone(),
             sha256: self.model.sha256().to_string(),
-            ort_library: crate::infer::loaded_ort_library()
+            ort_library: crate::core::engine::loaded_ort_library()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
         }
@@ -139,7 +139,7 @@ impl Detector {
     }
 
     /// The engine's run control (for a hard-timeout watchdog).
-    pub fn run_control(&self) -> crate::infer::RunControl {
+    pub fn run_control(&self) -> crate::core::engine::RunControl {
         self.engine.run_control()
     }
 
@@ -154,7 +154,7 @@ impl Detector {
     }
 
     /// As [`Self::detect_with_timeout`] for a frame that is a reduced copy of a `image_size`
-    /// image (see [`crate::decode::Decoder::original_size`]): detections are in the full
+    /// image (see [`crate::core::decode::Decoder::original_size`]): detections are in the full
     /// image's pixels.
     pub fn detect_sized(
         &mut self,

@@ -2,7 +2,7 @@
 //!
 //! The params file names the providers in order of preference (`engine.execution_providers`,
 //! default TensorRT, CUDA, CPU) and gives each its options (`engine.tensorrt`, `engine.cuda`; the
-//! CPU provider's only option is `engine.intra_op_threads`). [`crate::infer::Engine::new`] builds
+//! CPU provider's only option is `engine.intra_op_threads`). [`crate::core::engine::Engine::new`] builds
 //! a session with the first provider that both registers and commits; a later one in use is a
 //! **fall-back**, logged once as WARN with the reason and shown on /diagnostics, unless
 //! `engine.require_first_provider` turns it into a start-up error.

@@ -31,9 +31,9 @@ pub mod store;
 pub mod taps;
 pub mod yuv;
 
-use crate::geometry::Letterbox;
-use crate::image::{ImageView, PixelEncoding};
-use crate::model::{ColorOrder, InputSpec, Layout, ResizeMode};
+use crate::core::geometry::Letterbox;
+use crate::core::image::{ImageView, PixelEncoding};
+use crate::core::model::{ColorOrder, InputSpec, Layout, ResizeMode};
 use helper::Helper;
 use resample::Kernels;
 use rows::{Ctx, Out, Scratch};
@@ -473,7 +473,7 @@ pub(crate) fn test_bytes(n: usize, seed: u32) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ColorOrder, Layout, ResizeMode};
+    use crate::core::model::{ColorOrder, Layout, ResizeMode};
 
     fn spec(w: usize, h: usize, layout: Layout, color_order: ColorOrder) -> InputSpec {
         InputSpec {

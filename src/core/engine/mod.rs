@@ -20,6 +20,8 @@
 //! inference, allocates nothing on the Rust heap (ONNX Runtime's own arena serves its
 //! intermediates) and fails only if ONNX Runtime reports an error.
 
+pub mod providers;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
@@ -30,8 +32,8 @@ use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::model::Model;
-use crate::providers::{ProviderOptions, tensorrt_cache};
+use crate::core::engine::providers::{ProviderOptions, tensorrt_cache};
+use crate::core::model::Model;
 
 /// Why the engine could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +90,7 @@ pub enum EngineError {
     },
 }
 
-pub use crate::providers::{ConvAlgoSearch, CudaOptions, Provider, TensorRtOptions};
+pub use crate::core::engine::providers::{ConvAlgoSearch, CudaOptions, Provider, TensorRtOptions};
 
 fn default_providers() -> Vec<Provider> {
     vec![Provider::Tensorrt, Provider::Cuda, Provider::Cpu]
@@ -602,7 +604,7 @@ fn build_session(
     });
     let cache_dirs = trt_cache.as_ref().and_then(|c| c.as_ref().ok());
     for (i, &provider) in providers.iter().enumerate() {
-        let dispatch = crate::providers::dispatch(provider, &options, cache_dirs);
+        let dispatch = crate::core::engine::providers::dispatch(provider, &options, cache_dirs);
         match dispatch.register(&mut builder) {
             Ok(()) => tracing::debug!(
                 provider = provider.as_str(),

@@ -15,9 +15,9 @@
 //! messages always encode to equal bytes. (rmw_fastrtps leaves padding bytes uninitialised:
 //! compare live captures by value, not by bytes.)
 
-use crate::diagnostics::Status;
-use crate::ingest::Stamp;
-use crate::postprocess::Detection;
+use crate::core::postprocess::Detection;
+use crate::runtime::health::Status;
+use crate::runtime::queue::Stamp;
 
 /// Why a message could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -575,7 +575,7 @@ mod tests {
     fn diagnostic_arrays_have_zero_padding() {
         let statuses = [Status {
             name: "x".into(),
-            level: crate::diagnostics::Level::Warn,
+            level: crate::runtime::health::Level::Warn,
             message: "m".into(),
             values: vec![("k".into(), "v".into())],
         }];

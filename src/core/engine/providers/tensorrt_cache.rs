@@ -53,7 +53,7 @@ impl CacheKey {
 
     /// 16 hex digits of the sha256 of [`Self::to_yaml`].
     pub fn id(&self) -> String {
-        crate::model::sha256_hex(self.to_yaml().as_bytes())[..16].to_string()
+        crate::core::model::sha256_hex(self.to_yaml().as_bytes())[..16].to_string()
     }
 
     /// The key's folder name: the model name (file-name safe) and the id.

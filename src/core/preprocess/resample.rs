@@ -430,7 +430,7 @@ mod x86 {
 mod tests {
     use super::*;
 
-    use crate::preprocess::test_bytes as bytes;
+    use crate::core::preprocess::test_bytes as bytes;
 
     #[test]
     fn simd_and_portable_kernels_agree_bit_for_bit() {

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use std::sync::atomic::Ordering;
 
 use crate::config::CameraConfig;
-use crate::deadline::{Percentiles, StatsSnapshot};
-use crate::ingest::{CameraCounters, CounterSnapshot, process_epoch};
+use crate::runtime::deadline::{Percentiles, StatsSnapshot};
+use crate::runtime::queue::{CameraCounters, CounterSnapshot, process_epoch};
 
 /// `diagnostic_msgs/DiagnosticStatus` levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -24,16 +24,18 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::deadline::{
+use crate::core::decode::Decoder;
+use crate::core::detector::{DetectError, Detector, StageTimes};
+use crate::core::engine::{EngineError, RunControl};
+use crate::core::postprocess::Detection;
+use crate::runtime::deadline::{
     Admission, DeadlineMonitor, DeadlineSettings, LatencyStats, RosClock, StatsSnapshot, Verdict,
     frame_age,
 };
-use crate::decode::Decoder;
-use crate::infer::{EngineError, RunControl};
-use crate::ingest::{BadInputKind, CameraCounters, Frame, FrameConsumer, FrameFormat, Stamp};
-use crate::pipeline::{DetectError, Detector, StageTimes};
-use crate::postprocess::Detection;
-use crate::scheduler::Scheduler;
+use crate::runtime::queue::{
+    BadInputKind, CameraCounters, Frame, FrameConsumer, FrameFormat, Stamp,
+};
+use crate::runtime::scheduler::Scheduler;
 
 /// One frame's detections on their way to the publisher (a recycled, preallocated buffer).
 #[derive(Debug)]
@@ -79,7 +81,7 @@ impl Output {
             dequeued: now,
             finished: now,
             age: Duration::ZERO,
-            frame_id: String::with_capacity(crate::ingest::FRAME_ID_CAPACITY),
+            frame_id: String::with_capacity(crate::runtime::queue::FRAME_ID_CAPACITY),
             detections: Vec::with_capacity(max_detections),
         }
     }
@@ -170,7 +172,7 @@ pub struct InferenceLoop {
     clock: RosClock,
     sink: OutputSink,
     scheduler: Scheduler,
-    /// Test hook: panic after this many frames ([`crate::supervise::fault_infer_panic_after`]).
+    /// Test hook: panic after this many frames ([`crate::runtime::supervise::fault_infer_panic_after`]).
     fault_after_frames: Option<u64>,
     frames_taken: u64,
 }
@@ -264,7 +266,7 @@ impl InferenceLoop {
             clock,
             sink,
             scheduler,
-            fault_after_frames: crate::supervise::fault_infer_panic_after(),
+            fault_after_frames: crate::runtime::supervise::fault_infer_panic_after(),
             frames_taken: 0,
         }
     }
@@ -333,17 +335,19 @@ impl InferenceLoop {
                 decoder.decode_sized(frame.data(), format)
             }
             // The transports never put a compressed frame on a raw camera's ring.
-            (FrameFormat::Compressed(_), None) => Err(crate::image::FrameError::UnsupportedFormat),
+            (FrameFormat::Compressed(_), None) => {
+                Err(crate::core::image::FrameError::UnsupportedFormat)
+            }
             (FrameFormat::Raw { .. }, _) => match frame.raw_view() {
                 Some(v) => v.map(|v| (v, (v.width(), v.height()))),
-                None => Err(crate::image::FrameError::UnsupportedEncoding),
+                None => Err(crate::core::image::FrameError::UnsupportedEncoding),
             },
         };
         let (view, image_size) = match view {
             Ok(v) => v,
             Err(e) => {
                 let first = counters.bad(BadInputKind::of(&e));
-                crate::ingest::warn_bad_input(&self.names[camera], &e, first);
+                crate::runtime::queue::warn_bad_input(&self.names[camera], &e, first);
                 return Step::Failed;
             }
         };

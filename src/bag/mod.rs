@@ -7,7 +7,7 @@
 //! `.mcap`/`.db3` file of the folder is read in name order, which is rosbag2's split order.
 //! Messages are delivered in storage order (file by file, as rosbag2 wrote them), which is
 //! deterministic for a given bag. Payloads are the raw serialized bytes (CDR); see
-//! [`crate::cdr`] for the camera messages.
+//! [`crate::bag::cdr`] for the camera messages.
 //!
 //! Writing: [`BagWriter`] writes one MCAP file plus `metadata.yaml` (rosbag2 version 9), with
 //! each topic's message definition embedded (`ros2msg`), so Foxglove, `rosbags` and
@@ -20,6 +20,9 @@
 //! those libraries. Bags must not be modified while they are read. Writing allocates
 //! (chunks are buffered and zstd-compressed, single-threaded, so equal input gives equal bytes)
 //! and blocks on file I/O.
+
+pub mod cdr;
+pub mod schema;
 
 use std::collections::BTreeMap;
 use std::io::BufWriter;
@@ -438,7 +441,7 @@ impl Bag {
     /// largest message, so a steady stream allocates nothing); `f` may swap the buffer for
     /// another one of its own ([`Prefetched::buffer_mut`], e.g. a frame slot's), which then goes
     /// back to the reader in its place. Topic names and definitions are shared per topic. Blocks when `depth` messages wait. The reader runs at the lowest normal
-    /// priority ([`crate::rt::background`]): it has the whole of each inference to run ahead in,
+    /// priority ([`crate::runtime::realtime::background`]): it has the whole of each inference to run ahead in,
     /// and must not take a core from the pre-processing or inference of the frame before.
     pub fn for_each_prefetched(
         &self,
@@ -459,7 +462,7 @@ impl Bag {
             let reader = std::thread::Builder::new()
                 .name("lookout-bag-read".into())
                 .spawn_scoped(scope, move || {
-                    crate::rt::background("lookout-bag-read");
+                    crate::runtime::realtime::background("lookout-bag-read");
                     let mut topics: Vec<std::sync::Arc<PrefetchedTopic>> = Vec::new();
                     self.for_each(|m| {
                         let topic = match topics.iter().find(|t| t.name == m.topic) {

@@ -27,7 +27,7 @@
 //! producer to evict the oldest entry (`force_push`), which an SPSC ring such as rtrb cannot do
 //! from the producer side; the free slots return through an rtrb ring.
 //!
-//! Which camera's frame the single inference loop takes next is [`crate::scheduler`]'s choice;
+//! Which camera's frame the single inference loop takes next is [`crate::runtime::scheduler`]'s choice;
 //! which of a camera's frames it gets (newest or oldest) is the camera's policy here.
 //!
 //! Contract: [`camera_ring`] allocates every slot (`slot_bytes` each). Pushing, taking and
@@ -42,8 +42,8 @@ use std::time::Instant;
 use crossbeam_queue::ArrayQueue;
 
 use crate::config::QueuePolicy;
-use crate::decode::CompressedFormat;
-use crate::image::{FrameError, ImageView, PixelEncoding};
+use crate::core::decode::CompressedFormat;
+use crate::core::image::{FrameError, ImageView, PixelEncoding};
 
 /// Bytes reserved for a frame's `frame_id` (longer ids are bad input).
 pub const FRAME_ID_CAPACITY: usize = 256;

@@ -31,21 +31,15 @@ use std::time::{Duration, Instant};
 use futures::Stream;
 use r2r::{NativeMsg as WrappedNativeMsg, QosProfile};
 
+use crate::config::names::resolve_topic;
 use crate::config::{
     Config, ConfigError, Durability, ImageKind, ParamValue, QosConfig, Reliability,
 };
-use crate::deadline::{RosClock, StatsSnapshot, Verdict};
-use crate::diagnostics::{Health, Status};
-use crate::infer::EngineError;
-use crate::ingest::{
-    CameraCounters, CounterSnapshot, FrameProducer, RawHeader, Stamp, camera_ring,
-};
-use crate::model::{Model, ModelError};
-use crate::names::resolve_topic;
-use crate::pipeline::Detector;
-use crate::runtime::{
-    InferenceLoop, LoopCamera, Output, OutputSource, ResultTracker, output_channel, spawn_watchdog,
-};
+use crate::runtime::deadline::{RosClock, StatsSnapshot, Verdict};
+use crate::runtime::health::Status;
+use crate::runtime::inference::{Output, OutputSource, ResultTracker};
+use crate::runtime::queue::{CameraCounters, CounterSnapshot, FrameProducer, RawHeader, Stamp};
+use crate::runtime::{Runtime, RuntimeError, Timing};
 
 /// Why the node could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -61,12 +55,9 @@ pub enum NodeError {
     /// The parameters are invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The model package is unusable.
+    /// The runtime (model, engine, threads) could not start.
     #[error(transparent)]
-    Model(#[from] ModelError),
-    /// ONNX Runtime could not start.
-    #[error(transparent)]
-    Engine(#[from] EngineError),
+    Runtime(#[from] RuntimeError),
     /// A thread could not be started or ended abnormally.
     #[error("thread {name}: {reason}")]
     Thread {
@@ -314,7 +305,11 @@ impl CameraInput {
             };
             if let Err(rejected) = result {
                 // `push_*` counted it; log the first of each kind.
-                crate::ingest::warn_bad_input(&self.name, &rejected.error, rejected.first_of_kind);
+                crate::runtime::queue::warn_bad_input(
+                    &self.name,
+                    &rejected.error,
+                    rejected.first_of_kind,
+                );
             }
         }
     }
@@ -416,27 +411,26 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
             .enable_sim_time(&mut node)
             .map_err(ros_err("enable use_sim_time"))?;
     }
-    let model = Model::load(&crate::model::resolve_manifest_path(&config.model))?;
-    let thresholds = config.thresholds.apply(model.manifest.thresholds);
-    let model_name = model.manifest.name.clone();
-    let sha = model.sha256().to_string();
-    let detector = Detector::new(model, &config.engine, Some(thresholds))?;
-    let provider = detector.execution_provider();
-    let engine_info = detector.engine_info();
-    tracing::info!(model = %model_name, sha256 = %sha, execution_provider = provider.as_str(), io_memory = engine_info.io_memory, "model loaded");
+    // ROS time for frame ages: the system clock, or the latest /clock with use_sim_time.
+    let sim_time_ns = Arc::new(AtomicI64::new(0));
+    let ros_clock = if config.use_sim_time {
+        RosClock::Sim(Arc::clone(&sim_time_ns))
+    } else {
+        RosClock::System
+    };
+    let mut runtime = Runtime::new(&config, Timing::Live, ros_clock.clone())?;
+    let engine_info = runtime.engine().clone();
+    let model = runtime.model().clone();
+    tracing::info!(model = %model.name, sha256 = %model.sha256, execution_provider = engine_info.execution_provider, io_memory = engine_info.io_memory, "model loaded");
+    let infer_thread = runtime.start(&config.realtime.inference, Duration::from_millis(50))?;
 
-    // Rings, subscriptions and publishers, camera by camera.
+    // The source (subscriptions into the runtime's queues) and the sink (publishers), camera by
+    // camera.
     let mut inputs = Vec::new();
-    let mut loop_cameras = Vec::new();
     let mut publishers = Vec::new();
-    for (index, (name, cam)) in config.camera_list().enumerate() {
-        let (producer, consumer, counters) = camera_ring(
-            index,
-            cam.ring_capacity,
-            cam.max_width,
-            cam.max_height,
-            cam.queue_policy,
-        );
+    let producers = runtime.take_inputs();
+    for ((index, (name, cam)), mut producer) in config.camera_list().enumerate().zip(producers) {
+        producer.set_wake(infer_thread.clone());
         let qos = qos_profile(&cam.input_qos());
         let subscription = match cam.kind {
             ImageKind::Image => Subscription::Raw(Box::new(
@@ -457,12 +451,6 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
             .map_err(ros_err(format!("advertise {out_topic}")))?;
         tracing::info!(camera = name, input = %resolve_topic(&namespace, &node_name, &cam.topic), output = %resolve_topic(&namespace, &node_name, &out_topic), "camera ready");
         publishers.push(publisher);
-        loop_cameras.push(LoopCamera::from_config(
-            name,
-            consumer,
-            Arc::clone(&counters),
-            cam,
-        ));
         inputs.push(CameraInput {
             name: name.to_string(),
             topic: cam.topic.clone(),
@@ -470,23 +458,12 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
             qos: cam.input_qos(),
             subscription,
             producer,
-            counters,
+            counters: Arc::clone(&runtime.counters()[index]),
             incompatible_seen: HashSet::new(),
             warned_no_publisher: false,
         });
     }
 
-    let max_detections = thresholds.max_detections;
-    let (sink, source) = output_channel(4 + 2 * inputs.len(), max_detections);
-    let class_names = detector.model().manifest.classes.clone();
-
-    // ROS time for frame ages: the system clock, or the latest /clock with use_sim_time.
-    let sim_time_ns = Arc::new(AtomicI64::new(0));
-    let ros_clock = if config.use_sim_time {
-        RosClock::Sim(Arc::clone(&sim_time_ns))
-    } else {
-        RosClock::System
-    };
     let mut clock_sub = if config.use_sim_time {
         let mut q = QosProfile::default();
         q.depth = 1;
@@ -519,78 +496,25 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
         }
     }
     let period = Duration::from_secs_f64(config.diagnostics.period_ms / 1000.0);
-    let window = Duration::from_secs_f64(config.diagnostics.window_s);
-    let tracker = ResultTracker::new(
-        config
-            .camera_list()
-            .zip(&inputs)
-            .map(|((_, cam), input)| (cam.deadline(), Arc::clone(&input.counters)))
-            .collect(),
-        window,
-    )
-    .map_err(|e| NodeError::Thread {
-        name: "lookout-publish",
-        reason: format!("latency histograms: {e}"),
-    })?;
     let (stats_tx, stats_rx) =
         crossbeam_channel::bounded::<(usize, StatsSnapshot)>(4 * inputs.len().max(1));
-
-    let mut inference = InferenceLoop::new(detector, loop_cameras, sink, ros_clock.clone());
-    let control = inference.run_control();
-    let watchdog_thread = if config
-        .camera_list()
-        .any(|(_, c)| c.hard_timeout().is_some())
-    {
-        let handle =
-            spawn_watchdog(&control, Arc::clone(&stop)).map_err(|e| NodeError::Thread {
-                name: "lookout-watchdog",
-                reason: e.to_string(),
-            })?;
-        Some(handle)
-    } else {
-        None
-    };
-    let infer_stop = Arc::clone(&stop);
-    let infer_rt = config.realtime.inference.clone();
-    let infer = std::thread::Builder::new()
-        .name("lookout-infer".into())
-        .spawn(move || {
-            crate::rt::apply("lookout-infer", &infer_rt);
-            inference.run(&infer_stop, Duration::from_millis(50));
-            // Dropping the loop drops the output sink: the publisher drains and ends.
-        })
-        .map_err(|e| NodeError::Thread {
-            name: "lookout-infer",
-            reason: e.to_string(),
-        })?;
-    for input in &mut inputs {
-        input.producer.set_wake(infer.thread().clone());
-    }
     let publisher = Publisher {
-        source,
         publishers,
         debug: debug_pubs,
-        counters: inputs.iter().map(|i| Arc::clone(&i.counters)).collect(),
-        class_names,
-        tracker,
+        counters: runtime.counters().to_vec(),
+        class_names: model.class_names.clone(),
         stats_tx,
         period,
         clock: ros_clock.clone(),
     };
-    let publish_rt = config.realtime.publisher.clone();
-    let publish = std::thread::Builder::new()
-        .name("lookout-publish".into())
-        .spawn(move || {
-            crate::rt::apply("lookout-publish", &publish_rt);
-            publisher.run()
-        })
-        .map_err(|e| NodeError::Thread {
-            name: "lookout-publish",
-            reason: e.to_string(),
-        })?;
+    runtime.spawn_sink(
+        "lookout-publish",
+        &config.realtime.publisher,
+        move |results, tracker| publisher.run(results, tracker),
+    )?;
 
     // The executor: this thread.
-    crate::rt::apply("main", &config.realtime.executor);
+    crate::runtime::realtime::apply("main", &config.realtime.executor);
     let resolved: Vec<String> = inputs
         .iter()
         .map(|i| resolve_topic(&namespace, &node_name, &i.topic))
@@ -599,32 +523,13 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
     let mut cx = TaskContext::from_waker(&waker);
     let started = Instant::now();
     let mut next_graph_check = started;
-    let mut health = Health::new(
-        started,
-        config
-            .camera_list()
-            .zip(&inputs)
-            .map(|((name, c), i)| (name.to_string(), c.clone(), i.counters.snapshot()))
-            .collect(),
-        engine_info,
-    );
-    let counters: Vec<Arc<CameraCounters>> =
-        inputs.iter().map(|i| Arc::clone(&i.counters)).collect();
-    let counter_refs: Vec<&CameraCounters> = counters.iter().map(|c| c.as_ref()).collect();
     let mut next_report = started + period;
-    let mut workers = crate::supervise::Workers::default();
-    workers.push("lookout-infer", infer);
-    workers.push("lookout-publish", publish);
-    if let Some(w) = watchdog_thread {
-        workers.push("lookout-watchdog", w);
-    }
     let mut gone = None;
     tracing::info!(cameras = inputs.len(), "lookout running");
     while !stop.load(Ordering::Relaxed) {
         // Supervision: a worker that ended while the node runs leaves it headless.
-        if let Some(name) = workers.first_gone() {
+        if let Some(name) = runtime.first_gone() {
             gone = Some(name);
-            stop.store(true, Ordering::Relaxed);
             break;
         }
         node.spin_once(Duration::from_millis(20));
@@ -638,7 +543,7 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
             }
         }
         while let Ok((camera, snapshot)) = stats_rx.try_recv() {
-            health.set_stats(camera, snapshot);
+            runtime.health_mut().set_stats(camera, snapshot);
         }
         let now = Instant::now();
         if now >= next_graph_check {
@@ -649,7 +554,7 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
         }
         if now >= next_report {
             next_report = now + period;
-            let statuses = health.report(now, &counter_refs);
+            let statuses = runtime.report_health(now);
             let msg = diagnostic_array(
                 &statuses,
                 &ros_clock,
@@ -661,22 +566,15 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
         }
     }
 
-    // Shutdown: the inference loop sees `stop`, the publisher drains what is left.
-    workers.unpark_all();
-    let panicked = workers.join_all();
-    let failure = match (gone, panicked.first()) {
-        (_, Some((name, message))) => Some((*name, format!("panicked: {message}"))),
-        (Some(name), None) => Some((name, "ended while the node was running".to_string())),
-        (None, None) => None,
-    };
-    if let Some((name, reason)) = failure {
-        tracing::error!(thread = name, reason = %reason, "worker thread died; the node stops (exit status 1) so that it can be respawned");
+    // Shutdown: the inference loop stops, the publisher drains what is left.
+    if let Err(RuntimeError::WorkerDied { thread, reason }) = runtime.stop(gone) {
+        tracing::error!(thread, reason = %reason, "worker thread died; the node stops (exit status 1) so that it can be respawned");
         let status = Status {
             name: "lookout: supervision".into(),
-            level: crate::diagnostics::Level::Error,
-            message: format!("worker thread {name} died ({reason}); node exiting"),
+            level: crate::runtime::health::Level::Error,
+            message: format!("worker thread {thread} died ({reason}); node exiting"),
             values: vec![
-                ("thread".into(), name.into()),
+                ("thread".into(), thread.into()),
                 ("reason".into(), reason.clone()),
             ],
         };
@@ -690,7 +588,10 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
         }
         // Let the last /diagnostics message leave before the process goes.
         node.spin_once(Duration::from_millis(50));
-        return Err(NodeError::Thread { name, reason });
+        return Err(NodeError::Thread {
+            name: thread,
+            reason,
+        });
     }
     Ok(RunSummary {
         cameras: inputs
@@ -700,7 +601,7 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
                 counters: i.counters.snapshot(),
             })
             .collect(),
-        execution_provider: provider.as_str(),
+        execution_provider: engine_info.execution_provider,
     })
 }
 
@@ -736,7 +637,6 @@ fn diagnostic_array(
 
 /// The publishing thread's state.
 struct Publisher {
-    source: OutputSource,
     publishers: Vec<r2r::Publisher<r2r::vision_msgs::msg::Detection2DArray>>,
     debug: Vec<(
         r2r::Publisher<r2r::std_msgs::msg::Float64>,
@@ -744,7 +644,6 @@ struct Publisher {
     )>,
     counters: Vec<Arc<CameraCounters>>,
     class_names: Vec<String>,
-    tracker: ResultTracker,
     stats_tx: crossbeam_channel::Sender<(usize, StatsSnapshot)>,
     period: Duration,
     clock: RosClock,
@@ -753,7 +652,7 @@ struct Publisher {
 impl Publisher {
     /// `Output` -> deadline verdict -> `Detection2DArray` on the camera's topic; statistics to
     /// the executor once a period. Ends when the inference loop has stopped and all is drained.
-    fn run(mut self) {
+    fn run(self, source: OutputSource, mut tracker: ResultTracker) {
         let mut msgs: Vec<r2r::vision_msgs::msg::Detection2DArray> =
             self.publishers.iter().map(|_| Default::default()).collect();
         let mut next_stats = Instant::now() + self.period;
@@ -761,10 +660,10 @@ impl Publisher {
             let wait = next_stats
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_millis(1));
-            match self.source.recv_timeout(wait) {
+            match source.recv_timeout(wait) {
                 Ok(out) => {
-                    self.publish(&mut msgs, &out);
-                    self.source.recycle(out);
+                    self.publish(&mut msgs, &mut tracker, &out);
+                    source.recycle(out);
                 }
                 Err(true) => break,
                 Err(false) => {}
@@ -772,17 +671,22 @@ impl Publisher {
             let now = Instant::now();
             if now >= next_stats {
                 next_stats = now + self.period;
-                for camera in 0..self.tracker.cameras() {
+                for camera in 0..tracker.cameras() {
                     // A full channel means the executor has not read the last ones: skip.
                     let _ = self
                         .stats_tx
-                        .try_send((camera, self.tracker.snapshot(camera, now)));
+                        .try_send((camera, tracker.snapshot(camera, now)));
                 }
             }
         }
     }
 
-    fn publish(&mut self, msgs: &mut [r2r::vision_msgs::msg::Detection2DArray], out: &Output) {
+    fn publish(
+        &self,
+        msgs: &mut [r2r::vision_msgs::msg::Detection2DArray],
+        tracker: &mut ResultTracker,
+        out: &Output,
+    ) {
         let camera = out.camera;
         let (Some(msg), Some(publisher), Some(counters)) = (
             msgs.get_mut(camera),
@@ -791,7 +695,7 @@ impl Publisher {
         ) else {
             return;
         };
-        if self.tracker.judge(out, Instant::now()) == Verdict::LateDrop {
+        if tracker.judge(out, Instant::now()) == Verdict::LateDrop {
             return;
         }
         fill_message(msg, out, &self.class_names);

@@ -1,0 +1,415 @@
+//! The runtime every front end shares: built once from the [`Config`], it holds the model and
+//! engine, each camera's queue, the scheduler and inference loop, the deadline tracker, health,
+//! and the threads that run them (with their real-time settings, the hard-timeout watchdog and
+//! supervision). A front end only attaches a frame source and a result sink:
+//!
+//! ```text
+//!  source (front end)            Runtime                                  sink (front end)
+//!  ros subscriptions  ─► FrameProducer ─► queue ─► scheduler ─► InferenceLoop ─► OutputSource ─► ros publishers
+//!  bag reader                  (per camera)         (lookout-infer or inline)   + ResultTracker   bag writer
+//!  sim schedule                                         watchdog, supervision    + Health          report
+//! ```
+//!
+//! | front end | timing | loop runs | sink runs on |
+//! |---|---|---|---|
+//! | `lookout run` | [`Timing::Live`] | `lookout-infer` | `lookout-publish` ([`Runtime::spawn_sink`]) |
+//! | `lookout replay --rate` | [`Timing::Live`] | `lookout-infer` | the player thread |
+//! | `lookout replay` (max speed, step) | [`Timing::Deterministic`] | inline ([`Runtime::step_until_idle`]) | the caller |
+//!
+//! Contract: [`Runtime::new`] loads and warms the model and allocates every queue, buffer and
+//! histogram; after it, the per-frame path allocates nothing for raw frames. [`Runtime::start`]
+//! and [`Runtime::spawn_sink`] start named threads; [`Runtime::stop`] stops and joins them and
+//! reports a thread that panicked as [`RuntimeError::WorkerDied`] (data would be lost: an error,
+//! never a warning). Nothing here blocks except the joins in `stop`.
+
+pub mod deadline;
+pub mod health;
+pub mod inference;
+pub mod queue;
+pub mod realtime;
+pub mod scheduler;
+pub mod supervise;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{JoinHandle, Thread};
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, QueuePolicy, ThreadConfig};
+use crate::core::detector::Detector;
+use crate::core::model::Model;
+use deadline::{LatePolicy, RosClock};
+use health::{EngineInfo, Health, Status};
+use inference::{InferenceLoop, LoopCamera, OutputSource, ResultTracker, output_channel};
+use queue::{CameraCounters, FrameProducer, camera_ring};
+
+/// Why the runtime cannot start, or a thread of it died.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The model package is unusable.
+    #[error(transparent)]
+    Model(#[from] crate::core::model::ModelError),
+    /// ONNX Runtime could not start.
+    #[error(transparent)]
+    Engine(#[from] crate::core::engine::EngineError),
+    /// A thread or statistics buffer cannot be created.
+    #[error("cannot start {what}: {reason}")]
+    Start {
+        /// What.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A worker thread died (panicked, or ended while the runtime ran).
+    #[error("thread {thread} died: {reason}")]
+    WorkerDied {
+        /// Thread name.
+        thread: &'static str,
+        /// Its panic message, or how it ended.
+        reason: String,
+    },
+}
+
+/// How the timing-dependent parts of the contract apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timing {
+    /// As on a vehicle: each camera's queue policy, `max_age_ms`, `late_results` and
+    /// `hard_timeout_ms` as configured (live node, replay at a rate, sim).
+    Live,
+    /// Every frame processed in arrival order whatever the time: FIFO queues, no age limit,
+    /// late results kept, no hard timeout (replay at maximum speed and step by step), so the
+    /// detections depend only on the frames. Deadline misses against `budget_ms` still count.
+    Deterministic,
+}
+
+/// The loaded model, as reports and provenance name it.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    /// Manifest name.
+    pub name: String,
+    /// sha256 of the ONNX file, hex.
+    pub sha256: String,
+    /// Class names, by class id.
+    pub class_names: Vec<String>,
+    /// Most detections per frame.
+    pub max_detections: usize,
+}
+
+/// Threads started by [`Runtime::start`] and [`Runtime::spawn_sink`].
+struct Running {
+    stop: Arc<AtomicBool>,
+    infer: Option<JoinHandle<InferenceLoop>>,
+    watchdog: Option<JoinHandle<()>>,
+    sinks: supervise::Workers,
+}
+
+/// One runtime, built from the configuration; see the module documentation.
+pub struct Runtime {
+    model: ModelInfo,
+    engine: EngineInfo,
+    inputs: Vec<FrameProducer>,
+    counters: Vec<Arc<CameraCounters>>,
+    inference: Option<InferenceLoop>,
+    results: Option<OutputSource>,
+    tracker: Option<ResultTracker>,
+    health: Health,
+    clock: RosClock,
+    hard_timeouts: bool,
+    running: Option<Running>,
+}
+
+impl Runtime {
+    /// Loads and warms the model (`config.model`), and allocates each configured camera's
+    /// queue, the inference loop, the output buffers, the deadline tracker and health, in
+    /// configuration order. Frame ages and diagnostics stamps are on `clock`.
+    pub fn new(config: &Config, timing: Timing, clock: RosClock) -> Result<Self, RuntimeError> {
+        let model = Model::load(&crate::core::model::resolve_manifest_path(&config.model))?;
+        let thresholds = config.thresholds.apply(model.manifest.thresholds);
+        let info = ModelInfo {
+            name: model.manifest.name.clone(),
+            sha256: model.sha256().to_string(),
+            class_names: model.manifest.classes.clone(),
+            max_detections: thresholds.max_detections,
+        };
+        let detector = Detector::new(model, &config.engine, Some(thresholds))?;
+        let engine = detector.engine_info();
+
+        let mut inputs = Vec::new();
+        let mut counters = Vec::new();
+        let mut loop_cameras = Vec::new();
+        let mut tracked = Vec::new();
+        let mut health_cameras = Vec::new();
+        for (index, (name, cam)) in config.camera_list().enumerate() {
+            let policy = match timing {
+                Timing::Live => cam.queue_policy,
+                Timing::Deterministic => QueuePolicy::Fifo,
+            };
+            let (producer, consumer, c) = camera_ring(
+                index,
+                cam.ring_capacity,
+                cam.max_width,
+                cam.max_height,
+                policy,
+            );
+            let mut lc = LoopCamera::from_config(name, consumer, Arc::clone(&c), cam);
+            if timing == Timing::Deterministic {
+                lc.deadline.max_age = None;
+                lc.deadline.late_policy = LatePolicy::Publish;
+                lc.hard_timeout = None;
+            }
+            tracked.push((lc.deadline, Arc::clone(&c)));
+            health_cameras.push((name.to_string(), cam.clone(), c.snapshot()));
+            loop_cameras.push(lc);
+            inputs.push(producer);
+            counters.push(c);
+        }
+        let hard_timeouts = loop_cameras.iter().any(|c| c.hard_timeout.is_some());
+        let (sink, results) = output_channel(4 + 2 * inputs.len(), info.max_detections);
+        let inference = InferenceLoop::new(detector, loop_cameras, sink, clock.clone());
+        let window = Duration::from_secs_f64(config.diagnostics.window_s);
+        let tracker = ResultTracker::new(tracked, window).map_err(|e| RuntimeError::Start {
+            what: "latency statistics",
+            reason: e.to_string(),
+        })?;
+        let health = Health::new(Instant::now(), health_cameras, engine.clone());
+        Ok(Self {
+            model: info,
+            engine,
+            inputs,
+            counters,
+            inference: Some(inference),
+            results: Some(results),
+            tracker: Some(tracker),
+            health,
+            clock,
+            hard_timeouts,
+            running: None,
+        })
+    }
+
+    /// The loaded model.
+    pub fn model(&self) -> &ModelInfo {
+        &self.model
+    }
+
+    /// The engine: execution provider in use, why it is not the first listed, tensor memory.
+    pub fn engine(&self) -> &EngineInfo {
+        &self.engine
+    }
+
+    /// The clock frame ages are measured on.
+    pub fn clock(&self) -> &RosClock {
+        &self.clock
+    }
+
+    /// Each camera's counters, in configuration order.
+    pub fn counters(&self) -> &[Arc<CameraCounters>] {
+        &self.counters
+    }
+
+    /// The queues' producer ends, one per camera in configuration order, for the frame source
+    /// (empty once taken). Call [`Self::start`] first when the loop runs on its own thread, and
+    /// give each producer the thread it returns ([`FrameProducer::set_wake`]).
+    pub fn take_inputs(&mut self) -> Vec<FrameProducer> {
+        std::mem::take(&mut self.inputs)
+    }
+
+    /// Results as the loop finishes them (`None` once a sink thread took them).
+    pub fn results(&self) -> Option<&OutputSource> {
+        self.results.as_ref()
+    }
+
+    /// The deadline tracker, for a sink on the caller's thread (`None` once a sink thread took
+    /// it).
+    pub fn tracker_mut(&mut self) -> Option<&mut ResultTracker> {
+        self.tracker.as_mut()
+    }
+
+    /// Health (the /diagnostics rules).
+    pub fn health_mut(&mut self) -> &mut Health {
+        &mut self.health
+    }
+
+    /// The /diagnostics statuses at `now`, from every camera's counters and, when the tracker
+    /// is still here (a sink on the caller's thread), its latency statistics.
+    pub fn report_health(&mut self, now: Instant) -> Vec<Status> {
+        if let Some(tracker) = self.tracker.as_mut() {
+            for camera in 0..tracker.cameras() {
+                self.health.set_stats(camera, tracker.snapshot(camera, now));
+            }
+        }
+        let counters: Vec<&CameraCounters> = self.counters.iter().map(|c| c.as_ref()).collect();
+        self.health.report(now, &counters)
+    }
+
+    /// Runs the loop on the caller's thread until no frame is queued ([`Timing::Deterministic`]
+    /// front ends: one frame pushed, then this). Does nothing while the loop runs on its thread.
+    pub fn step_until_idle(&mut self) {
+        if let Some(inference) = self.inference.as_mut() {
+            while inference.step() != inference::Step::Idle {}
+        }
+    }
+
+    /// Starts the inference loop on `lookout-infer` with `realtime` settings (parking up to
+    /// `idle_wait` when idle), and the `lookout-watchdog` when a camera has a hard timeout.
+    /// Returns the inference thread, for the producers to wake.
+    pub fn start(
+        &mut self,
+        realtime: &ThreadConfig,
+        idle_wait: Duration,
+    ) -> Result<Thread, RuntimeError> {
+        let start = |what, e: std::io::Error| RuntimeError::Start {
+            what,
+            reason: e.to_string(),
+        };
+        let Some(mut inference) = self.inference.take() else {
+            return Err(RuntimeError::Start {
+                what: "lookout-infer",
+                reason: "already started".into(),
+            });
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let watchdog = if self.hard_timeouts {
+            let control = inference.run_control();
+            match inference::spawn_watchdog(&control, Arc::clone(&stop)) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    self.inference = Some(inference);
+                    return Err(start("lookout-watchdog", e));
+                }
+            }
+        } else {
+            None
+        };
+        let s = Arc::clone(&stop);
+        let rt = realtime.clone();
+        let infer = std::thread::Builder::new()
+            .name("lookout-infer".into())
+            .spawn(move || {
+                realtime::apply("lookout-infer", &rt);
+                inference.run(&s, idle_wait);
+                inference
+            })
+            .map_err(|e| start("lookout-infer", e))?;
+        let thread = infer.thread().clone();
+        for input in &mut self.inputs {
+            input.set_wake(thread.clone());
+        }
+        self.running = Some(Running {
+            stop,
+            infer: Some(infer),
+            watchdog,
+            sinks: supervise::Workers::default(),
+        });
+        Ok(thread)
+    }
+
+    /// Hands the results and the deadline tracker to `sink` on a thread of its own (`name`,
+    /// with `realtime` settings), supervised with the others. `sink` should return once the
+    /// results channel is closed (the loop stopped).
+    pub fn spawn_sink(
+        &mut self,
+        name: &'static str,
+        realtime: &ThreadConfig,
+        sink: impl FnOnce(OutputSource, ResultTracker) + Send + 'static,
+    ) -> Result<(), RuntimeError> {
+        let (Some(results), Some(tracker)) = (self.results.take(), self.tracker.take()) else {
+            return Err(RuntimeError::Start {
+                what: name,
+                reason: "the results are already taken".into(),
+            });
+        };
+        let rt = realtime.clone();
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                realtime::apply(name, &rt);
+                sink(results, tracker);
+            })
+            .map_err(|e| RuntimeError::Start {
+                what: name,
+                reason: e.to_string(),
+            })?;
+        match self.running.as_mut() {
+            Some(r) => r.sinks.push(name, handle),
+            None => {
+                let mut sinks = supervise::Workers::default();
+                sinks.push(name, handle);
+                self.running = Some(Running {
+                    stop: Arc::new(AtomicBool::new(false)),
+                    infer: None,
+                    watchdog: None,
+                    sinks,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Supervision: the first thread that ended while the runtime runs (none should), if any.
+    pub fn first_gone(&self) -> Option<&'static str> {
+        let r = self.running.as_ref()?;
+        if r.infer.as_ref().is_some_and(|h| h.is_finished()) {
+            return Some("lookout-infer");
+        }
+        if r.watchdog.as_ref().is_some_and(|h| h.is_finished()) {
+            return Some("lookout-watchdog");
+        }
+        r.sinks.first_gone()
+    }
+
+    /// Stops the threads and joins them: the inference loop first (it comes back to this
+    /// runtime, and [`Self::step_until_idle`] works again), then the watchdog, then the sinks
+    /// (the results channel closes when the loop is dropped, so they drain and end). The first
+    /// thread that panicked, or `gone` ([`Self::first_gone`]), is the error.
+    pub fn stop(&mut self, gone: Option<&'static str>) -> Result<(), RuntimeError> {
+        let Some(mut r) = self.running.take() else {
+            return Ok(());
+        };
+        r.stop.store(true, Ordering::Relaxed);
+        let mut died: Option<(&'static str, String)> = None;
+        if let Some(infer) = r.infer.take() {
+            infer.thread().unpark();
+            match infer.join() {
+                Ok(inference) => {
+                    // With a sink thread, dropping the loop closes its results channel.
+                    if self.results.is_some() {
+                        self.inference = Some(inference);
+                    }
+                }
+                Err(payload) => {
+                    died = Some(("lookout-infer", supervise::panic_message(payload.as_ref())));
+                }
+            }
+        }
+        if let Some(w) = r.watchdog.take() {
+            w.thread().unpark();
+            if let Err(payload) = w.join() {
+                died.get_or_insert((
+                    "lookout-watchdog",
+                    supervise::panic_message(payload.as_ref()),
+                ));
+            }
+        }
+        r.sinks.unpark_all();
+        for (name, message) in r.sinks.join_all() {
+            died.get_or_insert((name, message));
+        }
+        let failure = match (died, gone) {
+            (Some((thread, message)), _) => Some((thread, format!("panicked: {message}"))),
+            (None, Some(thread)) => Some((thread, "ended while the runtime ran".to_string())),
+            (None, None) => None,
+        };
+        match failure {
+            Some((thread, reason)) => Err(RuntimeError::WorkerDied { thread, reason }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Threads must not outlive the runtime (they hold its queues and the engine).
+        let _ = self.stop(None);
+    }
+}
