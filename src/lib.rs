@@ -31,23 +31,19 @@
 //! ```
 //!
 //! `examples/detect_image.rs` detects in an image file and `examples/replay_bag.rs` replays a bag
-//! through the library. The pipeline stages have one module each:
+//! through the library. The folders are the layers, each depending only on those above it:
 //!
-//! | stage | module | what it does |
+//! | layer | module | what it holds |
 //! |---|---|---|
-//! | ingest | [`image`], [`decode`] | borrowed views of raw frames, JPEG/PNG decoding |
-//! | preprocess | [`preprocess`] | letterbox resize, pad, scale, layout change into the input tensor |
-//! | infer | [`infer`], [`providers`] | ONNX Runtime session, execution providers and their options, one run per frame |
-//! | postprocess | [`postprocess`] | decode, threshold, class-aware NMS, top-k, boxes back to image pixels |
+//! | detector | [`core`] | [`core::image`] and [`core::decode`] (frames), [`core::preprocess`] (letterbox into the tensor), [`core::engine`] (ONNX Runtime and its providers), [`core::postprocess`] (boxes, NMS), [`core::model`] (model packages), [`core::detector::Detector`] (the stages chained); no threads, no transport |
+//! | configuration | [`config`] | the one parameters file every front end reads, and topic names |
+//! | runtime | [`runtime`] | [`runtime::Runtime`]: per-camera queues and counters, the scheduler, the inference loop, deadlines, health, real-time settings and supervision of the threads |
+//! | storage | [`bag`] | rosbag2 bags (MCAP, sqlite3) read and written without ROS, CDR messages |
+//! | front ends | [`ros`], [`replay`], [`diff`] | the live node, bag replay and the comparison of two replays; each attaches a frame source and a result sink to a [`runtime::Runtime`] |
 //!
-//! [`model`] reads a model package (manifest + ONNX, sha256-checked) and [`pipeline::Detector`]
-//! chains the stages for one frame. Around them: [`ingest`] (per-camera frame queues),
-//! [`scheduler`] (which camera's frame is inferred next), [`runtime`] (the inference loop),
-//! [`deadline`] and [`diagnostics`] (the operational contract), [`supervise`] (worker threads);
-//! the front ends [`ros`] (live node), [`replay`] and [`diff`]; [`bag`], [`cdr`] and [`schema`]
-//! for rosbag2 files. Everything a stage needs is allocated in its `new()`; the
-//! per-frame methods (`run`, `detect`) allocate nothing on the Rust heap once warmed up for a
-//! frame size (see ARCHITECTURE.md and `tests/zero_alloc.rs`).
+//! Everything a stage needs is allocated in its `new()`; the per-frame methods (`run`,
+//! `detect`) allocate nothing on the Rust heap once warmed up for a frame size (see
+//! ARCHITECTURE.md and `tests/zero_alloc.rs`).
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 

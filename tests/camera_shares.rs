@@ -1,7 +1,7 @@
 //! Fair shares between overloaded cameras, end to end: `lookout replay --rate` on two-camera bags
 //! made by scripts/make_two_camera_bag.py from a 120-frame vtest bag (front 768x576 and left 640x272, 15 Hz
 //! each, left stamped 20 ms later or 0), played fast enough that only part of the frames can be
-//! inferred. The scheduler's own tests (src/scheduler.rs) cover the policy exactly; this checks
+//! inferred. The scheduler's own tests (src/runtime/scheduler.rs) cover the policy exactly; this checks
 //! that the runtime uses it, with real frames and timing. `scripts/camera_shares.sh` gives the
 //! same figures live (rclpy player) and in replay at 1x.
 

@@ -1143,7 +1143,7 @@ fn a_dead_inference_thread_reports_error_and_exits_non_zero() {
             "    cameras: [cam]\n    camera:\n      cam: {{topic: /cam/compressed, type: compressed, {LOSSLESS}}}\n"
         ),
     );
-    // The inference thread panics on its third frame (test hook, src/supervise.rs).
+    // The inference thread panics on its third frame (test hook, src/runtime/supervise.rs).
     let mut node = Lookout::spawn_env(
         domain,
         &["run", "--params-file", params.to_str().unwrap()],

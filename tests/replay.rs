@@ -558,7 +558,7 @@ fn a_dead_inference_thread_fails_the_replay_and_leaves_no_partial_bag() {
         for a in pace {
             args.push(a);
         }
-        // The inference thread panics on its fourth frame (test hook, src/supervise.rs).
+        // The inference thread panics on its fourth frame (test hook, src/runtime/supervise.rs).
         let o = Command::new(env!("CARGO_BIN_EXE_lookout"))
             .args(&args)
             .env("RUST_LOG", "warn")

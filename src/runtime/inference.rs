@@ -28,13 +28,12 @@ use crate::core::decode::Decoder;
 use crate::core::detector::{DetectError, Detector, StageTimes};
 use crate::core::engine::{EngineError, RunControl};
 use crate::core::postprocess::Detection;
+use crate::runtime::counters::{BadInputKind, CameraCounters};
 use crate::runtime::deadline::{
     Admission, DeadlineMonitor, DeadlineSettings, LatencyStats, RosClock, StatsSnapshot, Verdict,
     frame_age,
 };
-use crate::runtime::queue::{
-    BadInputKind, CameraCounters, Frame, FrameConsumer, FrameFormat, Stamp,
-};
+use crate::runtime::queue::{Frame, FrameConsumer, FrameFormat, Stamp};
 use crate::runtime::scheduler::Scheduler;
 
 /// One frame's detections on their way to the publisher (a recycled, preallocated buffer).
@@ -347,7 +346,7 @@ impl InferenceLoop {
             Ok(v) => v,
             Err(e) => {
                 let first = counters.bad(BadInputKind::of(&e));
-                crate::runtime::queue::warn_bad_input(&self.names[camera], &e, first);
+                crate::runtime::counters::warn_bad_input(&self.names[camera], &e, first);
                 return Step::Failed;
             }
         };

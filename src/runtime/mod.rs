@@ -22,6 +22,7 @@
 //! reports a thread that panicked as [`RuntimeError::WorkerDied`] (data would be lost: an error,
 //! never a warning). Nothing here blocks except the joins in `stop`.
 
+pub mod counters;
 pub mod deadline;
 pub mod health;
 pub mod inference;
@@ -38,10 +39,11 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, QueuePolicy, ThreadConfig};
 use crate::core::detector::Detector;
 use crate::core::model::Model;
+use counters::CameraCounters;
 use deadline::{LatePolicy, RosClock};
 use health::{EngineInfo, Health, Status};
 use inference::{InferenceLoop, LoopCamera, OutputSource, ResultTracker, output_channel};
-use queue::{CameraCounters, FrameProducer, camera_ring};
+use queue::{FrameProducer, camera_ring};
 
 /// Why the runtime cannot start, or a thread of it died.
 #[derive(Debug, thiserror::Error)]

@@ -20,20 +20,26 @@
 //! inference, allocates nothing on the Rust heap (ONNX Runtime's own arena serves its
 //! intermediates) and fails only if ONNX Runtime reports an error.
 
+mod config;
+mod control;
+mod library;
 pub mod providers;
 
+pub use config::EngineConfig;
+pub use control::RunControl;
+pub use library::{ORT_LIBRARY_NAME, loaded_ort_library, ort_library_candidates};
+pub use providers::{ConvAlgoSearch, CudaOptions, Provider, TensorRtOptions};
+
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
-use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
+use ort::session::{OutputSelector, RunOptions, Session};
 use ort::value::Tensor;
-use serde::{Deserialize, Serialize};
 
-use crate::core::engine::providers::{ProviderOptions, tensorrt_cache};
+use crate::core::engine::providers::tensorrt_cache;
 use crate::core::model::Model;
+use library::environment;
 
 /// Why the engine could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -88,268 +94,6 @@ pub enum EngineError {
         /// The timeout, ms.
         timeout_ms: f64,
     },
-}
-
-pub use crate::core::engine::providers::{ConvAlgoSearch, CudaOptions, Provider, TensorRtOptions};
-
-fn default_providers() -> Vec<Provider> {
-    vec![Provider::Tensorrt, Provider::Cuda, Provider::Cpu]
-}
-
-fn default_true() -> bool {
-    true
-}
-
-fn default_warmup_runs() -> u32 {
-    2
-}
-
-/// Engine settings (part of the node's config).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EngineConfig {
-    /// Execution providers in order of preference; the first that registers is used.
-    #[serde(default = "default_providers")]
-    pub execution_providers: Vec<Provider>,
-    /// Fail at start-up when the first listed provider cannot be used (a vehicle that must
-    /// never run on a slower provider than intended); otherwise a fall-back is logged and shown.
-    #[serde(default)]
-    pub require_first_provider: bool,
-    /// Path of `libonnxruntime.so`; empty: `ORT_DYLIB_PATH`, then the set-up's location.
-    #[serde(default)]
-    pub ort_library: Option<PathBuf>,
-    /// Threads ONNX Runtime uses inside one operator; 0: ONNX Runtime's default (one per core).
-    /// Results are bit-identical only for the same value (and provider).
-    #[serde(default)]
-    pub intra_op_threads: usize,
-    /// Let ONNX Runtime's intra-op threads spin (busy-wait) between runs: a little lower latency
-    /// per operator, but the spinning threads take the cores from everything else lookout does
-    /// between runs (pre-processing, publishing). Off by default.
-    #[serde(default)]
-    pub intra_op_spinning: bool,
-    /// Inferences run at start-up so the first real frame does not pay for lazy initialisation.
-    #[serde(default = "default_warmup_runs")]
-    pub warmup_runs: u32,
-    /// Threads for pre-processing (1 or 2; 0: 2 where the machine has at least 2 cores). A
-    /// second thread shares each frame's rows; results are bit-identical either way.
-    #[serde(default)]
-    pub preprocess_threads: usize,
-    /// With a GPU provider, put the input tensor in pinned (page-locked) host memory, so that
-    /// its copy to the GPU is one direct DMA transfer instead of a staged copy.
-    #[serde(default = "default_true")]
-    pub pinned_memory: bool,
-    /// TensorRT options.
-    #[serde(default)]
-    pub tensorrt: TensorRtOptions,
-    /// CUDA options.
-    #[serde(default)]
-    pub cuda: CudaOptions,
-}
-
-impl EngineConfig {
-    /// The pre-processing threads `preprocess_threads` asks for on this machine.
-    pub fn preprocess_threads(&self) -> usize {
-        match self.preprocess_threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(2)),
-            n => n.min(2),
-        }
-    }
-
-    /// The providers' options, for validation and registration.
-    pub fn provider_options(&self) -> ProviderOptions<'_> {
-        ProviderOptions {
-            tensorrt: &self.tensorrt,
-            cuda: &self.cuda,
-        }
-    }
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        Self {
-            execution_providers: default_providers(),
-            require_first_provider: false,
-            ort_library: None,
-            intra_op_threads: 0,
-            intra_op_spinning: false,
-            warmup_runs: default_warmup_runs(),
-            preprocess_threads: 0,
-            pinned_memory: true,
-            tensorrt: TensorRtOptions::default(),
-            cuda: CudaOptions::default(),
-        }
-    }
-}
-
-/// The file name the set-up script links ONNX Runtime as.
-pub const ORT_LIBRARY_NAME: &str = "libonnxruntime.so";
-
-/// Candidate paths for the ONNX Runtime library, in the order they are tried. An explicit choice
-/// (the config key, else `ORT_DYLIB_PATH`) is the only candidate: a library the user named is
-/// never silently replaced by another. Without one, the set-up's locations are searched.
-pub fn ort_library_candidates(config: Option<&Path>) -> Vec<PathBuf> {
-    // An empty config value means "not set" (ROS parameters cannot be null).
-    if let Some(p) = config.filter(|p| !p.as_os_str().is_empty()) {
-        return vec![p.to_path_buf()];
-    }
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
-        return vec![PathBuf::from(p)];
-    }
-    let mut out = Vec::new();
-    if let Some(home) = std::env::var_os("LOOKOUT_HOME").filter(|p| !p.is_empty()) {
-        out.push(PathBuf::from(home).join("lib").join(ORT_LIBRARY_NAME));
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        for dir in exe.ancestors().skip(1) {
-            let p = dir.join(".lookout").join("lib").join(ORT_LIBRARY_NAME);
-            if p.exists() {
-                out.push(p);
-                break;
-            }
-        }
-    }
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(".lookout")
-        .join("lib")
-        .join(ORT_LIBRARY_NAME);
-    if !out.contains(&built_from) {
-        out.push(built_from);
-    }
-    out
-}
-
-/// The process-wide ONNX Runtime environment (ONNX Runtime allows one per process).
-static ENVIRONMENT: OnceLock<Result<(ort::environment::Environment, PathBuf), String>> =
-    OnceLock::new();
-
-fn environment(
-    config: Option<&Path>,
-) -> Result<&'static ort::environment::Environment, EngineError> {
-    let result = ENVIRONMENT.get_or_init(|| {
-        let mut tried = Vec::new();
-        for path in ort_library_candidates(config) {
-            if !path.exists() {
-                tried.push(format!("{} (no such file)", path.display()));
-                continue;
-            }
-            match ort::init_from(&path) {
-                Ok(builder) => {
-                    return builder
-                        .with_name("lookout")
-                        .build()
-                        .map(|env| (env, path.clone()))
-                        .map_err(|e| format!("{} (loaded, but: {e})", path.display()));
-                }
-                Err(e) => tried.push(format!("{} ({e})", path.display())),
-            }
-        }
-        Err(tried.join("; "))
-    });
-    match result {
-        Ok((env, path)) => {
-            tracing::debug!(library = %path.display(), "ONNX Runtime loaded");
-            Ok(env)
-        }
-        Err(tried) => Err(EngineError::LibraryNotFound {
-            tried: tried.clone(),
-        }),
-    }
-}
-
-/// Path of the ONNX Runtime library this process loaded, once an engine was created.
-pub fn loaded_ort_library() -> Option<&'static Path> {
-    ENVIRONMENT
-        .get()
-        .and_then(|r| r.as_ref().ok())
-        .map(|(_, p)| p.as_path())
-}
-
-/// Run options shared with the hard-timeout watchdog.
-struct SharedRunOptions(RunOptions<HasSelectedOutputs>);
-
-// SAFETY: another thread only ever calls `terminate`/`unterminate` on these options, which set
-// an atomic flag inside ONNX Runtime (`RunOptionsSetTerminate`/`UnsetTerminate`, documented as
-// callable from another thread to stop a run). The preallocated output value they also hold is
-// used only by `Session::run_with_options` on the engine's own thread.
-unsafe impl Sync for SharedRunOptions {}
-
-#[derive(Debug, Default)]
-struct RunState {
-    /// Sequence number of the run in progress (0: none).
-    active: u64,
-    /// When the run in progress must be terminated.
-    deadline: Option<Instant>,
-    /// The watchdog terminated the run in progress.
-    terminated: bool,
-}
-
-/// Lets a watchdog thread terminate the engine's current run when it passes its deadline.
-///
-/// The state is a mutex shared only by the inference thread and the watchdog (never by the ROS
-/// side); the inference thread takes it twice per run, uncontended except at a timeout.
-#[derive(Clone)]
-pub struct RunControl {
-    options: Arc<SharedRunOptions>,
-    state: Arc<Mutex<RunState>>,
-    watchdog: Arc<OnceLock<Thread>>,
-}
-
-impl RunControl {
-    /// Registers the watchdog thread, woken whenever a run with a deadline starts.
-    pub fn set_watchdog(&self, thread: Thread) {
-        let _ = self.watchdog.set(thread);
-    }
-
-    /// The run in progress and its deadline, if it has one.
-    pub fn current(&self) -> Option<(u64, Instant)> {
-        let s = self.state.lock().ok()?;
-        match (s.active, s.deadline) {
-            (0, _) | (_, None) => None,
-            (seq, Some(d)) => Some((seq, d)),
-        }
-    }
-
-    /// Terminates run `seq` if it is still the one in progress. Returns whether it did.
-    pub fn terminate(&self, seq: u64) -> bool {
-        let Ok(mut s) = self.state.lock() else {
-            return false;
-        };
-        if s.active != seq || s.terminated {
-            return false;
-        }
-        s.terminated = self.options.0.terminate().is_ok();
-        s.terminated
-    }
-
-    fn begin(&self, seq: u64, deadline: Option<Instant>) {
-        if let Ok(mut s) = self.state.lock() {
-            s.active = seq;
-            s.deadline = deadline;
-            s.terminated = false;
-        }
-        if deadline.is_some()
-            && let Some(t) = self.watchdog.get()
-        {
-            t.unpark();
-        }
-    }
-
-    /// Ends the run; returns whether the watchdog terminated it.
-    fn end(&self) -> bool {
-        let Ok(mut s) = self.state.lock() else {
-            return false;
-        };
-        s.active = 0;
-        s.deadline = None;
-        let terminated = s.terminated;
-        if terminated {
-            // Clear the flag before the next run starts (under the lock, so the watchdog cannot
-            // set it again for this run).
-            let _ = self.options.0.unterminate();
-            s.terminated = false;
-        }
-        terminated
-    }
 }
 
 /// An ONNX Runtime session for one model with its input and output tensors.
@@ -465,11 +209,7 @@ impl Engine {
             session,
             input,
             input_len: m.input.shape.iter().product(),
-            control: RunControl {
-                options: Arc::new(SharedRunOptions(run_options)),
-                state: Arc::new(Mutex::new(RunState::default())),
-                watchdog: Arc::new(OnceLock::new()),
-            },
+            control: RunControl::new(run_options),
             next_seq: 0,
             input_name: m.input.name.clone(),
             output_len: m.output.shape.iter().product(),
@@ -540,7 +280,7 @@ impl Engine {
         self.control.begin(seq, timeout.map(|t| Instant::now() + t));
         let result = self
             .session
-            .run_with_options(ort::inputs![&self.input], &self.control.options.0);
+            .run_with_options(ort::inputs![&self.input], self.control.run_options());
         let terminated = self.control.end();
         if terminated {
             return Err(EngineError::Timeout {

@@ -1,0 +1,370 @@
+//! Reading: MCAP and sqlite3 storage, message by message in storage order, directly or read
+//! ahead on a thread of its own.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use super::metadata::read_metadata;
+use super::{Bag, BagError, BagInfo, BagMessage, Storage, TopicInfo};
+
+/// Per topic, shared by the messages [`Bag::for_each_prefetched`] hands over.
+#[derive(Debug)]
+struct PrefetchedTopic {
+    name: String,
+    type_name: String,
+    definition: Option<(String, Vec<u8>)>,
+}
+
+/// A message read ahead by [`Bag::for_each_prefetched`]: its payload in a buffer of its own.
+#[derive(Debug)]
+pub struct Prefetched {
+    topic: std::sync::Arc<PrefetchedTopic>,
+    log_time_ns: u64,
+    data: Vec<u8>,
+}
+
+impl Prefetched {
+    /// The message, borrowed.
+    pub fn message(&self) -> BagMessage<'_> {
+        BagMessage {
+            topic: &self.topic.name,
+            type_name: &self.topic.type_name,
+            log_time_ns: self.log_time_ns,
+            data: &self.data,
+            definition: self
+                .topic
+                .definition
+                .as_ref()
+                .map(|(e, d)| (e.as_str(), d.as_slice())),
+        }
+    }
+
+    /// The buffer holding the payload. Swapping it for another buffer is allowed (the reader
+    /// reuses whichever buffer is here when the callback returns); its contents are then no
+    /// longer this message.
+    pub fn buffer_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.data
+    }
+}
+
+fn storage_of(path: &Path) -> Option<Storage> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("mcap") => Some(Storage::Mcap),
+        Some("db3") => Some(Storage::Sqlite3),
+        _ => None,
+    }
+}
+
+impl Bag {
+    /// Opens a bag folder (all `.mcap`/`.db3` files in name order, which is rosbag2's split
+    /// order) or a single storage file.
+    pub fn open(path: &Path) -> Result<Self, BagError> {
+        let io = |error| BagError::Io {
+            path: path.to_path_buf(),
+            error,
+        };
+        let mut files = Vec::new();
+        let mut metadata = None;
+        if path.is_dir() {
+            metadata = read_metadata(path)?;
+        }
+        if let Some(info) = metadata
+            .as_ref()
+            .filter(|i| !i.relative_file_paths.is_empty())
+        {
+            for rel in &info.relative_file_paths {
+                let p = path.join(rel);
+                let Some(s) = storage_of(&p).filter(|_| p.is_file()) else {
+                    return Err(BagError::Metadata {
+                        path: path.join("metadata.yaml"),
+                        reason: format!("lists {rel}, which is missing or not .mcap/.db3"),
+                    });
+                };
+                files.push((p, s));
+            }
+        } else if path.is_dir() {
+            for entry in std::fs::read_dir(path).map_err(io)? {
+                let p = entry.map_err(io)?.path();
+                if let Some(s) = storage_of(&p) {
+                    files.push((p, s));
+                }
+            }
+            files.sort_by(|a, b| a.0.cmp(&b.0));
+        } else if let Some(s) = storage_of(path) {
+            if !path.exists() {
+                return Err(BagError::NotABag {
+                    path: path.to_path_buf(),
+                });
+            }
+            files.push((path.to_path_buf(), s));
+        }
+        if files.is_empty() {
+            return Err(BagError::NotABag {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(Self { files, metadata })
+    }
+
+    /// The bag's `metadata.yaml`, when it has one.
+    pub fn metadata(&self) -> Option<&BagInfo> {
+        self.metadata.as_ref()
+    }
+
+    /// Messages on `topic`, from `metadata.yaml` or the MCAP summaries, without reading the
+    /// messages; `None` when neither tells (sqlite3 without metadata).
+    pub fn message_count(&self, topic: &str) -> Option<u64> {
+        if let Some(info) = &self.metadata {
+            return Some(
+                info.topics_with_message_count
+                    .iter()
+                    .filter(|t| t.topic_metadata.name == topic)
+                    .map(|t| t.message_count)
+                    .sum(),
+            );
+        }
+        let mut total = 0;
+        for (path, storage) in &self.files {
+            if *storage != Storage::Mcap {
+                return None;
+            }
+            let file = std::fs::File::open(path).ok()?;
+            // SAFETY: read-only map of a bag that is not modified while read (module contract).
+            let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+            let summary = mcap::Summary::read(&map).ok()??;
+            let stats = summary.stats?;
+            for (id, channel) in &summary.channels {
+                if channel.topic == topic {
+                    total += stats.channel_message_counts.get(id).copied().unwrap_or(0);
+                }
+            }
+        }
+        Some(total)
+    }
+
+    /// The storage files, in reading order.
+    pub fn files(&self) -> impl Iterator<Item = (&Path, Storage)> {
+        self.files.iter().map(|(p, s)| (p.as_path(), *s))
+    }
+
+    /// Calls `f` for every message in storage order until it returns `Break`.
+    pub fn for_each(
+        &self,
+        mut f: impl FnMut(BagMessage<'_>) -> ControlFlow<()>,
+    ) -> Result<(), BagError> {
+        for (path, storage) in &self.files {
+            let flow = match storage {
+                Storage::Mcap => for_each_mcap(path, &mut f)?,
+                Storage::Sqlite3 => for_each_sqlite(path, &mut f)?,
+            };
+            if flow.is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// As [`Self::for_each`], with the reading (file I/O, chunk decompression) on a thread of
+    /// its own (`lookout-bag-read`) running up to `depth` messages ahead, so it overlaps with
+    /// whatever `f` does. Same messages, same order. Each payload is copied into a buffer that
+    /// comes back to the reader once `f` has seen it (`depth + 1` buffers in all, grown to the
+    /// largest message, so a steady stream allocates nothing); `f` may swap the buffer for
+    /// another one of its own ([`Prefetched::buffer_mut`], e.g. a frame slot's), which then goes
+    /// back to the reader in its place. Topic names and definitions are shared per topic. Blocks when `depth` messages wait. The reader runs at the lowest normal
+    /// priority ([`crate::runtime::realtime::background`]): it has the whole of each inference to run ahead in,
+    /// and must not take a core from the pre-processing or inference of the frame before.
+    pub fn for_each_prefetched(
+        &self,
+        depth: usize,
+        mut f: impl FnMut(&mut Prefetched) -> ControlFlow<()>,
+    ) -> Result<(), BagError> {
+        type Read = (std::sync::Arc<PrefetchedTopic>, u64, Vec<u8>);
+        let (tx, rx) = crossbeam_channel::bounded::<Read>(depth.max(1));
+        // Buffers the consumer is done with, back to the reader.
+        let (recycle_tx, recycle_rx) = crossbeam_channel::bounded::<Vec<u8>>(depth.max(1) + 1);
+        let path = || {
+            self.files
+                .first()
+                .map(|(p, _)| p.clone())
+                .unwrap_or_default()
+        };
+        std::thread::scope(|scope| {
+            let reader = std::thread::Builder::new()
+                .name("lookout-bag-read".into())
+                .spawn_scoped(scope, move || {
+                    crate::runtime::realtime::background("lookout-bag-read");
+                    let mut topics: Vec<std::sync::Arc<PrefetchedTopic>> = Vec::new();
+                    self.for_each(|m| {
+                        let topic = match topics.iter().find(|t| t.name == m.topic) {
+                            Some(t) => std::sync::Arc::clone(t),
+                            None => {
+                                let t = std::sync::Arc::new(PrefetchedTopic {
+                                    name: m.topic.to_string(),
+                                    type_name: m.type_name.to_string(),
+                                    definition: m
+                                        .definition
+                                        .map(|(e, d)| (e.to_string(), d.to_vec())),
+                                });
+                                topics.push(std::sync::Arc::clone(&t));
+                                t
+                            }
+                        };
+                        let mut data = recycle_rx.try_recv().unwrap_or_default();
+                        data.clear();
+                        data.extend_from_slice(m.data);
+                        match tx.send((topic, m.log_time_ns, data)) {
+                            Ok(()) => ControlFlow::Continue(()),
+                            // The consumer stopped.
+                            Err(_) => ControlFlow::Break(()),
+                        }
+                    })
+                });
+            let reader = match reader {
+                Ok(r) => r,
+                Err(error) => {
+                    return Err(BagError::Io {
+                        path: path(),
+                        error,
+                    });
+                }
+            };
+            for (topic, log_time_ns, data) in &rx {
+                let mut p = Prefetched {
+                    topic,
+                    log_time_ns,
+                    data,
+                };
+                if f(&mut p).is_break() {
+                    break;
+                }
+                // Full only if the reader has not taken its buffers back yet: then this one goes.
+                let _ = recycle_tx.try_send(p.data);
+            }
+            drop(rx);
+            reader.join().unwrap_or_else(|_| {
+                Err(BagError::Mcap {
+                    path: path(),
+                    reason: "the bag reading thread panicked".into(),
+                })
+            })
+        })
+    }
+
+    /// Every topic with its type and message count (reads the whole bag).
+    pub fn topics(&self) -> Result<Vec<TopicInfo>, BagError> {
+        let mut topics: Vec<TopicInfo> = Vec::new();
+        self.for_each(|m| {
+            match topics.iter_mut().find(|t| t.name == m.topic) {
+                Some(t) => t.count += 1,
+                None => topics.push(TopicInfo {
+                    name: m.topic.to_string(),
+                    type_name: m.type_name.to_string(),
+                    count: 1,
+                }),
+            }
+            ControlFlow::Continue(())
+        })?;
+        Ok(topics)
+    }
+}
+
+fn for_each_mcap(
+    path: &Path,
+    f: &mut impl FnMut(BagMessage<'_>) -> ControlFlow<()>,
+) -> Result<ControlFlow<()>, BagError> {
+    let file = std::fs::File::open(path).map_err(|error| BagError::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    let bad = |e: mcap::McapError| BagError::Mcap {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    // Streamed through a bounded buffer, not mapped: a mapped bag's pages stay in the process's
+    // resident set as it is read (a 290 MB bag added 290 MB of RSS), streaming keeps one chunk.
+    let reader = std::io::BufReader::with_capacity(1 << 20, file);
+    for message in mcap::io::MessageReader::new(reader) {
+        let message = message.map_err(bad)?;
+        let schema = message.channel.schema.as_deref();
+        let flow = f(BagMessage {
+            topic: &message.channel.topic,
+            type_name: schema.map_or("", |s| s.name.as_str()),
+            log_time_ns: message.log_time,
+            data: &message.data,
+            definition: schema.map(|s| (s.encoding.as_str(), &*s.data)),
+        });
+        if flow.is_break() {
+            return Ok(flow);
+        }
+    }
+    Ok(ControlFlow::Continue(()))
+}
+
+/// Every row of a three-column query.
+fn all_rows<A, B, C>(q: &mut rusqlite::Statement<'_>) -> rusqlite::Result<Vec<(A, B, C)>>
+where
+    A: rusqlite::types::FromSql,
+    B: rusqlite::types::FromSql,
+    C: rusqlite::types::FromSql,
+{
+    q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect()
+}
+
+fn for_each_sqlite(
+    path: &Path,
+    f: &mut impl FnMut(BagMessage<'_>) -> ControlFlow<()>,
+) -> Result<ControlFlow<()>, BagError> {
+    let bad = |e: rusqlite::Error| BagError::Sqlite {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let db =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(bad)?;
+    let topics: Vec<(i64, String, String)> = all_rows(
+        &mut db
+            .prepare("SELECT id, name, type FROM topics")
+            .map_err(bad)?,
+    )
+    .map_err(bad)?;
+    // Message definitions (rosbag2 Iron and later; older bags have no such table).
+    let definitions: Vec<(String, String, String)> = match db
+        .prepare("SELECT topic_type, encoding, encoded_message_definition FROM message_definitions")
+    {
+        Ok(mut q) => all_rows(&mut q).map_err(bad)?,
+        Err(_) => Vec::new(),
+    };
+    let mut q = db
+        .prepare("SELECT topic_id, timestamp, data FROM messages ORDER BY id")
+        .map_err(bad)?;
+    let mut rows = q.query([]).map_err(bad)?;
+    while let Some(row) = rows.next().map_err(bad)? {
+        let topic_id: i64 = row.get(0).map_err(bad)?;
+        let timestamp: i64 = row.get(1).map_err(bad)?;
+        let data = row
+            .get_ref(2)
+            .map_err(bad)?
+            .as_blob()
+            .map_err(|e| bad(e.into()))?;
+        let (topic, type_name) = topics
+            .iter()
+            .find(|t| t.0 == topic_id)
+            .map_or(("", ""), |t| (t.1.as_str(), t.2.as_str()));
+        let definition = definitions
+            .iter()
+            .find(|d| d.0 == type_name && !d.2.is_empty())
+            .map(|d| (d.1.as_str(), d.2.as_bytes()));
+        let flow = f(BagMessage {
+            topic,
+            type_name,
+            log_time_ns: u64::try_from(timestamp).unwrap_or(0),
+            data,
+            definition,
+        });
+        if flow.is_break() {
+            return Ok(flow);
+        }
+    }
+    Ok(ControlFlow::Continue(()))
+}

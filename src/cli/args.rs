@@ -1,0 +1,197 @@
+//! The command line's arguments (clap).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use lookout::core::engine::Provider;
+use lookout::core::model;
+
+/// lookout: a real-time ROS 2 perception node (ONNX detector in, vision_msgs detections out).
+#[derive(Parser, Debug)]
+#[command(name = "lookout", version, about, long_about = None)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Run the detector on image files (JPEG or PNG) and print the detections.
+    ///
+    /// Prints one block per image, or with --json one line of JSON per image:
+    /// {"image": PATH, "execution_provider": "cpu", "width": W, "height": H,
+    ///  "detections": [{"class": "bus", "score": 0.87, "bbox": [x1, y1, x2, y2]}]}
+    /// Boxes are in the image's pixels. Exits 1 if any image could not be processed.
+    Detect(DetectArgs),
+    /// Run the live ROS 2 node: subscribe to the configured camera topics, publish
+    /// vision_msgs/Detection2DArray per camera.
+    ///
+    /// Parameters come from --params-file (default: config/lookout.yaml, unless --ros-args
+    /// carries its own --params-file), then from the standard ROS arguments (-p key:=value,
+    /// --params-file). Remapping (-r), namespace (-r __ns:=/ns), node name (-r __node:=name),
+    /// use_sim_time and --log-level work as for any ROS 2 node. Stops cleanly on SIGINT/SIGTERM
+    /// and prints a per-camera summary.
+    #[cfg(feature = "ros")]
+    Run(RunArgs),
+    /// Replay rosbag2 bags (MCAP or sqlite3) through the detector; write a detections bag
+    /// (MCAP, with metadata.yaml and /diagnostics) and a JSON report.
+    ///
+    /// Cameras, topics, model and deadlines come from the same parameters file as `run`.
+    /// --max-speed (default) processes every frame in order, none dropped, and writes the same
+    /// detections on every run; --rate R plays at R times the recorded rate with the live
+    /// drop and deadline policy; --step processes one frame per Enter (q to stop). Ctrl-C
+    /// finishes the output bag, which stays readable. Prints the report summary; exit 0.
+    Replay(ReplayArgs),
+    /// Compare the detections of two bags (matched by topic and stamp): per-class counts and
+    /// IoU-matched score and box differences. Exit 0 within tolerances, 1 beyond them, 2 when
+    /// a bag cannot be read.
+    Diff(DiffArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct ReplayArgs {
+    /// Input bags (folders with metadata.yaml, or .mcap/.db3 files), played in this order.
+    #[arg(required = true, value_name = "BAG")]
+    pub(crate) bags: Vec<PathBuf>,
+
+    /// ROS 2 parameters file (default: config/lookout.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) params_file: Option<PathBuf>,
+
+    /// Output bag folder (default: <first bag name>_lookout); must not exist unless --force.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: Option<PathBuf>,
+
+    /// Replace an existing output bag.
+    #[arg(long)]
+    pub(crate) force: bool,
+
+    /// Report file (JSON; default: <out>/report.json).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Option<PathBuf>,
+
+    /// Every frame, in order, as fast as inference runs (the default).
+    #[arg(long, conflicts_with_all = ["rate", "step"])]
+    pub(crate) max_speed: bool,
+
+    /// Play at R times the recorded rate, with the live queue, age and deadline policy.
+    #[arg(long, value_name = "R", conflicts_with = "step", value_parser = parse_rate)]
+    pub(crate) rate: Option<f64>,
+
+    /// One frame per Enter (q + Enter stops); prints each frame's detections.
+    #[arg(long)]
+    pub(crate) step: bool,
+
+    /// Also copy every input message (images and other topics) into the output bag.
+    #[arg(long)]
+    pub(crate) copy_all: bool,
+
+    /// Leave /diagnostics out of the output bag (the whole bag is then byte-identical from run
+    /// to run).
+    #[arg(long)]
+    pub(crate) no_diagnostics: bool,
+
+    /// Execution providers to try, in order (overrides engine.execution_providers).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub(crate) execution_providers: Option<Vec<Provider>>,
+
+    /// Print the whole report (JSON) instead of the summary.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+pub(crate) fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("expected a positive number, got `{s}`")),
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct DiffArgs {
+    /// Reference detections bag.
+    pub(crate) a: PathBuf,
+    /// Detections bag to compare with it.
+    pub(crate) b: PathBuf,
+    /// Least IoU for two same-class detections to be paired.
+    #[arg(long, default_value_t = 0.5)]
+    pub(crate) iou: f64,
+    /// Largest allowed score difference of a pair.
+    #[arg(long, default_value_t = 0.02)]
+    pub(crate) score_tol: f64,
+    /// Largest allowed box corner displacement of a pair, pixels.
+    #[arg(long, default_value_t = 2.0)]
+    pub(crate) box_tol_px: f64,
+    /// Unmatched detections allowed over all frames.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) max_unmatched: u64,
+    /// Print the whole comparison as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[cfg(feature = "ros")]
+#[derive(clap::Args, Debug)]
+pub(crate) struct RunArgs {
+    /// ROS 2 parameters file (see config/lookout.yaml for every key).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) params_file: Option<PathBuf>,
+
+    /// Standard ROS 2 arguments, passed to rcl unchanged (everything after --ros-args).
+    #[arg(long = "ros-args", num_args = 0.., allow_hyphen_values = true, value_name = "ARGS")]
+    pub(crate) ros_args: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct DetectArgs {
+    /// Image files to run the detector on (JPEG or PNG).
+    #[arg(required = true, value_name = "IMAGE")]
+    pub(crate) images: Vec<PathBuf>,
+
+    /// Model package manifest (a relative path is also looked up in the source tree).
+    #[arg(long, value_name = "MANIFEST", default_value = model::DEFAULT_MANIFEST)]
+    pub(crate) model: PathBuf,
+
+    /// Print one line of JSON per image instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// Minimum score to report (default: the manifest's threshold).
+    #[arg(long, value_name = "SCORE")]
+    pub(crate) confidence: Option<f32>,
+
+    /// Execution providers to try, in order, comma-separated: tensorrt, cuda, cpu.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "tensorrt,cuda,cpu"
+    )]
+    pub(crate) execution_providers: Vec<Provider>,
+
+    /// Fail when the first listed provider cannot be used instead of falling back to the next.
+    #[arg(long)]
+    pub(crate) require_first_provider: bool,
+
+    /// ONNX Runtime library (default: ORT_DYLIB_PATH, then the set-up's copy).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) ort_library: Option<PathBuf>,
+
+    /// Decode JPEGs at full size (by default a JPEG at least twice the tensor size is decoded at
+    /// 1/2, 1/4 or 1/8 scale in the DCT domain: faster, detections move slightly).
+    #[arg(long)]
+    pub(crate) jpeg_full_scale: bool,
+
+    /// Largest image accepted, as WIDTHxHEIGHT.
+    #[arg(long, value_name = "WxH", default_value = "8192x8192", value_parser = parse_size)]
+    pub(crate) max_size: (u32, u32),
+}
+
+pub(crate) fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once('x')
+        .ok_or_else(|| format!("expected WIDTHxHEIGHT, got `{s}`"))?;
+    let parse = |v: &str| v.parse::<u32>().map_err(|e| format!("`{v}`: {e}"));
+    Ok((parse(w)?, parse(h)?))
+}

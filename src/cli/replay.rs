@@ -1,0 +1,194 @@
+//! `lookout replay`: bags through the runtime into a detections bag and a report.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+
+use super::args::ReplayArgs;
+use super::stop_flag;
+
+pub(crate) fn replay(args: &ReplayArgs) -> Result<ExitCode> {
+    use lookout::replay::{Pace, Replay, ReplayOptions, default_out};
+    use std::io::BufRead;
+    use std::sync::atomic::Ordering;
+
+    let params = args.params_file.clone().unwrap_or_else(|| {
+        lookout::config::resolve_path(Path::new(lookout::config::DEFAULT_PARAMS_FILE))
+    });
+    let mut config = lookout::config::Config::load(&params, "lookout")
+        .with_context(|| format!("parameters file {}", params.display()))?;
+    if let Some(p) = &args.execution_providers {
+        config.engine.execution_providers = p.clone();
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(&args.bags[0]));
+    if args.force && out.exists() {
+        let looks_like_bag = out.join("metadata.yaml").exists()
+            || std::fs::read_dir(&out)?
+                .filter_map(|e| e.ok())
+                .any(|e| e.path().extension().is_some_and(|x| x == "mcap"));
+        if !looks_like_bag {
+            bail!(
+                "--force: {} exists and is not a bag; not removing it",
+                out.display()
+            );
+        }
+        std::fs::remove_dir_all(&out)
+            .with_context(|| format!("cannot remove {}", out.display()))?;
+    }
+    let pace = match (args.rate, args.step) {
+        (Some(r), _) => Pace::Rate(r),
+        (None, true) => Pace::Step,
+        (None, false) => Pace::MaxSpeed,
+    };
+    let report_path = args
+        .report
+        .clone()
+        .unwrap_or_else(|| out.join("report.json"));
+    let stop = stop_flag()?;
+    // A replay that fails leaves no partial bag behind (output is whole or not at all); only a
+    // folder this run creates is ever removed.
+    let created_out = !out.exists();
+    let remove_partial = |e: anyhow::Error| {
+        if created_out && out.exists() {
+            match std::fs::remove_dir_all(&out) {
+                Ok(()) => e.context(format!("the partial output {} was removed", out.display())),
+                Err(r) => e.context(format!(
+                    "the partial output {} could not be removed: {r}",
+                    out.display()
+                )),
+            }
+        } else {
+            e
+        }
+    };
+    let replay = Replay::new(ReplayOptions {
+        bags: args.bags.clone(),
+        config,
+        out: out.clone(),
+        pace,
+        copy_all: args.copy_all,
+        diagnostics: !args.no_diagnostics,
+    })
+    .map_err(|e| remove_partial(e.into()))?;
+    tracing::info!(
+        execution_provider = replay.execution_provider(),
+        out = %out.display(),
+        "replaying"
+    );
+    let bar = indicatif::ProgressBar::with_draw_target(
+        replay.frames_expected(),
+        indicatif::ProgressDrawTarget::stderr_with_hz(4),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} frames {per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut progress = |n: u64| bar.set_position(n);
+    let stdin = std::io::stdin();
+    let mut go_ahead = |view: &lookout::replay::StepView<'_>| {
+        if let Some((camera, bytes)) = view.previous
+            && let Ok(msg) = lookout::bag::cdr::detection_array(bytes)
+        {
+            bar.suspend(|| {
+                println!(
+                    "frame {} camera {} stamp {}.{:09}: {} detections",
+                    view.frame,
+                    camera,
+                    msg.stamp.sec,
+                    msg.stamp.nanosec,
+                    msg.detections.len()
+                );
+                for d in &msg.detections {
+                    let (class, score) = d.best().unwrap_or(("?", 0.0));
+                    let c = d.corners();
+                    println!(
+                        "  {class:<14} {score:.2}  [{:.0}, {:.0}, {:.0}, {:.0}]",
+                        c[0], c[1], c[2], c[3]
+                    );
+                }
+            });
+        }
+        if view.topic.is_empty() {
+            return false;
+        }
+        eprint!("next: {} (Enter: process, q: stop) ", view.topic);
+        let mut line = String::new();
+        match stdin.lock().read_line(&mut line) {
+            Ok(0) | Err(_) => false,
+            Ok(_) => line.trim() != "q",
+        }
+    };
+    // Max speed and step infer on this thread: a panic there must not skip the clean-up.
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        replay.run(&stop, &mut progress, &mut go_ahead)
+    }));
+    let report = match run {
+        Ok(result) => result.map_err(|e| remove_partial(e.into()))?,
+        Err(payload) => {
+            let reason = lookout::runtime::supervise::panic_message(payload.as_ref());
+            return Err(remove_partial(anyhow::anyhow!(
+                "the replay's inference died: {reason}"
+            )));
+        }
+    };
+    bar.finish_and_clear();
+    let json = serde_json::to_string_pretty(&report)?;
+    std::fs::write(&report_path, format!("{json}\n"))
+        .with_context(|| format!("cannot write {}", report_path.display()))?;
+    if args.json {
+        println!("{json}");
+    } else {
+        let l = &report.latency_ms;
+        println!(
+            "replay{}: {} frames in, {} processed, {} dropped, {} deadline misses, {} bad inputs ({} mode, {})",
+            if report.interrupted {
+                " (interrupted)"
+            } else {
+                ""
+            },
+            report.frames_in,
+            report.frames_processed,
+            report.dropped,
+            report.deadline_misses,
+            report.bad_inputs,
+            report.mode,
+            report.execution_provider
+        );
+        println!(
+            "speed: {:.2} frames/s over {:.1} s (inference alone: {:.2} frames/s)",
+            report.frames_per_s, report.wall_s, report.inference_only_frames_per_s
+        );
+        for (name, p) in [
+            ("e2e", l.e2e),
+            ("preprocess", l.preprocess),
+            ("inference", l.inference),
+            ("postprocess", l.postprocess),
+        ] {
+            println!(
+                "{name:<12} ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p999 {:.2}  max {:.2}",
+                p.p50, p.p90, p.p99, p.p999, p.max
+            );
+        }
+        for (name, c) in &report.per_camera {
+            println!(
+                "camera {name}: {} in, {} processed, {} messages written",
+                c.frames_in, c.frames_processed, c.messages_written
+            );
+        }
+        println!("model {} sha256 {}", report.model, report.model_sha256);
+        println!(
+            "output bag: {} ({} messages); report: {}",
+            report.output_bag,
+            report.messages_written,
+            report_path.display()
+        );
+    }
+    let _ = stop.load(Ordering::Relaxed);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,241 @@
+//! The replay's result sink: detections, /diagnostics and copied topics into the output bag,
+//! and the report at the end.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::report::peak_rss_mb;
+use super::{Counts, LatencyMs, Pace, Replay, ReplayError, Report, StageMs, round2};
+use crate::bag::{cdr, schema};
+use crate::runtime::deadline::Verdict;
+use crate::runtime::health::Status;
+use crate::runtime::inference::Output;
+
+impl Replay {
+    /// Writes every result ready. `log_time_ns`: the time to write them at (max-speed: the
+    /// frame's receive time); `None`: the bag clock now (rate).
+    pub(super) fn drain(
+        &mut self,
+        log_time_ns: Option<u64>,
+        mut keep: Option<&mut Option<(String, Vec<u8>)>>,
+    ) -> Result<(), ReplayError> {
+        while let Some(out) = self.runtime.results().and_then(|r| r.try_recv()) {
+            let result = self.write_result(&out, log_time_ns, keep.as_deref_mut());
+            if let Some(r) = self.runtime.results() {
+                r.recycle(out);
+            }
+            result?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn write_result(
+        &mut self,
+        out: &Output,
+        log_time_ns: Option<u64>,
+        keep: Option<&mut Option<(String, Vec<u8>)>>,
+    ) -> Result<(), ReplayError> {
+        let now = Instant::now();
+        let verdict = match self.runtime.tracker_mut() {
+            Some(t) => t.judge(out, now),
+            None => Verdict::OnTime,
+        };
+        let e2e = now.saturating_duration_since(out.received);
+        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        self.totals.first.get_or_insert(StageMs {
+            e2e: ms(e2e),
+            preprocess: ms(out.times.preprocess),
+            inference: ms(out.times.inference),
+            postprocess: ms(out.times.postprocess),
+        });
+        self.totals.e2e.record(now, e2e);
+        self.totals.preprocess.record(now, out.times.preprocess);
+        self.totals.inference.record(now, out.times.inference);
+        self.totals.postprocess.record(now, out.times.postprocess);
+        if verdict == Verdict::LateDrop {
+            return Ok(());
+        }
+        let Some(camera) = self.cameras.get_mut(out.camera) else {
+            return Ok(());
+        };
+        cdr::encode_detection_array(
+            &mut self.buf,
+            out.stamp,
+            out.frame_id(),
+            out.detections(),
+            &self.runtime.model().class_names,
+        );
+        let t = log_time_ns
+            .unwrap_or_else(|| u64::try_from(self.clock_ns.load(Ordering::Relaxed)).unwrap_or(0));
+        if let Some(w) = self.writer.as_mut() {
+            w.write(camera.out_topic, t, &self.buf)?;
+            camera.written += 1;
+            camera.counters.published.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(k) = keep {
+            // Step mode only: the last result, for printing.
+            let (name, bytes) = k.get_or_insert_with(Default::default);
+            name.clone_from(&camera.name);
+            bytes.clone_from(&self.buf);
+        }
+        self.last_log_ns = self.last_log_ns.max(t);
+        Ok(())
+    }
+
+    /// `--copy-all`: every input message goes to the output bag unchanged.
+    pub(super) fn copy(&mut self, m: &crate::bag::BagMessage<'_>) -> Result<(), ReplayError> {
+        self.last_log_ns = self.last_log_ns.max(m.log_time_ns);
+        if !self.options.copy_all {
+            return Ok(());
+        }
+        let Some(w) = self.writer.as_mut() else {
+            return Ok(());
+        };
+        let topic = match self.copied.get(m.topic) {
+            Some(t) => *t,
+            None => {
+                let known = schema::known(m.type_name);
+                let fallback = known.map(|k| k.definition());
+                let definition = m
+                    .definition
+                    .or(fallback.as_deref().map(|d| ("ros2msg", d.as_bytes())));
+                let t = w.add_topic(
+                    m.topic,
+                    m.type_name,
+                    definition,
+                    known.map_or("", |k| k.type_hash),
+                    "",
+                )?;
+                self.copied.insert(m.topic.to_string(), t);
+                t
+            }
+        };
+        w.write(topic, m.log_time_ns, m.data)?;
+        Ok(())
+    }
+
+    /// Writes /diagnostics for every period boundary up to bag time `bag_ns`.
+    pub(super) fn emit_diagnostics_until(&mut self, bag_ns: u64) -> Result<(), ReplayError> {
+        let Some(topic) = self.diagnostics_topic else {
+            return Ok(());
+        };
+        if self.next_diagnostics_ns == 0 {
+            self.next_diagnostics_ns = bag_ns + self.period_ns;
+            return Ok(());
+        }
+        if bag_ns < self.next_diagnostics_ns {
+            // A bag played after another may start earlier: re-anchor on time going back.
+            if self.next_diagnostics_ns - bag_ns > 2 * self.period_ns {
+                self.next_diagnostics_ns = bag_ns + self.period_ns;
+            }
+            return Ok(());
+        }
+        let at = self.next_diagnostics_ns;
+        self.next_diagnostics_ns = bag_ns.max(at) + self.period_ns;
+        let statuses = self.statuses();
+        let stamp = crate::runtime::queue::Stamp::from_nanos(i64::try_from(at).unwrap_or(i64::MAX));
+        cdr::encode_diagnostic_array(&mut self.buf, stamp, &statuses, "lookout");
+        if let Some(w) = self.writer.as_mut() {
+            w.write(topic, at, &self.buf)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn statuses(&mut self) -> Vec<Status> {
+        self.runtime.report_health(Instant::now())
+    }
+
+    pub(super) fn finish(mut self, interrupted: bool) -> Result<Report, ReplayError> {
+        let wall_s = self.started.elapsed().as_secs_f64();
+        if let Err(e) = self.emit_diagnostics_final() {
+            if let Some(w) = self.writer.take() {
+                let _ = w.finish();
+            }
+            return Err(e);
+        }
+        let info = match self.writer.take() {
+            Some(w) => Some(w.finish()?),
+            None => None,
+        };
+        let now = Instant::now();
+        let engine = self.runtime.engine().clone();
+        let model = self.runtime.model().clone();
+        let mut report = Report {
+            execution_provider: engine.execution_provider.to_string(),
+            fallback_reason: engine.fallback_reason.clone(),
+            io_memory: engine.io_memory.to_string(),
+            model_sha256: model.sha256.clone(),
+            mode: self.options.pace.name().to_string(),
+            rate: match self.options.pace {
+                Pace::Rate(r) => r,
+                _ => 1.0,
+            },
+            interrupted,
+            wall_s: (wall_s * 1000.0).round() / 1000.0,
+            model: model.name.clone(),
+            input_bags: self
+                .options
+                .bags
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            output_bag: self.options.out.display().to_string(),
+            messages_written: info.map_or(0, |i| i.message_count),
+            latency_ms: self.totals.latency(),
+            first_frame_ms: self.totals.first.unwrap_or_default(),
+            peak_rss_mb: peak_rss_mb(),
+            ..Report::default()
+        };
+        let mut inference_ns = 0u64;
+        for (i, c) in self.cameras.iter().enumerate() {
+            let s = c.counters.snapshot();
+            let stats = self
+                .runtime
+                .tracker_mut()
+                .map(|t| t.snapshot(i, now))
+                .unwrap_or_default();
+            inference_ns += s.inference_ns;
+            let counts = Counts {
+                frames_in: c.frames_in,
+                frames_processed: s.processed,
+                // Every frame that yields no detections message, bad input aside.
+                dropped: s.dropped() + s.timeouts + s.inference_errors,
+                deadline_misses: s.deadline_misses,
+                bad_inputs: s.bad_input,
+                timeouts: s.timeouts,
+                messages_written: c.written,
+                execution_provider: engine.execution_provider.to_string(),
+                model_sha256: model.sha256.clone(),
+                latency_ms: LatencyMs {
+                    e2e: stats.e2e_total.into(),
+                    preprocess: stats.preprocess_total.into(),
+                    inference: stats.inference_total.into(),
+                    postprocess: stats.postprocess_total.into(),
+                },
+            };
+            report.frames_in += counts.frames_in;
+            report.frames_processed += counts.frames_processed;
+            report.dropped += counts.dropped;
+            report.deadline_misses += counts.deadline_misses;
+            report.bad_inputs += counts.bad_inputs;
+            report.per_camera.insert(c.name.clone(), counts);
+        }
+        if wall_s > 0.0 {
+            report.frames_per_s = round2(report.frames_processed as f64 / wall_s);
+        }
+        if report.frames_processed > 0 && inference_ns > 0 {
+            report.inference_only_frames_per_s =
+                round2(1e9 * report.frames_processed as f64 / inference_ns as f64);
+        }
+        Ok(report)
+    }
+
+    pub(super) fn emit_diagnostics_final(&mut self) -> Result<(), ReplayError> {
+        // One last status at the end of the bag, so short bags carry one too.
+        if self.diagnostics_topic.is_some() && self.last_log_ns > 0 {
+            self.next_diagnostics_ns = self.next_diagnostics_ns.min(self.last_log_ns).max(1);
+            return self.emit_diagnostics_until(self.last_log_ns);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,169 @@
+//! The sink side of the live node: results to `Detection2DArray` on each camera's topic (on
+//! `lookout-publish`), and statuses to `DiagnosticArray`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::runtime::counters::CameraCounters;
+use crate::runtime::deadline::{RosClock, StatsSnapshot, Verdict};
+use crate::runtime::health::Status;
+use crate::runtime::inference::{Output, OutputSource, ResultTracker};
+use crate::runtime::queue::Stamp;
+
+pub(super) fn diagnostic_array(
+    statuses: &[Status],
+    clock: &RosClock,
+    hardware_id: String,
+) -> r2r::diagnostic_msgs::msg::DiagnosticArray {
+    let mut msg = r2r::diagnostic_msgs::msg::DiagnosticArray::default();
+    let stamp = Stamp::from_nanos(clock.now_ns().unwrap_or(0));
+    msg.header.stamp.sec = stamp.sec;
+    msg.header.stamp.nanosec = stamp.nanosec;
+    for s in statuses {
+        let mut st = r2r::diagnostic_msgs::msg::DiagnosticStatus {
+            level: s.level.as_byte(),
+            name: s.name.clone(),
+            message: s.message.clone(),
+            hardware_id: hardware_id.clone(),
+            ..Default::default()
+        };
+        st.values = s
+            .values
+            .iter()
+            .map(|(k, v)| r2r::diagnostic_msgs::msg::KeyValue {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect();
+        msg.status.push(st);
+    }
+    msg
+}
+
+/// The publishing thread's state.
+pub(super) struct Publisher {
+    pub(super) publishers: Vec<r2r::Publisher<r2r::vision_msgs::msg::Detection2DArray>>,
+    pub(super) debug: Vec<(
+        r2r::Publisher<r2r::std_msgs::msg::Float64>,
+        r2r::Publisher<r2r::std_msgs::msg::Float64>,
+    )>,
+    pub(super) counters: Vec<Arc<CameraCounters>>,
+    pub(super) class_names: Vec<String>,
+    pub(super) stats_tx: crossbeam_channel::Sender<(usize, StatsSnapshot)>,
+    pub(super) period: Duration,
+    pub(super) clock: RosClock,
+}
+
+impl Publisher {
+    /// `Output` -> deadline verdict -> `Detection2DArray` on the camera's topic; statistics to
+    /// the executor once a period. Ends when the inference loop has stopped and all is drained.
+    pub(super) fn run(self, source: OutputSource, mut tracker: ResultTracker) {
+        let mut msgs: Vec<r2r::vision_msgs::msg::Detection2DArray> =
+            self.publishers.iter().map(|_| Default::default()).collect();
+        let mut next_stats = Instant::now() + self.period;
+        loop {
+            let wait = next_stats
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
+            match source.recv_timeout(wait) {
+                Ok(out) => {
+                    self.publish(&mut msgs, &mut tracker, &out);
+                    source.recycle(out);
+                }
+                Err(true) => break,
+                Err(false) => {}
+            }
+            let now = Instant::now();
+            if now >= next_stats {
+                next_stats = now + self.period;
+                for camera in 0..tracker.cameras() {
+                    // A full channel means the executor has not read the last ones: skip.
+                    let _ = self
+                        .stats_tx
+                        .try_send((camera, tracker.snapshot(camera, now)));
+                }
+            }
+        }
+    }
+
+    fn publish(
+        &self,
+        msgs: &mut [r2r::vision_msgs::msg::Detection2DArray],
+        tracker: &mut ResultTracker,
+        out: &Output,
+    ) {
+        let camera = out.camera;
+        let (Some(msg), Some(publisher), Some(counters)) = (
+            msgs.get_mut(camera),
+            self.publishers.get(camera),
+            self.counters.get(camera),
+        ) else {
+            return;
+        };
+        if tracker.judge(out, Instant::now()) == Verdict::LateDrop {
+            return;
+        }
+        fill_message(msg, out, &self.class_names);
+        match publisher.publish(msg) {
+            Ok(()) => {
+                counters.published.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                counters.dropped_output.fetch_add(1, Ordering::Relaxed);
+                if counters.first_publish_error() {
+                    tracing::error!(error = %e, "publishing detections failed (further failures are counted, not logged)");
+                }
+            }
+        }
+        if let Some((processing, latency)) = self.debug.get(camera) {
+            let processing_ms = out
+                .finished
+                .saturating_duration_since(out.dequeued)
+                .as_secs_f64()
+                * 1e3;
+            let _ = processing.publish(&r2r::std_msgs::msg::Float64 {
+                data: processing_ms,
+            });
+            if let Some(now) = self.clock.now_ns() {
+                let age_ms = (now - out.stamp.as_nanos()).max(0) as f64 / 1e6;
+                let _ = latency.publish(&r2r::std_msgs::msg::Float64 { data: age_ms });
+            }
+        }
+    }
+}
+
+/// Writes one frame's detections into a reused message: the array's header and every
+/// detection's header are the input frame's header, unchanged.
+fn fill_message(
+    msg: &mut r2r::vision_msgs::msg::Detection2DArray,
+    out: &Output,
+    class_names: &[String],
+) {
+    msg.header.stamp.sec = out.stamp.sec;
+    msg.header.stamp.nanosec = out.stamp.nanosec;
+    msg.header.frame_id.clear();
+    msg.header.frame_id.push_str(out.frame_id());
+    msg.detections
+        .resize_with(out.detections().len(), Default::default);
+    for (det, d) in msg.detections.iter_mut().zip(out.detections()) {
+        det.header = msg.header.clone();
+        det.id.clear();
+        let (cx, cy) = d.center();
+        let (w, h) = d.size();
+        det.bbox.center.position.x = f64::from(cx);
+        det.bbox.center.position.y = f64::from(cy);
+        det.bbox.center.theta = 0.0;
+        det.bbox.size_x = f64::from(w);
+        det.bbox.size_y = f64::from(h);
+        det.results.resize_with(1, Default::default);
+        let hyp = &mut det.results[0].hypothesis;
+        hyp.class_id.clear();
+        hyp.class_id.push_str(
+            class_names
+                .get(d.class_id as usize)
+                .map_or("?", String::as_str),
+        );
+        hyp.score = f64::from(d.score);
+    }
+}
