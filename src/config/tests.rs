@@ -15,10 +15,10 @@ fn params(yaml: &str) -> Vec<(String, ParamValue)> {
 const MINIMAL: &str = "
 /**:
   ros__parameters:
-cameras: [front]
-camera:
-  front:
-    topic: /cam/image_raw
+    cameras: [front]
+    camera:
+      front:
+        topic: /cam/image_raw
 ";
 
 #[test]
