@@ -20,6 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         bags: vec![bag],
         config,
         out,
+        force: false,
         pace: Pace::MaxSpeed,
         copy_all: false,
         diagnostics: true,

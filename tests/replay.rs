@@ -445,9 +445,17 @@ fn ctrl_c_finishes_a_readable_bag() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // The clip plays for 1.8 s at rate 0.5; interrupt it once the output bag exists.
+    // The clip plays for 1.8 s at rate 0.5; interrupt it once the output bag is being written
+    // (in its staging folder beside `out`, renamed into place when the replay ends).
+    let staging = format!(
+        ".{}.lookout-staging-{}",
+        out.file_name().unwrap().to_string_lossy(),
+        child.id()
+    );
+    let parent = out.parent().unwrap().to_path_buf();
     let started = std::time::Instant::now();
-    while !out.exists() && started.elapsed() < std::time::Duration::from_secs(60) {
+    while !parent.join(&staging).exists() && started.elapsed() < std::time::Duration::from_secs(60)
+    {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     std::thread::sleep(std::time::Duration::from_millis(800));

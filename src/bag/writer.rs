@@ -46,6 +46,21 @@ impl BagWriter {
     /// Creates the bag folder `dir` (which must not exist, or be empty) and its MCAP file.
     /// `custom_data` goes to `metadata.yaml` and to an MCAP metadata record named `lookout`.
     pub fn create(dir: &Path, custom_data: BTreeMap<String, String>) -> Result<Self, BagError> {
+        let stem = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("lookout")
+            .to_string();
+        Self::create_named(dir, &stem, custom_data)
+    }
+
+    /// As [`Self::create`], with the storage file named `<name>_0.mcap` whatever the folder is
+    /// called (a bag written in a staging folder, renamed into place when complete).
+    pub fn create_named(
+        dir: &Path,
+        name: &str,
+        custom_data: BTreeMap<String, String>,
+    ) -> Result<Self, BagError> {
         let werr = |reason: String| BagError::Write {
             path: dir.to_path_buf(),
             reason,
@@ -61,12 +76,7 @@ impl BagWriter {
             }
         }
         std::fs::create_dir_all(dir).map_err(|e| werr(e.to_string()))?;
-        let stem = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("lookout")
-            .to_string();
-        let file_name = format!("{stem}_0.mcap");
+        let file_name = format!("{name}_0.mcap");
         let file = std::fs::File::create(dir.join(&file_name)).map_err(|e| werr(e.to_string()))?;
         let mut mcap = mcap::WriteOptions::new()
             .profile("ros2")

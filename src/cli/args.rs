@@ -60,10 +60,11 @@ pub(crate) struct ReplayArgs {
     pub(crate) params_file: Option<PathBuf>,
 
     /// Output bag folder (default: <first bag name>_lookout); must not exist unless --force.
+    /// Written beside it and renamed into place when complete.
     #[arg(long, value_name = "DIR")]
     pub(crate) out: Option<PathBuf>,
 
-    /// Replace an existing output bag.
+    /// Replace an existing output folder that lookout wrote (never an input or another folder).
     #[arg(long)]
     pub(crate) force: bool,
 
@@ -102,9 +103,12 @@ pub(crate) struct ReplayArgs {
 }
 
 pub(crate) fn parse_rate(s: &str) -> Result<f64, String> {
+    use lookout::replay::{MAX_RATE, MIN_RATE};
     match s.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err(format!("expected a positive number, got `{s}`")),
+        Ok(r) if (MIN_RATE..=MAX_RATE).contains(&r) => Ok(r),
+        _ => Err(format!(
+            "expected a number within [{MIN_RATE}, {MAX_RATE}], got `{s}`"
+        )),
     }
 }
 
@@ -192,6 +196,11 @@ pub(crate) fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let (w, h) = s
         .split_once('x')
         .ok_or_else(|| format!("expected WIDTHxHEIGHT, got `{s}`"))?;
-    let parse = |v: &str| v.parse::<u32>().map_err(|e| format!("`{v}`: {e}"));
+    // The same bound as a camera's max_width/max_height: the decoder reserves w x h x 4 bytes.
+    let parse = |v: &str| match v.parse::<u32>() {
+        Ok(n) if (1..=16384).contains(&n) => Ok(n),
+        Ok(n) => Err(format!("`{n}`: must be within 1..16384")),
+        Err(e) => Err(format!("`{v}`: {e}")),
+    };
     Ok((parse(w)?, parse(h)?))
 }

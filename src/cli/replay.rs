@@ -25,20 +25,6 @@ pub(crate) fn replay(args: &ReplayArgs) -> Result<ExitCode> {
         .out
         .clone()
         .unwrap_or_else(|| default_out(&args.bags[0]));
-    if args.force && out.exists() {
-        let looks_like_bag = out.join("metadata.yaml").exists()
-            || std::fs::read_dir(&out)?
-                .filter_map(|e| e.ok())
-                .any(|e| e.path().extension().is_some_and(|x| x == "mcap"));
-        if !looks_like_bag {
-            bail!(
-                "--force: {} exists and is not a bag; not removing it",
-                out.display()
-            );
-        }
-        std::fs::remove_dir_all(&out)
-            .with_context(|| format!("cannot remove {}", out.display()))?;
-    }
     let pace = match (args.rate, args.step) {
         (Some(r), _) => Pace::Rate(r),
         (None, true) => Pace::Step,
@@ -49,31 +35,15 @@ pub(crate) fn replay(args: &ReplayArgs) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| out.join("report.json"));
     let stop = stop_flag()?;
-    // A replay that fails leaves no partial bag behind (output is whole or not at all); only a
-    // folder this run creates is ever removed.
-    let created_out = !out.exists();
-    let remove_partial = |e: anyhow::Error| {
-        if created_out && out.exists() {
-            match std::fs::remove_dir_all(&out) {
-                Ok(()) => e.context(format!("the partial output {} was removed", out.display())),
-                Err(r) => e.context(format!(
-                    "the partial output {} could not be removed: {r}",
-                    out.display()
-                )),
-            }
-        } else {
-            e
-        }
-    };
     let replay = Replay::new(ReplayOptions {
         bags: args.bags.clone(),
         config,
         out: out.clone(),
+        force: args.force,
         pace,
         copy_all: args.copy_all,
         diagnostics: !args.no_diagnostics,
-    })
-    .map_err(|e| remove_partial(e.into()))?;
+    })?;
     tracing::info!(
         execution_provider = replay.execution_provider(),
         out = %out.display(),
@@ -129,18 +99,16 @@ pub(crate) fn replay(args: &ReplayArgs) -> Result<ExitCode> {
         replay.run(&stop, &mut progress, &mut go_ahead)
     }));
     let report = match run {
-        Ok(result) => result.map_err(|e| remove_partial(e.into()))?,
+        // A failed replay leaves the previous output as it was (the bag is written aside).
+        Ok(result) => result?,
         Err(payload) => {
             let reason = lookout::runtime::supervise::panic_message(payload.as_ref());
-            return Err(remove_partial(anyhow::anyhow!(
-                "the replay's inference died: {reason}"
-            )));
+            bail!("the replay's inference died: {reason}; no output was written");
         }
     };
     bar.finish_and_clear();
     let json = serde_json::to_string_pretty(&report)?;
-    std::fs::write(&report_path, format!("{json}\n"))
-        .with_context(|| format!("cannot write {}", report_path.display()))?;
+    lookout::replay::write_file_atomically(&report_path, format!("{json}\n").as_bytes())?;
     if args.json {
         println!("{json}");
     } else {

@@ -51,10 +51,12 @@ use crate::runtime::deadline::{LatencyStats, RosClock};
 use crate::runtime::queue::FrameProducer;
 use crate::runtime::{Runtime, RuntimeError, Timing};
 
+mod output;
 mod paced;
 mod report;
 mod sink;
 mod source;
+pub use output::{OutputError, OutputPlan, write_file_atomically};
 pub use report::{Counts, LatencyMs, PercentilesMs, Report, StageMs};
 
 /// How frames are paced.
@@ -85,8 +87,12 @@ pub struct ReplayOptions {
     pub bags: Vec<PathBuf>,
     /// The node configuration (cameras, model, engine, thresholds, deadlines).
     pub config: Config,
-    /// Output bag folder (must not exist, or be empty).
+    /// Output bag folder. Written in a staging folder beside it and renamed into place when
+    /// complete ([`OutputPlan`]); it must not exist, be empty, or (with `force`) be a previous
+    /// lookout replay output.
     pub out: PathBuf,
+    /// Replace an existing output folder that lookout wrote.
+    pub force: bool,
     /// Pacing.
     pub pace: Pace,
     /// Also copy every input message (images and other topics) to the output bag.
@@ -94,6 +100,11 @@ pub struct ReplayOptions {
     /// Write /diagnostics to the output bag.
     pub diagnostics: bool,
 }
+
+/// Slowest `--rate` (a thousandth of real time).
+pub const MIN_RATE: f64 = 0.001;
+/// Fastest `--rate` (beyond it, use the maximum speed: no pacing).
+pub const MAX_RATE: f64 = 1000.0;
 
 /// Messages the bag reader runs ahead of the replay in max-speed and step modes (raw frames of a
 /// few MB each: bounded memory).
@@ -131,6 +142,9 @@ pub enum ReplayError {
         /// Type in the bag.
         found: String,
     },
+    /// The output folder is unsafe to write, or could not be put in place.
+    #[error(transparent)]
+    Output(#[from] OutputError),
     /// The runtime (model, engine, threads) cannot start.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
@@ -207,6 +221,8 @@ pub struct Replay {
     runtime: Runtime,
     totals: Totals,
     writer: Option<BagWriter>,
+    /// Where the bag is written, and put in place by `finish` (dropped: removed).
+    output: Option<OutputPlan>,
     diagnostics_topic: Option<usize>,
     copied: BTreeMap<String, usize>,
     clock_ns: Arc<AtomicI64>,
@@ -255,6 +271,8 @@ impl Replay {
             .iter()
             .map(|p| Bag::open(p))
             .collect::<Result<Vec<_>, _>>()?;
+        // Before anything slow: where the output goes must be safe for the inputs.
+        let output = OutputPlan::new(&options.out, &options.bags, options.force)?;
         let topics = topic_types(&bags)?;
         let config = &options.config;
         for (name, cam) in config.camera_list() {
@@ -328,7 +346,7 @@ impl Replay {
         if let Pace::Rate(r) = options.pace {
             provenance.insert("lookout.rate".into(), format!("{r}"));
         }
-        let mut writer = BagWriter::create(&options.out, provenance)?;
+        let mut writer = BagWriter::create_named(output.staging(), &output.bag_name(), provenance)?;
 
         let mut cameras = Vec::new();
         let producers = runtime.take_inputs();
@@ -381,6 +399,7 @@ impl Replay {
             runtime,
             totals,
             writer: Some(writer),
+            output: Some(output),
             diagnostics_topic,
             copied: BTreeMap::new(),
             clock_ns,

@@ -8,6 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{Replay, ReplayError};
+
+/// The longest stretch of bag time between two messages the player waits for (60 s); longer
+/// gaps are played as this.
+const MAX_GAP_NS: u64 = 60_000_000_000;
 use crate::runtime::RuntimeError;
 
 impl Replay {
@@ -27,27 +31,43 @@ impl Replay {
             c.producer.set_wake(infer_thread.clone());
         }
 
-        let rate = if rate.is_finite() && rate > 0.0 {
-            rate
-        } else {
-            1.0
-        };
+        let rate = rate.clamp(super::MIN_RATE, super::MAX_RATE);
         let mut interrupted = false;
         let mut failure: Option<ReplayError> = None;
         let mut frames = 0u64;
         let wall_start = Instant::now();
         let mut bag_offset = 0u64; // played time of the bags before this one
         let mut clock = 0u64;
+        let mut gaps_skipped = 0u64;
         let bags = std::mem::take(&mut self.bags);
         for bag in &bags {
             let mut first_in_bag: Option<u64> = None;
-            let mut last_in_bag = 0u64;
+            // The latest receive time so far, and the bag time not waited for (long gaps).
+            let mut high = 0u64;
+            let mut skipped_ns = 0u64;
             bag.for_each(|m| {
-                // Each bag plays after the previous one, on its own recorded times.
+                // Each bag plays after the previous one, on its own recorded times; a jump
+                // forward of more than MAX_GAP_NS (a bag from a hostile or broken recorder:
+                // a receive time of u64::MAX would stall the player for ever) is played as
+                // MAX_GAP_NS, counted and logged once.
                 let t0 = *first_in_bag.get_or_insert(m.log_time_ns);
-                last_in_bag = m.log_time_ns;
-                let played = bag_offset + m.log_time_ns.saturating_sub(t0);
-                let due = wall_start + Duration::from_secs_f64(played as f64 / 1e9 / rate);
+                if m.log_time_ns > high {
+                    let jump = m.log_time_ns - high.max(t0);
+                    if jump > MAX_GAP_NS {
+                        skipped_ns = skipped_ns.saturating_add(jump - MAX_GAP_NS);
+                        gaps_skipped += 1;
+                        if gaps_skipped == 1 {
+                            tracing::warn!(topic = m.topic, jump_s = jump as f64 / 1e9, max_s = MAX_GAP_NS / 1_000_000_000, "the bag's receive times jump forward; a gap is played as at most the maximum (further gaps are counted, not logged)");
+                        }
+                    }
+                    high = m.log_time_ns;
+                }
+                let played = bag_offset
+                    .saturating_add(m.log_time_ns.saturating_sub(t0))
+                    .saturating_sub(skipped_ns);
+                let wait = Duration::try_from_secs_f64(played as f64 / 1e9 / rate)
+                    .unwrap_or(Duration::MAX);
+                let due = wall_start.checked_add(wait);
                 loop {
                     if stop.load(Ordering::Relaxed) {
                         interrupted = true;
@@ -55,9 +75,9 @@ impl Replay {
                     }
                     let now = Instant::now();
                     // The bag's clock runs at `rate` towards this message's receive time.
-                    let ahead_ns = due.saturating_duration_since(now).as_secs_f64() * rate * 1e9;
-                    let bag_now = m.log_time_ns.saturating_sub(ahead_ns as u64);
-                    if bag_now > clock || bag_now + 1_000_000_000 < clock {
+                    let ahead = due.map_or(Duration::MAX, |d| d.saturating_duration_since(now));
+                    let bag_now = m.log_time_ns.saturating_sub((ahead.as_secs_f64() * rate * 1e9) as u64);
+                    if bag_now > clock || bag_now.saturating_add(1_000_000_000) < clock {
                         clock = bag_now;
                     }
                     self.clock_ns
@@ -73,10 +93,10 @@ impl Replay {
                     if self.runtime.first_gone().is_some() {
                         return ControlFlow::Break(());
                     }
-                    if now >= due {
+                    if due.is_some_and(|d| now >= d) {
                         break;
                     }
-                    std::thread::sleep((due - now).min(Duration::from_millis(2)));
+                    std::thread::sleep(ahead.min(Duration::from_millis(2)));
                 }
                 clock = m.log_time_ns;
                 self.clock_ns
@@ -92,7 +112,9 @@ impl Replay {
                 }
                 ControlFlow::Continue(())
             })?;
-            bag_offset += last_in_bag.saturating_sub(first_in_bag.unwrap_or(last_in_bag));
+            bag_offset = bag_offset
+                .saturating_add(high.saturating_sub(first_in_bag.unwrap_or(high)))
+                .saturating_sub(skipped_ns);
             if failure.is_some() || interrupted {
                 break;
             }

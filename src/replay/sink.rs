@@ -227,6 +227,10 @@ impl Replay {
             report.inference_only_frames_per_s =
                 round2(1e9 * report.frames_processed as f64 / inference_ns as f64);
         }
+        // The bag is complete: only now does it take the destination's place.
+        if let Some(output) = self.output.take() {
+            output.commit()?;
+        }
         Ok(report)
     }
 
