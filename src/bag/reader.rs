@@ -5,6 +5,13 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use super::metadata::read_metadata;
+
+/// The largest MCAP record (a chunk or a message) read: 256 MiB, over ten 4K 16-bit frames.
+/// A longer record is refused before anything is allocated for it.
+pub const MAX_RECORD_BYTES: usize = 256 << 20;
+
+/// The most topics a bag may declare.
+pub const MAX_TOPICS: usize = 10_000;
 use super::{Bag, BagError, BagInfo, BagMessage, Storage, TopicInfo};
 
 /// Per topic, shared by the messages [`Bag::for_each_prefetched`] hands over.
@@ -72,8 +79,20 @@ impl Bag {
             .as_ref()
             .filter(|i| !i.relative_file_paths.is_empty())
         {
+            let root = path.canonicalize().map_err(io)?;
             for rel in &info.relative_file_paths {
+                // Untrusted: a storage file must lie inside the bag folder (no absolute path, no
+                // `..`, no symbolic link out of it), or a bag could read any file on the host.
+                let inside = Path::new(rel)
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)));
                 let p = path.join(rel);
+                if !inside || p.canonicalize().is_ok_and(|c| !c.starts_with(&root)) {
+                    return Err(BagError::Metadata {
+                        path: path.join("metadata.yaml"),
+                        reason: format!("lists {rel}, which is outside the bag folder"),
+                    });
+                }
                 let Some(s) = storage_of(&p).filter(|_| p.is_file()) else {
                     return Err(BagError::Metadata {
                         path: path.join("metadata.yaml"),
@@ -283,7 +302,12 @@ fn for_each_mcap(
     // Streamed through a bounded buffer, not mapped: a mapped bag's pages stay in the process's
     // resident set as it is read (a 290 MB bag added 290 MB of RSS), streaming keeps one chunk.
     let reader = std::io::BufReader::with_capacity(1 << 20, file);
-    for message in mcap::io::MessageReader::new(reader) {
+    // A record's length comes from the file: bounded before anything is allocated for it, and
+    // every chunk's CRC checked, so a damaged or hostile bag is an error naming the file.
+    let options = mcap::sans_io::LinearReaderOptions::default()
+        .with_record_length_limit(MAX_RECORD_BYTES)
+        .with_validate_chunk_crcs(true);
+    for message in mcap::io::MessageReader::new_with_options(reader, options) {
         let message = message.map_err(bad)?;
         let schema = message.channel.schema.as_deref();
         let flow = f(BagMessage {
@@ -322,18 +346,61 @@ fn for_each_sqlite(
     let db =
         rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(bad)?;
+    // The file is untrusted: no schema-defined code (views, triggers, functions) runs, and the
+    // tables read must be tables (a `messages` view over an endless recursive query would
+    // never return).
+    use rusqlite::config::DbConfig;
+    db.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
+        .map_err(bad)?;
+    db.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)
+        .map_err(bad)?;
+    for table in ["topics", "messages"] {
+        let kind: Option<String> = db
+            .query_row(
+                "SELECT type FROM sqlite_master WHERE name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .ok();
+        if kind.as_deref() != Some("table") {
+            return Err(BagError::Sqlite {
+                path: path.to_path_buf(),
+                reason: format!("`{table}` is not a table (a rosbag2 bag's is)"),
+            });
+        }
+    }
     let topics: Vec<(i64, String, String)> = all_rows(
         &mut db
-            .prepare("SELECT id, name, type FROM topics")
+            .prepare(&format!(
+                "SELECT id, name, type FROM topics LIMIT {}",
+                MAX_TOPICS + 1
+            ))
             .map_err(bad)?,
     )
     .map_err(bad)?;
+    if topics.len() > MAX_TOPICS {
+        return Err(BagError::Sqlite {
+            path: path.to_path_buf(),
+            reason: format!("more than {MAX_TOPICS} topics"),
+        });
+    }
     // Message definitions (rosbag2 Iron and later; older bags have no such table).
-    let definitions: Vec<(String, String, String)> = match db
-        .prepare("SELECT topic_type, encoding, encoded_message_definition FROM message_definitions")
+    let is_table = |name: &str| {
+        db.query_row(
+            "SELECT type FROM sqlite_master WHERE name = ?1",
+            [name],
+            |r| r.get::<_, String>(0),
+        )
+        .is_ok_and(|t| t == "table")
+    };
+    let definitions: Vec<(String, String, String)> = match is_table("message_definitions")
+        .then(|| db
+        .prepare(&format!(
+            "SELECT topic_type, encoding, encoded_message_definition FROM message_definitions LIMIT {MAX_TOPICS}"
+        )))
     {
-        Ok(mut q) => all_rows(&mut q).map_err(bad)?,
-        Err(_) => Vec::new(),
+        Some(Ok(mut q)) => all_rows(&mut q).map_err(bad)?,
+        _ => Vec::new(),
     };
     let mut q = db
         .prepare("SELECT topic_id, timestamp, data FROM messages ORDER BY id")
@@ -342,11 +409,12 @@ fn for_each_sqlite(
     while let Some(row) = rows.next().map_err(bad)? {
         let topic_id: i64 = row.get(0).map_err(bad)?;
         let timestamp: i64 = row.get(1).map_err(bad)?;
-        let data = row
-            .get_ref(2)
-            .map_err(bad)?
-            .as_blob()
-            .map_err(|e| bad(e.into()))?;
+        // A row without a payload (NULL, or a number) is handed on empty: the message does not
+        // deserialize, and is counted as bad input; the replay goes on.
+        let data = match row.get_ref(2).map_err(bad)? {
+            rusqlite::types::ValueRef::Blob(b) | rusqlite::types::ValueRef::Text(b) => b,
+            _ => &[],
+        };
         let (topic, type_name) = topics
             .iter()
             .find(|t| t.0 == topic_id)

@@ -1,0 +1,198 @@
+//! Bags nobody vetted: each case here crashed, hung or read outside the bag before (an MCAP
+//! record claiming 1 TiB aborted the process on the allocation; `metadata.yaml` could name any
+//! file on the host; a sqlite `messages` view over an endless recursive query never returned; a
+//! NULL payload stopped the whole replay). Now each is an error naming the file, or a counted
+//! bad input while the replay goes on.
+
+mod common;
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use lookout::bag::Bag;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "lookout-hostile-bags-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A 3-frame vtest clip: `<dir>/vtest` (MCAP) and `<dir>/vtest_sqlite3`.
+fn clip() -> &'static PathBuf {
+    static CLIP: OnceLock<PathBuf> = OnceLock::new();
+    CLIP.get_or_init(|| {
+        let dir = tmp("clip");
+        common::vtest_clip(&dir, 3, &[]);
+        dir
+    })
+}
+
+fn params(dir: &Path) -> PathBuf {
+    let path = dir.join("params.yaml");
+    let yaml = format!(
+        "lookout:\n  ros__parameters:\n    model: {}\n    engine:\n      execution_providers: [cpu]\n      intra_op_threads: 1\n    cameras: [raw]\n    camera:\n      raw:\n        topic: /camera/image_raw\n",
+        common::default_manifest().display()
+    );
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn count(bag: &Path) -> Result<usize, String> {
+    let mut n = 0;
+    Bag::open(bag)
+        .map_err(|e| e.to_string())?
+        .for_each(|_| {
+            n += 1;
+            ControlFlow::Continue(())
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(n)
+}
+
+#[test]
+fn an_mcap_record_claiming_a_terabyte_is_an_error_not_an_abort() {
+    let dir = tmp("huge");
+    let mut bytes = b"\x89MCAP0\r\n".to_vec();
+    // Header record (profile and library: empty strings), then a Message record whose length
+    // field says 1 TiB.
+    bytes.push(0x01);
+    bytes.extend_from_slice(&8u64.to_le_bytes());
+    bytes.extend_from_slice(&[0; 8]);
+    bytes.push(0x05);
+    bytes.extend_from_slice(&(1u64 << 40).to_le_bytes());
+    bytes.extend_from_slice(&[0; 64]);
+    let file = dir.join("huge.mcap");
+    std::fs::write(&file, bytes).unwrap();
+    let err = count(&file).unwrap_err();
+    assert!(err.contains("exceeds limit"), "{err}");
+    let p = params(&dir);
+    let o = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["replay", "--params-file"])
+        .arg(&p)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "not a clean error exit: {stderr}");
+    assert!(stderr.contains("exceeds limit"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn metadata_listing_files_outside_the_bag_is_refused() {
+    let dir = tmp("outside");
+    let src = clip().join("vtest");
+    let mcap = std::fs::read_dir(&src)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "mcap"))
+        .unwrap();
+    let name = mcap.file_name().unwrap().to_string_lossy().into_owned();
+    let metadata = std::fs::read_to_string(src.join("metadata.yaml")).unwrap();
+    std::fs::copy(&mcap, dir.join("elsewhere.mcap")).unwrap();
+    let outside = dir.join("elsewhere.mcap");
+    let cases = [
+        "../elsewhere.mcap".to_string(),
+        outside.display().to_string(),
+        "link.mcap".to_string(),
+    ];
+    for (i, listed) in cases.iter().enumerate() {
+        let bag = dir.join(format!("bag{i}"));
+        std::fs::create_dir_all(&bag).unwrap();
+        std::fs::copy(&mcap, bag.join(&name)).unwrap();
+        std::os::unix::fs::symlink(&outside, bag.join("link.mcap")).unwrap();
+        std::fs::write(
+            bag.join("metadata.yaml"),
+            metadata.replace(&format!("- {name}"), &format!("- {listed}")),
+        )
+        .unwrap();
+        let err = count(&bag).unwrap_err();
+        assert!(err.contains("outside the bag folder"), "{listed}: {err}");
+    }
+    // The same bag listing its own file reads.
+    let good = dir.join("good");
+    std::fs::create_dir_all(&good).unwrap();
+    std::fs::copy(&mcap, good.join(&name)).unwrap();
+    std::fs::write(good.join("metadata.yaml"), &metadata).unwrap();
+    assert_eq!(count(&good).unwrap(), 6);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The clip's sqlite3 bag, copied to `dir/name/`, with `edit` applied to its database.
+fn edited_sqlite(dir: &Path, name: &str, edit: &str) -> PathBuf {
+    let src = clip().join("vtest_sqlite3");
+    let bag = dir.join(name);
+    std::fs::create_dir_all(&bag).unwrap();
+    let mut db_path = None;
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        let to = bag.join(p.file_name().unwrap());
+        std::fs::copy(&p, &to).unwrap();
+        if to.extension().is_some_and(|x| x == "db3") {
+            db_path = Some(to);
+        }
+    }
+    let db = rusqlite::Connection::open(db_path.unwrap()).unwrap();
+    db.execute_batch(edit).unwrap();
+    bag
+}
+
+#[test]
+fn a_sqlite_messages_view_is_refused_at_once() {
+    let dir = tmp("view");
+    let bag = edited_sqlite(
+        &dir,
+        "view",
+        "ALTER TABLE messages RENAME TO real_messages;
+         CREATE VIEW messages AS WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r)
+           SELECT x AS id, 1 AS topic_id, 0 AS timestamp, NULL AS data FROM r;",
+    );
+    let started = Instant::now();
+    let err = count(&bag).unwrap_err();
+    assert!(err.contains("not a table"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_null_payload_is_one_bad_input_and_the_replay_goes_on() {
+    let dir = tmp("null");
+    let bag = edited_sqlite(
+        &dir,
+        "null",
+        "CREATE TABLE loose(id INTEGER PRIMARY KEY, topic_id INTEGER, timestamp INTEGER, data BLOB);
+         INSERT INTO loose SELECT id, topic_id, timestamp, data FROM messages;
+         DROP TABLE messages;
+         ALTER TABLE loose RENAME TO messages;
+         UPDATE messages SET data = NULL WHERE id = (SELECT MIN(m.id) FROM messages m
+           JOIN topics t ON m.topic_id = t.id WHERE t.name = '/camera/image_raw');",
+    );
+    assert_eq!(count(&bag).unwrap(), 6);
+    let p = params(&dir);
+    let out = dir.join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["replay", "--params-file"])
+        .arg(&p)
+        .arg("--out")
+        .arg(&out)
+        .arg(&bag)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["frames_in"], 3, "{r}");
+    assert_eq!(r["bad_inputs"], 1, "{r}");
+    assert_eq!(r["frames_processed"], 2, "{r}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
