@@ -246,6 +246,7 @@ impl Decoder {
         let (width, height, encoding) = match format {
             CompressedFormat::Jpeg => self.decode_jpeg(bytes)?,
             CompressedFormat::Png => {
+                png_metadata_within_budget(bytes).map_err(err)?;
                 let mut dec = zune_png::PngDecoder::new_with_options(
                     ZCursor::new(bytes),
                     options.png_set_strip_to_8bit(true),
@@ -299,6 +300,38 @@ impl Decoder {
         }
         Ok(())
     }
+}
+
+/// Largest total of compressed PNG metadata (`zTXt`, `iTXt`, `iCCP` chunks) a frame may carry:
+/// 16 KiB. The PNG decoder inflates these while reading the header, with no limit of its own
+/// (deflate expands up to ~1000x: a 9 MB chunk became gigabytes); camera frames carry none.
+pub const MAX_PNG_METADATA_BYTES: usize = 16 << 10;
+
+/// Walks a PNG's chunks up to the image data and refuses compressed metadata over
+/// [`MAX_PNG_METADATA_BYTES`]. Reads only chunk headers; allocates nothing.
+fn png_metadata_within_budget(bytes: &[u8]) -> Result<(), String> {
+    const SIGNATURE: usize = 8;
+    let mut at = SIGNATURE;
+    let mut metadata = 0usize;
+    // Each step advances by at least 12 bytes, so this ends within `bytes.len() / 12` steps.
+    while let Some(head) = bytes.get(at..at + 8) {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        match &head[4..8] {
+            b"IDAT" | b"IEND" => return Ok(()),
+            b"zTXt" | b"iTXt" | b"iCCP" => {
+                metadata = metadata.saturating_add(len);
+                if metadata > MAX_PNG_METADATA_BYTES {
+                    return Err(format!(
+                        "compressed metadata (zTXt/iTXt/iCCP) over {MAX_PNG_METADATA_BYTES} B"
+                    ));
+                }
+            }
+            _ => {}
+        }
+        at = at.saturating_add(12).saturating_add(len);
+    }
+    // Truncated before the image data: the decoder says how.
+    Ok(())
 }
 
 #[cfg(test)]
