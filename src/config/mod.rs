@@ -20,10 +20,12 @@
 //!
 //! Contract: parsing and validation allocate; they run once at start-up.
 
+mod budget;
 mod camera;
 pub mod names;
 mod validate;
 
+pub use budget::{CameraBudget, MAX_CAMERAS, MAX_DETECTIONS, MemoryBudget, physical_memory_bytes};
 pub use camera::{
     CameraConfig, Durability, ImageKind, QosConfig, QosParams, QueuePolicy, Reliability,
 };

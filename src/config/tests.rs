@@ -177,3 +177,67 @@ fn cameras_and_sections_must_agree() {
     let e = Config::from_parameters(&p).unwrap_err().to_string();
     assert!(e.contains("`cameras`") && e.contains("missing"), "{e}");
 }
+
+#[test]
+fn camera_count_detections_and_memory_have_budgets() {
+    // 33 cameras: refused, naming the key.
+    let names: Vec<String> = (0..33).map(|i| format!("c{i}")).collect();
+    let mut p = params(MINIMAL);
+    p.retain(|(k, _)| k != "cameras");
+    p.push(("cameras".into(), Value::from(names.clone())));
+    for n in &names {
+        p.push((
+            format!("camera.{n}.topic"),
+            Value::from(format!("/{n}/image_raw")),
+        ));
+    }
+    let err = Config::from_parameters(&p).unwrap_err().to_string();
+    assert!(
+        err.contains("cameras") && err.contains("at most 32"),
+        "{err}"
+    );
+
+    let mut p = params(MINIMAL);
+    p.push(("thresholds.max_detections".into(), Value::from(10_001)));
+    let err = Config::from_parameters(&p).unwrap_err().to_string();
+    assert!(err.contains("thresholds.max_detections"), "{err}");
+
+    // Two 16384x16384 cameras with 64-frame queues reserve about 141 GB: refused under a 12 GB
+    // limit, naming the keys and each camera's share; the default camera fits.
+    let c = Config::from_parameters(&params(MINIMAL)).unwrap();
+    let one = c.memory_budget();
+    assert_eq!(one.cameras.len(), 1);
+    assert_eq!(
+        one.total_bytes(),
+        (c.camera["front"].ring_capacity as u64 + 2)
+            * u64::from(c.camera["front"].max_width)
+            * u64::from(c.camera["front"].max_height)
+            * 4
+    );
+    c.check_memory_budget(12_000_000_000).unwrap();
+    let mut p = params(
+        "
+/**:
+  ros__parameters:
+    cameras: [front, rear]
+    camera:
+      front: {topic: /f, max_width: 16384, max_height: 16384, ring_capacity: 64}
+      rear: {topic: /r, type: compressed, max_width: 16384, max_height: 16384, ring_capacity: 64}
+",
+    );
+    let big = Config::from_parameters(&p).unwrap();
+    let budget = big.memory_budget();
+    assert_eq!(budget.cameras[1].decoder_bytes, 16384 * 16384 * 4);
+    let err = big
+        .check_memory_budget(12_000_000_000)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("max_width") && err.contains("ring_capacity"),
+        "{err}"
+    );
+    assert!(
+        err.contains("front: slots") && err.contains("rear: slots"),
+        "{err}"
+    );
+}

@@ -1,8 +1,9 @@
 //! Range checks of every parameter: an out-of-range value is a start-up error naming its key.
 
 use super::{
-    Config, ConfigError, MAX_AGE_MS, MAX_BUDGET_MS, MAX_HARD_TIMEOUT_MS, MAX_PERIOD_MS,
-    MAX_RATE_HZ, MAX_THREADS, MAX_WARMUP_RUNS, MAX_WINDOW_S, param_err,
+    Config, ConfigError, MAX_AGE_MS, MAX_BUDGET_MS, MAX_CAMERAS, MAX_DETECTIONS,
+    MAX_HARD_TIMEOUT_MS, MAX_PERIOD_MS, MAX_RATE_HZ, MAX_THREADS, MAX_WARMUP_RUNS, MAX_WINDOW_S,
+    param_err,
 };
 
 impl Config {
@@ -10,6 +11,12 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.cameras.is_empty() {
             return Err(param_err("cameras", "at least one camera is needed"));
+        }
+        if self.cameras.len() > MAX_CAMERAS {
+            return Err(param_err(
+                "cameras",
+                format!("at most {MAX_CAMERAS} cameras, got {}", self.cameras.len()),
+            ));
         }
         for (i, name) in self.cameras.iter().enumerate() {
             let valid = !name.is_empty()
@@ -195,8 +202,13 @@ impl Config {
                 ));
             }
         }
-        if t.max_detections == Some(0) {
-            return Err(param_err("thresholds.max_detections", "must be > 0"));
+        if let Some(n) = t.max_detections
+            && !(1..=MAX_DETECTIONS).contains(&n)
+        {
+            return Err(param_err(
+                "thresholds.max_detections",
+                format!("must be within 1..{MAX_DETECTIONS}, got {n}"),
+            ));
         }
         Ok(())
     }

@@ -48,6 +48,9 @@ use queue::{FrameProducer, camera_ring};
 /// Why the runtime cannot start, or a thread of it died.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    /// The configuration does not fit this computer (its memory budget).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// The model package is unusable.
     #[error(transparent)]
     Model(#[from] crate::core::model::ModelError),
@@ -125,6 +128,12 @@ impl Runtime {
     /// queue, the inference loop, the output buffers, the deadline tracker and health, in
     /// configuration order. Frame ages and diagnostics stamps are on `clock`.
     pub fn new(config: &Config, timing: Timing, clock: RosClock) -> Result<Self, RuntimeError> {
+        // Before anything is allocated: what the cameras reserve, against this computer.
+        let budget = config.memory_budget();
+        if let Some(physical) = crate::config::physical_memory_bytes() {
+            config.check_memory_budget(physical / 2)?;
+        }
+        tracing::info!(%budget, "memory budget");
         let model = Model::load(&crate::core::model::resolve_manifest_path(&config.model))?;
         let thresholds = config.thresholds.apply(model.manifest.thresholds);
         let info = ModelInfo {
