@@ -215,7 +215,7 @@ fn camera_count_detections_and_memory_have_budgets() {
             * 4
     );
     c.check_memory_budget(12_000_000_000).unwrap();
-    let mut p = params(
+    let p = params(
         "
 /**:
   ros__parameters:
