@@ -127,5 +127,5 @@ mod writer;
 pub use metadata::{
     BagInfo, FileInfo, Nanoseconds, NanosecondsSinceEpoch, TopicMetadata, TopicWithCount,
 };
-pub use reader::Prefetched;
+pub use reader::{MAX_RECORD_BYTES, MAX_TOPICS, Prefetched, for_each_mcap_in};
 pub use writer::{BagWriter, offered_qos_yaml};

@@ -233,12 +233,21 @@ impl Config {
             path: path.to_path_buf(),
             error,
         })?;
+        Self::parameters_from_str(&text, path, node)
+    }
+
+    /// As [`Self::read_parameters_file`], from the file's text (`path` names it in errors).
+    pub fn parameters_from_str(
+        text: &str,
+        path: &Path,
+        node: &str,
+    ) -> Result<Vec<(String, ParamValue)>, ConfigError> {
         let syntax = |reason: String| ConfigError::Syntax {
             path: path.to_path_buf(),
             reason,
         };
         let doc: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(&text).map_err(|e| syntax(e.to_string()))?;
+            serde_yaml_ng::from_str(text).map_err(|e| syntax(e.to_string()))?;
         let doc: Value = serde_json::to_value(doc).map_err(|e| syntax(e.to_string()))?;
         let Value::Object(sections) = doc else {
             return Err(syntax("top level must be a map of node names".into()));

@@ -303,12 +303,7 @@ impl Model {
                 path: manifest_path.to_path_buf(),
                 error,
             })?;
-        let manifest: Manifest =
-            serde_yaml_ng::from_str(&text).map_err(|error| ModelError::ManifestParse {
-                path: manifest_path.to_path_buf(),
-                error,
-            })?;
-        manifest.validate(manifest_path)?;
+        let manifest = Manifest::parse(&text, manifest_path)?;
         let dir = manifest_path.parent().unwrap_or(Path::new("."));
         let onnx_path = dir.join(&manifest.onnx);
         let model = Self {
@@ -354,6 +349,18 @@ impl Model {
 
 impl Manifest {
     /// Checks values and their consistency; the error names the key.
+    /// Parses and validates a manifest's text (`path` names it in errors). Reads no file.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ModelError> {
+        let manifest: Manifest =
+            serde_yaml_ng::from_str(text).map_err(|error| ModelError::ManifestParse {
+                path: path.to_path_buf(),
+                error,
+            })?;
+        manifest.validate(path)?;
+        Ok(manifest)
+    }
+
+    /// Checks every field's range and the consistency of the shapes and classes.
     pub fn validate(&self, path: &Path) -> Result<(), ModelError> {
         let bad = |key: &'static str, reason: String| ModelError::Invalid {
             path: path.to_path_buf(),
