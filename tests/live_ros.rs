@@ -520,6 +520,22 @@ fn overload_keeps_the_newest_frame_counts_drops_and_stays_bounded() {
     assert!(s["received"] <= published);
     let got = received_on(&report, "/front/detections");
     assert!(got.len() as u64 >= 10, "too few results: {}", got.len());
+    // Keep-newest: results come in stamp order, and under overload each one skips frames
+    // (frames are 25 ms apart; the loop takes the newest waiting, not the next in line).
+    let stamps: Vec<u64> = got
+        .iter()
+        .map(|r| r["stamp_ns"].as_u64().unwrap())
+        .collect();
+    assert!(
+        stamps.windows(2).all(|w| w[0] < w[1]),
+        "results out of stamp order: {stamps:?}"
+    );
+    let mean_gap_ms =
+        (stamps[stamps.len() - 1] - stamps[0]) as f64 / 1e6 / (stamps.len() - 1) as f64;
+    assert!(
+        mean_gap_ms > 1.2 * 25.0,
+        "processed frames {mean_gap_ms:.0} ms apart: frames were not skipped"
+    );
     let lat: Vec<f64> = got
         .iter()
         .map(|r| r["latency_ms"].as_f64().unwrap())
