@@ -19,12 +19,12 @@ fn bags() -> &'static PathBuf {
     DIR.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("lookout-bags-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let o = Command::new(common::python())
-            .arg(common::repo().join("tests/bags/write_test_bag.py"))
-            .arg(&dir)
-            .arg(common::image("bus.jpg"))
-            .output()
-            .unwrap();
+        let o = common::output(
+            Command::new(common::python())
+                .arg(common::repo().join("tests/bags/write_test_bag.py"))
+                .arg(&dir)
+                .arg(common::image("bus.jpg")),
+        );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         dir
     })

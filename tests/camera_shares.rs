@@ -12,15 +12,15 @@ use std::process::Command;
 
 /// Frames processed per camera (front, left) and frames in, from replay's summary lines.
 fn replay(bag: &Path, params: &Path, out: &Path) -> (u32, u32, u32) {
-    let o = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .arg("replay")
-        .arg(bag)
-        .arg("--params-file")
-        .arg(params)
-        .args(["--rate", "2", "--force", "--no-diagnostics", "--out"])
-        .arg(out)
-        .output()
-        .unwrap();
+    let o = common::output(
+        Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .arg("replay")
+            .arg(bag)
+            .arg("--params-file")
+            .arg(params)
+            .args(["--rate", "2", "--force", "--no-diagnostics", "--out"])
+            .arg(out),
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
     let processed = |cam: &str| -> (u32, u32) {
@@ -48,14 +48,15 @@ fn source_bag(dir: &Path) -> std::path::PathBuf {
 
 fn make_bag(dir: &Path, source: &Path, name: &str, extra: &[&str]) -> std::path::PathBuf {
     let out = dir.join(name);
-    let status = Command::new(common::python())
-        .arg(common::repo().join("scripts/make_two_camera_bag.py"))
-        .arg(source)
-        .arg(&out)
-        .args(["--frames", "120"])
-        .args(extra)
-        .status()
-        .unwrap();
+    let status = common::output(
+        Command::new(common::python())
+            .arg(common::repo().join("scripts/make_two_camera_bag.py"))
+            .arg(source)
+            .arg(&out)
+            .args(["--frames", "120"])
+            .args(extra),
+    )
+    .status;
     assert!(status.success());
     out
 }

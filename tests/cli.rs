@@ -7,12 +7,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn lookout(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args(args)
-        // A backtrace must not appear even when the user has them enabled.
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .expect("lookout runs")
+    common::output(
+        Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(args)
+            // A backtrace must not appear even when the user has them enabled.
+            .env("RUST_BACKTRACE", "1"),
+    )
 }
 
 fn stderr(o: &Output) -> String {
@@ -162,33 +162,33 @@ fn a_bad_image_does_not_stop_the_others() {
 fn missing_onnx_runtime_lists_what_was_tried() {
     let bus = common::image("bus.jpg");
     // The flag wins over the environment variable; a named library is never replaced.
-    let o = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args([
-            "detect",
-            "--ort-library",
-            "/nonexistent/libonnxruntime.so",
-            bus.to_str().unwrap(),
-        ])
-        .env("ORT_DYLIB_PATH", "/also/missing.so")
-        .output()
-        .unwrap();
+    let o = common::output(
+        Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args([
+                "detect",
+                "--ort-library",
+                "/nonexistent/libonnxruntime.so",
+                bus.to_str().unwrap(),
+            ])
+            .env("ORT_DYLIB_PATH", "/also/missing.so"),
+    );
     assert_clean_error(
         &o,
         "ONNX Runtime library not found; tried: /nonexistent/libonnxruntime.so (no such file)",
     );
     // The environment variable alone.
-    let o = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args(["detect", bus.to_str().unwrap()])
-        .env("ORT_DYLIB_PATH", "/also/missing.so")
-        .output()
-        .unwrap();
+    let o = common::output(
+        Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(["detect", bus.to_str().unwrap()])
+            .env("ORT_DYLIB_PATH", "/also/missing.so"),
+    );
     assert_clean_error(&o, "tried: /also/missing.so (no such file)");
     // A file that is not a library: the loader's reason is given.
-    let o = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args(["detect", bus.to_str().unwrap()])
-        .env("ORT_DYLIB_PATH", common::default_manifest())
-        .output()
-        .unwrap();
+    let o = common::output(
+        Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(["detect", bus.to_str().unwrap()])
+            .env("ORT_DYLIB_PATH", common::default_manifest()),
+    );
     assert_clean_error(&o, "manifest.yaml (failed to load");
 }
 

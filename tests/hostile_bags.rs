@@ -73,14 +73,14 @@ fn an_mcap_record_claiming_a_terabyte_is_an_error_not_an_abort() {
     let err = count(&file).unwrap_err();
     assert!(err.contains("exceeds limit"), "{err}");
     let p = params(&dir);
-    let o = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args(["replay", "--params-file"])
-        .arg(&p)
-        .arg("--out")
-        .arg(dir.join("out"))
-        .arg(&file)
-        .output()
-        .unwrap();
+    let o = common::output(
+        Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(["replay", "--params-file"])
+            .arg(&p)
+            .arg("--out")
+            .arg(dir.join("out"))
+            .arg(&file),
+    );
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "not a clean error exit: {stderr}");
     assert!(stderr.contains("exceeds limit"), "{stderr}");
@@ -179,15 +179,15 @@ fn a_null_payload_is_one_bad_input_and_the_replay_goes_on() {
     assert_eq!(count(&bag).unwrap(), 6);
     let p = params(&dir);
     let out = dir.join("out");
-    let o = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args(["replay", "--params-file"])
-        .arg(&p)
-        .arg("--out")
-        .arg(&out)
-        .arg(&bag)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+    let o = common::output(
+        Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(["replay", "--params-file"])
+            .arg(&p)
+            .arg("--out")
+            .arg(&out)
+            .arg(&bag)
+            .env("RUST_LOG", "warn"),
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();

@@ -27,10 +27,11 @@ out += chunk(b"IDAT", zlib.compress(b"\0" + b"\x10\x20\x30" * 2 + b"\0" + b"\x40
 out += chunk(b"IEND", b"")
 sys.stdout.buffer.write(out)
 "#;
-    let o = Command::new(common::python())
-        .args(["-c", script, &metadata_mib.to_string()])
-        .output()
-        .unwrap();
+    let o = common::output(Command::new(common::python()).args([
+        "-c",
+        script,
+        &metadata_mib.to_string(),
+    ]));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     o.stdout
 }

@@ -30,16 +30,16 @@ fn rates_far_from_real_time_are_one_line_errors() {
     let dir = tmp("rates");
     let p = params(&dir);
     for rate in ["1e-300", "1e-20", "0", "-1", "1e9", "nan", "inf"] {
-        let o = Command::new(env!("CARGO_BIN_EXE_lookout"))
-            .args([
-                "replay",
-                "no-such-bag",
-                &format!("--rate={rate}"),
-                "--params-file",
-            ])
-            .arg(&p)
-            .output()
-            .unwrap();
+        let o = common::output(
+            Command::new(env!("CARGO_BIN_EXE_lookout"))
+                .args([
+                    "replay",
+                    "no-such-bag",
+                    &format!("--rate={rate}"),
+                    "--params-file",
+                ])
+                .arg(&p),
+        );
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "--rate {rate} accepted");
         assert!(

@@ -69,7 +69,7 @@ fn launch_file_names_a_valid_executable_params_file_and_arguments() {
     assert_eq!(node.attribute("namespace"), Some("$(var namespace)"));
     // The arguments are a real subcommand of the binary.
     let sub: Vec<&str> = node.attribute("args").unwrap().split_whitespace().collect();
-    let help = Command::new(exe).args(&sub).arg("--help").output().unwrap();
+    let help = common::output(Command::new(exe).args(&sub).arg("--help"));
     assert!(
         help.status.success(),
         "`lookout {} --help` failed",

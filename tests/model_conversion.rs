@@ -21,17 +21,17 @@ fn second_conversion_gives_the_same_sha256() {
     let mut hashes = Vec::new();
     for name in ["a.onnx", "b.onnx"] {
         let out = dir.join(name);
-        let status = Command::new(common::python())
-            .arg(common::repo().join("scripts/darknet2onnx.py"))
-            .args([
-                "--cfg",
-                cfg.to_str().unwrap(),
-                "--weights",
-                weights.to_str().unwrap(),
-            ])
-            .args(["--out", out.to_str().unwrap()])
-            .output()
-            .unwrap();
+        let status = common::output(
+            Command::new(common::python())
+                .arg(common::repo().join("scripts/darknet2onnx.py"))
+                .args([
+                    "--cfg",
+                    cfg.to_str().unwrap(),
+                    "--weights",
+                    weights.to_str().unwrap(),
+                ])
+                .args(["--out", out.to_str().unwrap()]),
+        );
         assert!(
             status.status.success(),
             "{}",

@@ -48,7 +48,7 @@ fn replay_in(cwd: &Path, args: &[&dyn AsRef<std::ffi::OsStr>], fault: Option<&st
     if let Some(n) = fault {
         c.env("LOOKOUT_FAULT_INFER_PANIC_AFTER", n);
     }
-    c.output().expect("lookout runs")
+    common::output(&mut c)
 }
 
 /// Every file under `dir` (relative path -> bytes).

@@ -60,15 +60,15 @@ fn require_first_provider_refuses_to_start_without_it() {
 
 #[test]
 fn detect_refuses_to_fall_back_when_told_and_says_why() {
-    let o = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args([
-            "detect",
-            "--require-first-provider",
-            "--execution-providers",
-        ])
-        .args(["tensorrt,cpu", common::image("dog.jpg").to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = common::output(
+        Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args([
+                "detect",
+                "--require-first-provider",
+                "--execution-providers",
+            ])
+            .args(["tensorrt,cpu", common::image("dog.jpg").to_str().unwrap()]),
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     if o.status.success() {
         return; // TensorRT is there
@@ -85,11 +85,11 @@ fn detect_refuses_to_fall_back_when_told_and_says_why() {
 
 #[test]
 fn detect_json_carries_the_fall_back_reason() {
-    let o = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args(["detect", "--json", "--execution-providers", "cuda,cpu"])
-        .arg(common::image("dog.jpg"))
-        .output()
-        .unwrap();
+    let o = common::output(
+        Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(["detect", "--json", "--execution-providers", "cuda,cpu"])
+            .arg(common::image("dog.jpg")),
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let line: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     if line["execution_provider"] == "cpu" {

@@ -52,11 +52,11 @@ fn params(extra_camera_yaml: &str, thresholds_yaml: &str) -> PathBuf {
 }
 
 fn lookout(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("lookout runs")
+    common::output(
+        Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(args)
+            .env("RUST_LOG", "warn"),
+    )
 }
 
 /// `lookout replay`, whatever its exit status.
@@ -100,11 +100,11 @@ fn messages(bag: &Path, type_name: &str) -> Vec<(String, u64, Vec<u8>)> {
 }
 
 fn rosbags_read(bag: &Path) -> serde_json::Value {
-    let o = Command::new(common::python())
-        .arg(common::repo().join("tests/bags/read_detections.py"))
-        .arg(bag)
-        .output()
-        .unwrap();
+    let o = common::output(
+        Command::new(common::python())
+            .arg(common::repo().join("tests/bags/read_detections.py"))
+            .arg(bag),
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     serde_json::from_slice(&o.stdout).unwrap()
 }
@@ -375,11 +375,12 @@ fn a_topic_missing_from_the_bag_is_an_error_listing_its_image_topics() {
 #[test]
 fn bad_messages_are_counted_and_the_replay_goes_on() {
     let dir = tmp("bad-src");
-    let status = Command::new(common::python())
-        .arg(common::repo().join("tests/bags/write_bad_bag.py"))
-        .arg(&dir)
-        .status()
-        .unwrap();
+    let status = common::output(
+        Command::new(common::python())
+            .arg(common::repo().join("tests/bags/write_bad_bag.py"))
+            .arg(&dir),
+    )
+    .status;
     assert!(status.success());
     let p = std::env::temp_dir().join(format!("lookout-replay-{}-bad.yaml", std::process::id()));
     std::fs::write(
@@ -585,12 +586,12 @@ fn a_dead_inference_thread_fails_the_replay_and_leaves_no_partial_bag() {
             args.push(a);
         }
         // The inference thread panics on its fourth frame (test hook, src/runtime/supervise.rs).
-        let o = Command::new(env!("CARGO_BIN_EXE_lookout"))
-            .args(&args)
-            .env("RUST_LOG", "warn")
-            .env("LOOKOUT_FAULT_INFER_PANIC_AFTER", "4")
-            .output()
-            .unwrap();
+        let o = common::output(
+            Command::new(env!("CARGO_BIN_EXE_lookout"))
+                .args(&args)
+                .env("RUST_LOG", "warn")
+                .env("LOOKOUT_FAULT_INFER_PANIC_AFTER", "4"),
+        );
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(
             !o.status.success(),

@@ -4,7 +4,64 @@
 //! missing asset fails the test with a message saying so; nothing is skipped silently.
 #![allow(dead_code)]
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The longest a command started by a test may run: a hang fails that test with the command
+/// named, instead of stalling the suite (and CI) for ever.
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(600);
+
+/// Runs `cmd` to completion with stdout and stderr captured, as [`Command::output`], but kills
+/// it and fails the test after [`COMMAND_LIMIT`].
+pub fn output(cmd: &mut Command) -> Output {
+    output_within(cmd, COMMAND_LIMIT)
+}
+
+/// As [`output`], with the limit given.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    // Drained on their own threads, so a chatty child never blocks on a full pipe.
+    let drain = |name: &str, mut pipe: Box<dyn Read + Send>| {
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let mut buf = Vec::new();
+                let _ = pipe.read_to_end(&mut buf);
+                buf
+            })
+            .unwrap()
+    };
+    let out = drain("test-stdout", Box::new(child.stdout.take().unwrap()));
+    let err = drain("test-stderr", Box::new(child.stderr.take().unwrap()));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = err.join().unwrap_or_default();
+            panic!(
+                "{cmd:?} ran over {limit:?} and was killed; its stderr:\n{}",
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
 
 /// Repository root.
 pub fn repo() -> PathBuf {
@@ -47,15 +104,19 @@ pub fn python() -> PathBuf {
 /// Writes the first `frames` frames of the vtest video as bags into `out_dir` with
 /// scripts/make_vtest_bag.py (`extra`: its other options, e.g. `--storage mcap`).
 pub fn vtest_clip(out_dir: &Path, frames: usize, extra: &[&str]) {
-    let status = std::process::Command::new(python())
-        .arg(repo().join("scripts/make_vtest_bag.py"))
-        .arg(must_exist(lookout_home().join("data/vtest.avi")))
-        .arg(out_dir)
-        .args(["--frames", &frames.to_string()])
-        .args(extra)
-        .status()
-        .unwrap();
-    assert!(status.success(), "make_vtest_bag.py failed");
+    let o = output(
+        Command::new(python())
+            .arg(repo().join("scripts/make_vtest_bag.py"))
+            .arg(must_exist(lookout_home().join("data/vtest.avi")))
+            .arg(out_dir)
+            .args(["--frames", &frames.to_string()])
+            .args(extra),
+    );
+    assert!(
+        o.status.success(),
+        "make_vtest_bag.py failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// Engine settings for tests: CPU only, so results do not depend on the machine's GPUs.
