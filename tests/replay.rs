@@ -575,6 +575,67 @@ fn step_mode_processes_one_frame_per_enter_and_prints_it() {
 }
 
 #[test]
+fn ctrl_c_at_the_step_prompt_stops_at_once_and_finishes_the_bag() {
+    use std::io::Read;
+    let p = params("", "");
+    let out = tmp("step-sigint");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["replay", "--step", "--params-file"])
+        .arg(&p)
+        .arg("--out")
+        .arg(&out)
+        .arg(clip().join("vtest"))
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first prompt (stdin stays open: nobody presses Enter).
+    let mut stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<String>(1);
+    let reader = std::thread::Builder::new()
+        .name("step-stderr".into())
+        .spawn(move || {
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 256];
+            let mut told = false;
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buf[..n]);
+                if !told && String::from_utf8_lossy(&seen).contains("next:") {
+                    told = true;
+                    let _ = tx.send(String::new());
+                }
+            }
+            String::from_utf8_lossy(&seen).into_owned()
+        })
+        .unwrap();
+    rx.recv_timeout(std::time::Duration::from_secs(120))
+        .expect("no step prompt");
+    let sent = std::time::Instant::now();
+    // SAFETY: plain kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            sent.elapsed() < std::time::Duration::from_secs(10),
+            "one Ctrl-C at the prompt did not stop the replay"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let stderr = reader.join().unwrap();
+    assert!(status.success(), "{stderr}");
+    let r = report(&out);
+    assert_eq!(r["interrupted"], true, "{r}");
+    assert_eq!(r["frames_processed"], 0, "{r}");
+}
+
+#[test]
 fn a_dead_inference_thread_fails_the_replay_and_leaves_no_partial_bag() {
     let bag = clip().join("vtest");
     let p = params("", "");

@@ -10,7 +10,6 @@ use super::stop_flag;
 
 pub(crate) fn replay(args: &ReplayArgs) -> Result<ExitCode> {
     use lookout::replay::{Pace, Replay, ReplayOptions, default_out};
-    use std::io::BufRead;
     use std::sync::atomic::Ordering;
 
     let params = args.params_file.clone().unwrap_or_else(|| {
@@ -60,7 +59,7 @@ pub(crate) fn replay(args: &ReplayArgs) -> Result<ExitCode> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut progress = |n: u64| bar.set_position(n);
-    let stdin = std::io::stdin();
+    let mut lines = StopAwareLines::default();
     let mut go_ahead = |view: &lookout::replay::StepView<'_>| {
         if let Some((camera, bytes)) = view.previous
             && let Ok(msg) = lookout::bag::cdr::detection_array(bytes)
@@ -88,10 +87,11 @@ pub(crate) fn replay(args: &ReplayArgs) -> Result<ExitCode> {
             return false;
         }
         eprint!("next: {} (Enter: process, q: stop) ", view.topic);
-        let mut line = String::new();
-        match stdin.lock().read_line(&mut line) {
-            Ok(0) | Err(_) => false,
-            Ok(_) => line.trim() != "q",
+        // Ctrl-C at the prompt stops here (a blocking read_line would swallow it, and the
+        // second Ctrl-C users then press exits without finishing the bag).
+        match lines.next_line(&stop) {
+            None => false,
+            Some(line) => line.trim() != "q",
         }
     };
     // Max speed and step infer on this thread: a panic there must not skip the clean-up.
@@ -159,4 +159,54 @@ pub(crate) fn replay(args: &ReplayArgs) -> Result<ExitCode> {
     }
     let _ = stop.load(Ordering::Relaxed);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Lines from standard input that give up as soon as `stop` is set (Ctrl-C), instead of waiting
+/// for Enter. Reads the file descriptor directly (nothing hides in a buffer `poll` cannot see).
+#[derive(Default)]
+struct StopAwareLines {
+    pending: Vec<u8>,
+    eof: bool,
+}
+
+impl StopAwareLines {
+    /// The next line (without its newline); `None` at end of input or once `stop` is set.
+    fn next_line(&mut self, stop: &std::sync::atomic::AtomicBool) -> Option<String> {
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                return Some(String::from_utf8_lossy(&line[..end]).into_owned());
+            }
+            if self.eof {
+                if self.pending.is_empty() {
+                    return None;
+                }
+                let line = std::mem::take(&mut self.pending);
+                return Some(String::from_utf8_lossy(&line).into_owned());
+            }
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return None;
+            }
+            let mut fd = libc::pollfd {
+                fd: libc::STDIN_FILENO,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the duration of the call.
+            let ready = unsafe { libc::poll(&mut fd, 1, 100) };
+            if ready <= 0 {
+                // Timeout, or EINTR from the Ctrl-C itself: look at `stop` again.
+                continue;
+            }
+            let mut buf = [0u8; 4096];
+            // SAFETY: `buf` is writable for its whole length; fd 0 is open for the process.
+            let n = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
+            match n {
+                n if n > 0 => self.pending.extend_from_slice(&buf[..n as usize]),
+                0 => self.eof = true,
+                _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
+                _ => self.eof = true,
+            }
+        }
+    }
 }
