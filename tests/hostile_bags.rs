@@ -196,3 +196,49 @@ fn a_null_payload_is_one_bad_input_and_the_replay_goes_on() {
     assert_eq!(r["frames_processed"], 2, "{r}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_truncated_bag_is_replayed_up_to_the_damage_reported_and_exits_1() {
+    let dir = tmp("truncated");
+    let src = clip().join("vtest");
+    let bag = dir.join("cut");
+    std::fs::create_dir_all(&bag).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        let to = bag.join(p.file_name().unwrap());
+        if p.extension().is_some_and(|x| x == "mcap") {
+            // A recorder killed mid-write: the last 40 % of the file is missing.
+            let bytes = std::fs::read(&p).unwrap();
+            std::fs::write(&to, &bytes[..bytes.len() * 6 / 10]).unwrap();
+        } else {
+            std::fs::copy(&p, &to).unwrap();
+        }
+    }
+    let p = params(&dir);
+    let out = dir.join("out");
+    let o = common::output(
+        Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(["replay", "--params-file"])
+            .arg(&p)
+            .arg("--out")
+            .arg(&out)
+            .arg(&bag)
+            .env("RUST_LOG", "warn"),
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is damaged after its first"), "{stderr}");
+    // Everything before the damage was replayed, written and reported.
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let errors = r["storage_errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{r}");
+    assert!(errors[0].as_str().unwrap().contains("cut"), "{r}");
+    let frames = r["frames_processed"].as_u64().unwrap();
+    assert!(frames >= 1 && frames < 3, "{r}");
+    assert_eq!(
+        count(&out).unwrap() as u64,
+        r["messages_written"].as_u64().unwrap()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

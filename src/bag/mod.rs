@@ -113,6 +113,29 @@ pub struct BagMessage<'a> {
     pub definition: Option<(&'a str, &'a [u8])>,
 }
 
+/// Damage found in a storage file while reading it: the file was read up to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BagDamage {
+    /// The storage file.
+    pub path: PathBuf,
+    /// Messages read from this file before the damage.
+    pub messages_read: u64,
+    /// What the reader found.
+    pub reason: String,
+}
+
+impl std::fmt::Display for BagDamage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is damaged after its first {} messages; the rest of the file was not read: {}",
+            self.path.display(),
+            self.messages_read,
+            self.reason
+        )
+    }
+}
+
 /// An opened bag: its storage files in order.
 #[derive(Debug, Clone)]
 pub struct Bag {

@@ -12,7 +12,7 @@ pub const MAX_RECORD_BYTES: usize = 256 << 20;
 
 /// The most topics a bag may declare.
 pub const MAX_TOPICS: usize = 10_000;
-use super::{Bag, BagError, BagInfo, BagMessage, Storage, TopicInfo};
+use super::{Bag, BagDamage, BagError, BagInfo, BagMessage, Storage, TopicInfo};
 
 /// Per topic, shared by the messages [`Bag::for_each_prefetched`] hands over.
 #[derive(Debug)]
@@ -183,7 +183,42 @@ impl Bag {
         Ok(())
     }
 
-    /// As [`Self::for_each`], with the reading (file I/O, chunk decompression) on a thread of
+    /// As [`Self::for_each`], but storage damage does not end the reading: a file whose data
+    /// turns out damaged (a truncated file, a bad chunk or CRC, a bad row) is read up to the
+    /// damage, which is returned as a [`BagDamage`], and the next file is read. A file that
+    /// cannot be opened at all is still an error.
+    pub fn for_each_readable(
+        &self,
+        mut f: impl FnMut(BagMessage<'_>) -> ControlFlow<()>,
+    ) -> Result<Vec<BagDamage>, BagError> {
+        let mut damage = Vec::new();
+        for (path, storage) in &self.files {
+            let mut read = 0u64;
+            let mut counted = |m: BagMessage<'_>| {
+                read += 1;
+                f(m)
+            };
+            let result = match storage {
+                Storage::Mcap => for_each_mcap(path, &mut counted),
+                Storage::Sqlite3 => for_each_sqlite(path, &mut counted),
+            };
+            match result {
+                Ok(flow) if flow.is_break() => break,
+                Ok(_) => {}
+                Err(e @ (BagError::Mcap { .. } | BagError::Sqlite { .. })) => {
+                    damage.push(BagDamage {
+                        path: path.clone(),
+                        messages_read: read,
+                        reason: e.to_string(),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(damage)
+    }
+
+    /// As [`Self::for_each_readable`], with the reading (file I/O, chunk decompression) on a thread of
     /// its own (`lookout-bag-read`) running up to `depth` messages ahead, so it overlaps with
     /// whatever `f` does. Same messages, same order. Each payload is copied into a buffer that
     /// comes back to the reader once `f` has seen it (`depth + 1` buffers in all, grown to the
@@ -196,7 +231,7 @@ impl Bag {
         &self,
         depth: usize,
         mut f: impl FnMut(&mut Prefetched) -> ControlFlow<()>,
-    ) -> Result<(), BagError> {
+    ) -> Result<Vec<BagDamage>, BagError> {
         type Read = (std::sync::Arc<PrefetchedTopic>, u64, Vec<u8>);
         let (tx, rx) = crossbeam_channel::bounded::<Read>(depth.max(1));
         // Buffers the consumer is done with, back to the reader.
@@ -213,7 +248,7 @@ impl Bag {
                 .spawn_scoped(scope, move || {
                     crate::runtime::realtime::background("lookout-bag-read");
                     let mut topics: Vec<std::sync::Arc<PrefetchedTopic>> = Vec::new();
-                    self.for_each(|m| {
+                    self.for_each_readable(|m| {
                         let topic = match topics.iter().find(|t| t.name == m.topic) {
                             Some(t) => std::sync::Arc::clone(t),
                             None => {

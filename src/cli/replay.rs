@@ -158,6 +158,13 @@ pub(crate) fn replay(args: &ReplayArgs) -> Result<ExitCode> {
         );
     }
     let _ = stop.load(Ordering::Relaxed);
+    if !report.storage_errors.is_empty() {
+        // Data lost is an error: everything readable was replayed and written, but not all.
+        for e in &report.storage_errors {
+            eprintln!("lookout: error: {e}");
+        }
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -221,6 +221,8 @@ pub struct Replay {
     runtime: Runtime,
     totals: Totals,
     writer: Option<BagWriter>,
+    /// Storage damage found while reading (the damaged files were read up to it).
+    damage: Vec<crate::bag::BagDamage>,
     /// Where the bag is written, and put in place by `finish` (dropped: removed).
     output: Option<OutputPlan>,
     diagnostics_topic: Option<usize>,
@@ -400,6 +402,7 @@ impl Replay {
             totals,
             writer: Some(writer),
             output: Some(output),
+            damage: Vec::new(),
             diagnostics_topic,
             copied: BTreeMap::new(),
             clock_ns,
@@ -473,7 +476,7 @@ impl Replay {
         let mut last_view: Option<(String, Vec<u8>)> = None;
         for bag in &bags {
             // Reading and decompressing run ahead on their own thread, overlapping inference.
-            bag.for_each_prefetched(READ_AHEAD_MESSAGES, |prefetched| {
+            let damage = bag.for_each_prefetched(READ_AHEAD_MESSAGES, |prefetched| {
                 let m = prefetched.message();
                 if stop.load(Ordering::Relaxed) {
                     interrupted = true;
@@ -517,6 +520,7 @@ impl Replay {
                 }
                 ControlFlow::Continue(())
             })?;
+            self.note_damage(damage);
             if failure.is_some() || interrupted {
                 break;
             }
@@ -534,6 +538,15 @@ impl Replay {
         match failure {
             Some(e) => Err(e),
             None => Ok(interrupted),
+        }
+    }
+
+    /// Records storage damage: logged as an error now, listed in the report, and the replay
+    /// exits non-zero (frames were lost) after writing everything readable.
+    fn note_damage(&mut self, damage: Vec<crate::bag::BagDamage>) {
+        for d in damage {
+            tracing::error!(damage = %d, "bag damaged: frames lost");
+            self.damage.push(d);
         }
     }
 

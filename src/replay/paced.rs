@@ -45,7 +45,7 @@ impl Replay {
             // The latest receive time so far, and the bag time not waited for (long gaps).
             let mut high = 0u64;
             let mut skipped_ns = 0u64;
-            bag.for_each(|m| {
+            let damage = bag.for_each_readable(|m| {
                 // Each bag plays after the previous one, on its own recorded times; a jump
                 // forward of more than MAX_GAP_NS (a bag from a hostile or broken recorder:
                 // a receive time of u64::MAX would stall the player for ever) is played as
@@ -112,6 +112,7 @@ impl Replay {
                 }
                 ControlFlow::Continue(())
             })?;
+            self.note_damage(damage);
             bag_offset = bag_offset
                 .saturating_add(high.saturating_sub(first_in_bag.unwrap_or(high)))
                 .saturating_sub(skipped_ns);

@@ -123,6 +123,9 @@ pub struct Report {
     pub rate: f64,
     /// Stopped by Ctrl-C / SIGTERM before the end of the bags.
     pub interrupted: bool,
+    /// Storage damage met while reading (each damaged file was read up to it; its frames after
+    /// it are lost). Not empty: `lookout replay` exits with status 1 after writing the output.
+    pub storage_errors: Vec<String>,
     /// Wall time of the replay, s.
     pub wall_s: f64,
     /// Frames processed per wall second.

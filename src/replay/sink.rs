@@ -171,6 +171,7 @@ impl Replay {
                 _ => 1.0,
             },
             interrupted,
+            storage_errors: self.damage.iter().map(|d| d.to_string()).collect(),
             wall_s: (wall_s * 1000.0).round() / 1000.0,
             model: model.name.clone(),
             input_bags: self
