@@ -31,13 +31,15 @@ for t in "${targets[@]}"; do
   mkdir -p "$work"
   rm -rf "fuzz/artifacts/$t"
   echo "fuzz: $t for ${seconds}s"
-  if ! (cd fuzz && cargo +nightly fuzz run -O "$t" "$work" "corpus/$t" -- \
-        -max_total_time="$seconds" -rss_limit_mb=4096 -timeout=10 -print_final_stats=1 2>&1 \
-        | grep -E "^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)" ); then
-    :
-  fi
-  if ls fuzz/artifacts/"$t"/crash-* fuzz/artifacts/"$t"/oom-* fuzz/artifacts/"$t"/timeout-* >/dev/null 2>&1; then
-    echo "fuzz: $t FOUND A FAILURE: $(ls fuzz/artifacts/"$t"/)"
+  log="$home/fuzz/$t.log"
+  rc=0
+  (cd fuzz && cargo +nightly fuzz run -O "$t" "$work" "corpus/$t" -- \
+      -max_total_time="$seconds" -rss_limit_mb=4096 -timeout=10 -print_final_stats=1) \
+      >"$log" 2>&1 || rc=$?
+  grep -E "^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss_mb|SUMMARY|Test unit written)" "$log" || true
+  if [ "$rc" != 0 ]; then
+    echo "fuzz: $t FAILED (exit status $rc; log $log; inputs: $(ls fuzz/artifacts/"$t"/ 2>/dev/null | tr '\n' ' '))"
+    tail -40 "$log"
     status=1
   fi
 done
