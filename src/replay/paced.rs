@@ -52,7 +52,7 @@ impl Replay {
                 // MAX_GAP_NS, counted and logged once.
                 let t0 = *first_in_bag.get_or_insert(m.log_time_ns);
                 if m.log_time_ns > high {
-                    let jump = m.log_time_ns - high.max(t0);
+                    let jump = m.log_time_ns.saturating_sub(high.max(t0));
                     if jump > MAX_GAP_NS {
                         skipped_ns = skipped_ns.saturating_add(jump - MAX_GAP_NS);
                         gaps_skipped += 1;

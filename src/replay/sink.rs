@@ -120,18 +120,19 @@ impl Replay {
             return Ok(());
         };
         if self.next_diagnostics_ns == 0 {
-            self.next_diagnostics_ns = bag_ns + self.period_ns;
+            self.next_diagnostics_ns = bag_ns.saturating_add(self.period_ns);
             return Ok(());
         }
         if bag_ns < self.next_diagnostics_ns {
             // A bag played after another may start earlier: re-anchor on time going back.
-            if self.next_diagnostics_ns - bag_ns > 2 * self.period_ns {
-                self.next_diagnostics_ns = bag_ns + self.period_ns;
+            // (Bag times are untrusted: every sum saturates.)
+            if self.next_diagnostics_ns - bag_ns > self.period_ns.saturating_mul(2) {
+                self.next_diagnostics_ns = bag_ns.saturating_add(self.period_ns);
             }
             return Ok(());
         }
         let at = self.next_diagnostics_ns;
-        self.next_diagnostics_ns = bag_ns.max(at) + self.period_ns;
+        self.next_diagnostics_ns = bag_ns.max(at).saturating_add(self.period_ns);
         let statuses = self.statuses();
         let stamp = crate::runtime::queue::Stamp::from_nanos(i64::try_from(at).unwrap_or(i64::MAX));
         cdr::encode_diagnostic_array(&mut self.buf, stamp, &statuses, "lookout");
@@ -195,7 +196,7 @@ impl Replay {
                 .tracker_mut()
                 .map(|t| t.snapshot(i, now))
                 .unwrap_or_default();
-            inference_ns += s.inference_ns;
+            inference_ns = inference_ns.saturating_add(s.inference_ns);
             let counts = Counts {
                 frames_in: c.frames_in,
                 frames_processed: s.processed,
