@@ -9,39 +9,21 @@ mod common;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use lookout::bag::Bag;
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "lookout-hostile-bags-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A 3-frame vtest clip: `<dir>/vtest` (MCAP) and `<dir>/vtest_sqlite3`.
-fn clip() -> &'static PathBuf {
-    static CLIP: OnceLock<PathBuf> = OnceLock::new();
-    CLIP.get_or_init(|| {
-        let dir = tmp("clip");
-        common::vtest_clip(&dir, 3, &[]);
-        dir
-    })
-}
-
-fn params(dir: &Path) -> PathBuf {
-    let path = dir.join("params.yaml");
-    let yaml = format!(
-        "lookout:\n  ros__parameters:\n    model: {}\n    engine:\n      execution_providers: [cpu]\n      intra_op_threads: 1\n    cameras: [raw]\n    camera:\n      raw:\n        topic: /camera/image_raw\n",
-        common::default_manifest().display()
-    );
-    std::fs::write(&path, yaml).unwrap();
-    path
+/// `lookout replay BAG --params-file P --out OUT`, whatever its exit status.
+fn replay(params: &Path, out: &Path, bag: &Path) -> std::process::Output {
+    common::output(
+        Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(["replay", "--params-file"])
+            .arg(params)
+            .arg("--out")
+            .arg(out)
+            .arg(bag)
+            .env("RUST_LOG", "warn"),
+    )
 }
 
 fn count(bag: &Path) -> Result<usize, String> {
@@ -58,7 +40,7 @@ fn count(bag: &Path) -> Result<usize, String> {
 
 #[test]
 fn an_mcap_record_claiming_a_terabyte_is_an_error_not_an_abort() {
-    let dir = tmp("huge");
+    let dir = common::fresh_dir("bags-huge");
     let mut bytes = b"\x89MCAP0\r\n".to_vec();
     // Header record (profile and library: empty strings), then a Message record whose length
     // field says 1 TiB.
@@ -72,15 +54,8 @@ fn an_mcap_record_claiming_a_terabyte_is_an_error_not_an_abort() {
     std::fs::write(&file, bytes).unwrap();
     let err = count(&file).unwrap_err();
     assert!(err.contains("exceeds limit"), "{err}");
-    let p = params(&dir);
-    let o = common::output(
-        Command::new(env!("CARGO_BIN_EXE_lookout"))
-            .args(["replay", "--params-file"])
-            .arg(&p)
-            .arg("--out")
-            .arg(dir.join("out"))
-            .arg(&file),
-    );
+    let p = common::raw_camera_params(&dir);
+    let o = replay(&p, &dir.join("out"), &file);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "not a clean error exit: {stderr}");
     assert!(stderr.contains("exceeds limit"), "{stderr}");
@@ -89,8 +64,8 @@ fn an_mcap_record_claiming_a_terabyte_is_an_error_not_an_abort() {
 
 #[test]
 fn metadata_listing_files_outside_the_bag_is_refused() {
-    let dir = tmp("outside");
-    let src = clip().join("vtest");
+    let dir = common::fresh_dir("bags-outside");
+    let src = common::small_clip().join("vtest");
     let mcap = std::fs::read_dir(&src)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -129,7 +104,7 @@ fn metadata_listing_files_outside_the_bag_is_refused() {
 
 /// The clip's sqlite3 bag, copied to `dir/name/`, with `edit` applied to its database.
 fn edited_sqlite(dir: &Path, name: &str, edit: &str) -> PathBuf {
-    let src = clip().join("vtest_sqlite3");
+    let src = common::small_clip().join("vtest_sqlite3");
     let bag = dir.join(name);
     std::fs::create_dir_all(&bag).unwrap();
     let mut db_path = None;
@@ -148,7 +123,7 @@ fn edited_sqlite(dir: &Path, name: &str, edit: &str) -> PathBuf {
 
 #[test]
 fn a_sqlite_messages_view_is_refused_at_once() {
-    let dir = tmp("view");
+    let dir = common::fresh_dir("bags-view");
     let bag = edited_sqlite(
         &dir,
         "view",
@@ -165,7 +140,7 @@ fn a_sqlite_messages_view_is_refused_at_once() {
 
 #[test]
 fn a_null_payload_is_one_bad_input_and_the_replay_goes_on() {
-    let dir = tmp("null");
+    let dir = common::fresh_dir("bags-null");
     let bag = edited_sqlite(
         &dir,
         "null",
@@ -177,17 +152,9 @@ fn a_null_payload_is_one_bad_input_and_the_replay_goes_on() {
            JOIN topics t ON m.topic_id = t.id WHERE t.name = '/camera/image_raw');",
     );
     assert_eq!(count(&bag).unwrap(), 6);
-    let p = params(&dir);
+    let p = common::raw_camera_params(&dir);
     let out = dir.join("out");
-    let o = common::output(
-        Command::new(env!("CARGO_BIN_EXE_lookout"))
-            .args(["replay", "--params-file"])
-            .arg(&p)
-            .arg("--out")
-            .arg(&out)
-            .arg(&bag)
-            .env("RUST_LOG", "warn"),
-    );
+    let o = replay(&p, &out, &bag);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
@@ -199,8 +166,8 @@ fn a_null_payload_is_one_bad_input_and_the_replay_goes_on() {
 
 #[test]
 fn a_truncated_bag_is_replayed_up_to_the_damage_reported_and_exits_1() {
-    let dir = tmp("truncated");
-    let src = clip().join("vtest");
+    let dir = common::fresh_dir("bags-truncated");
+    let src = common::small_clip().join("vtest");
     let bag = dir.join("cut");
     std::fs::create_dir_all(&bag).unwrap();
     for e in std::fs::read_dir(&src).unwrap() {
@@ -214,17 +181,9 @@ fn a_truncated_bag_is_replayed_up_to_the_damage_reported_and_exits_1() {
             std::fs::copy(&p, &to).unwrap();
         }
     }
-    let p = params(&dir);
+    let p = common::raw_camera_params(&dir);
     let out = dir.join("out");
-    let o = common::output(
-        Command::new(env!("CARGO_BIN_EXE_lookout"))
-            .args(["replay", "--params-file"])
-            .arg(&p)
-            .arg("--out")
-            .arg(&out)
-            .arg(&bag)
-            .env("RUST_LOG", "warn"),
-    );
+    let o = replay(&p, &out, &bag);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("is damaged after its first"), "{stderr}");

@@ -4,31 +4,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lookout-hostile-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn params(dir: &Path) -> PathBuf {
-    let path = dir.join("params.yaml");
-    let yaml = format!(
-        "lookout:\n  ros__parameters:\n    model: {}\n    engine:\n      execution_providers: [cpu]\n      intra_op_threads: 1\n    cameras: [raw]\n    camera:\n      raw:\n        topic: /camera/image_raw\n",
-        common::default_manifest().display()
-    );
-    std::fs::write(&path, yaml).unwrap();
-    path
-}
-
 #[test]
 fn rates_far_from_real_time_are_one_line_errors() {
-    let dir = tmp("rates");
-    let p = params(&dir);
+    let dir = common::fresh_dir("replay-rates");
+    let p = common::raw_camera_params(&dir);
     for rate in ["1e-300", "1e-20", "0", "-1", "1e9", "nan", "inf"] {
         let o = common::output(
             Command::new(env!("CARGO_BIN_EXE_lookout"))
@@ -52,7 +34,7 @@ fn rates_far_from_real_time_are_one_line_errors() {
 
 #[test]
 fn a_receive_time_jumping_to_the_end_of_time_does_not_stall_rate_mode() {
-    let dir = tmp("jump");
+    let dir = common::fresh_dir("replay-jump");
     common::vtest_clip(&dir, 3, &[]);
     // The clip's raw frames rewritten with receive times 0.1 s apart, then u64::MAX - 1.
     let src = lookout::bag::Bag::open(&dir.join("vtest")).unwrap();
@@ -86,7 +68,7 @@ fn a_receive_time_jumping_to_the_end_of_time_does_not_stall_rate_mode() {
     w.finish().unwrap();
     assert_eq!(n, 3);
 
-    let p = params(&dir);
+    let p = common::raw_camera_params(&dir);
     let out = dir.join("out");
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))

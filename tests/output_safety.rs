@@ -9,35 +9,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lookout-output-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A 3-frame vtest clip (`<dir>/vtest`, MCAP), written once per test process.
-fn clip() -> &'static PathBuf {
-    static CLIP: OnceLock<PathBuf> = OnceLock::new();
-    CLIP.get_or_init(|| {
-        let dir = tmp("clip");
-        common::vtest_clip(&dir, 3, &[]);
-        dir
-    })
-}
-
-/// Parameters: the raw vtest camera, CPU, one thread.
-fn params(dir: &Path) -> PathBuf {
-    let path = dir.join("params.yaml");
-    let yaml = format!(
-        "lookout:\n  ros__parameters:\n    model: {}\n    engine:\n      execution_providers: [cpu]\n      intra_op_threads: 1\n    cameras: [raw]\n    camera:\n      raw:\n        topic: /camera/image_raw\n",
-        common::default_manifest().display()
-    );
-    std::fs::write(&path, yaml).unwrap();
-    path
-}
 
 fn replay_in(cwd: &Path, args: &[&dyn AsRef<std::ffi::OsStr>], fault: Option<&str>) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lookout"));
@@ -78,15 +49,15 @@ fn refused(o: &Output, needle: &str) {
 
 #[test]
 fn force_never_replaces_an_input_a_folder_holding_one_or_a_folder_lookout_did_not_write() {
-    let clip = clip();
+    let clip = common::small_clip();
     let bag = clip.join("vtest");
     let mcap = std::fs::read_dir(&bag)
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|x| x == "mcap"))
         .unwrap();
-    let work = tmp("refusals");
-    let p = params(&work);
+    let work = common::fresh_dir("output-refusals");
+    let p = common::raw_camera_params(&work);
     let before = files(clip);
 
     // The input bag itself, its folder given as a file inside it, and a folder holding it.
@@ -156,9 +127,9 @@ fn force_never_replaces_an_input_a_folder_holding_one_or_a_folder_lookout_did_no
 
 #[test]
 fn a_failed_replay_leaves_the_previous_output_as_it_was_and_a_good_one_replaces_it_whole() {
-    let bag = clip().join("vtest");
-    let work = tmp("replace");
-    let p = params(&work);
+    let bag = common::small_clip().join("vtest");
+    let work = common::fresh_dir("output-replace");
+    let p = common::raw_camera_params(&work);
     let out = work.join("out");
     let first = replay_in(&work, &[&bag, &"--params-file", &p, &"--out", &out], None);
     assert!(

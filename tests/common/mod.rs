@@ -154,3 +154,33 @@ pub fn class_names(
         .map(|id| det.model().class_name(id).to_string())
         .collect()
 }
+
+/// An empty folder `lookout-test-<pid>-<name>` in the temporary directory (emptied if it exists).
+pub fn fresh_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lookout-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A 3-frame vtest clip (`<dir>/vtest` MCAP, `<dir>/vtest_sqlite3`), written once per test binary.
+pub fn small_clip() -> &'static PathBuf {
+    static CLIP: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CLIP.get_or_init(|| {
+        let dir = fresh_dir("clip");
+        vtest_clip(&dir, 3, &[]);
+        dir
+    })
+}
+
+/// `<dir>/params.yaml`: the vtest raw camera (`raw`, /camera/image_raw), default model, CPU,
+/// one intra-op thread.
+pub fn raw_camera_params(dir: &Path) -> PathBuf {
+    let path = dir.join("params.yaml");
+    let yaml = format!(
+        "lookout:\n  ros__parameters:\n    model: {}\n    engine:\n      execution_providers: [cpu]\n      intra_op_threads: 1\n    cameras: [raw]\n    camera:\n      raw:\n        topic: /camera/image_raw\n",
+        default_manifest().display()
+    );
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
