@@ -201,3 +201,17 @@ fn a_truncated_bag_is_replayed_up_to_the_damage_reported_and_exits_1() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_oversized_metadata_yaml_is_refused_before_it_is_read_whole() {
+    let dir = common::fresh_dir("bags-big-metadata");
+    let bag = dir.join("big");
+    std::fs::create_dir_all(&bag).unwrap();
+    // 17 MiB of comment: valid YAML, larger than any real metadata.yaml.
+    let mut text = String::from("# padding\n");
+    text.push_str(&"#".repeat(17 << 20));
+    std::fs::write(bag.join("metadata.yaml"), text).unwrap();
+    let err = count(&bag).unwrap_err();
+    assert!(err.contains("over"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -135,7 +135,7 @@ pub(super) struct MetadataFileOut<'a> {
 
 pub(super) fn read_metadata(dir: &Path) -> Result<Option<BagInfo>, BagError> {
     let path = dir.join("metadata.yaml");
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::config::read_small_text(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(BagError::Io { path, error }),

@@ -229,7 +229,7 @@ impl Config {
         path: &Path,
         node: &str,
     ) -> Result<Vec<(String, ParamValue)>, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        let text = read_small_text(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
             error,
         })?;
@@ -380,6 +380,27 @@ fn insert_dotted(
         };
     }
     Ok(())
+}
+
+/// Largest text file lookout reads whole (a params file, a model manifest, a bag's
+/// `metadata.yaml`): 16 MiB, far above any real one.
+pub const MAX_TEXT_FILE_BYTES: u64 = 16 << 20;
+
+/// Reads a text file whole, refusing one over [`MAX_TEXT_FILE_BYTES`] before reading it all
+/// (these files come from any checkout or any vehicle's bag).
+pub fn read_small_text(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_TEXT_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_TEXT_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("over {MAX_TEXT_FILE_BYTES} bytes"),
+        ));
+    }
+    Ok(text)
 }
 
 /// Resolves a config path like a manifest path: as given, else relative to the source tree.

@@ -298,11 +298,12 @@ impl Model {
     /// Reads the manifest at `manifest_path`, validates it and checks the sha256 of the ONNX file
     /// it names (streamed; the bytes are not kept). Allocates; does file I/O.
     pub fn load(manifest_path: &Path) -> Result<Self, ModelError> {
-        let text =
-            std::fs::read_to_string(manifest_path).map_err(|error| ModelError::ManifestRead {
+        let text = crate::config::read_small_text(manifest_path).map_err(|error| {
+            ModelError::ManifestRead {
                 path: manifest_path.to_path_buf(),
                 error,
-            })?;
+            }
+        })?;
         let manifest = Manifest::parse(&text, manifest_path)?;
         let dir = manifest_path.parent().unwrap_or(Path::new("."));
         let onnx_path = dir.join(&manifest.onnx);
