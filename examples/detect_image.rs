@@ -6,17 +6,19 @@
 
 use std::path::{Path, PathBuf};
 
+use lookout::config::locate::{Origin, locate};
 use lookout::core::decode::{CompressedFormat, Decoder};
 use lookout::core::detector::Detector;
 use lookout::core::engine::{EngineConfig, Provider};
-use lookout::core::model::{DEFAULT_MANIFEST, Model, resolve_manifest_path};
+use lookout::core::model::{DEFAULT_MANIFEST, Model};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let image = std::env::args_os().nth(1).map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join(".lookout/data/images/bus.jpg"),
         PathBuf::from,
     );
-    let model = Model::load(&resolve_manifest_path(Path::new(DEFAULT_MANIFEST)))?;
+    // The default model package, from lookout's data directories (never the working directory).
+    let model = Model::load(&locate(Path::new(DEFAULT_MANIFEST), Origin::Default))?;
     let classes = model.manifest.classes.clone();
     let engine = EngineConfig {
         execution_providers: vec![Provider::Cpu],

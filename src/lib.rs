@@ -6,11 +6,11 @@
 //! ```
 //! use lookout::core::image::{ImageView, PixelEncoding};
 //! use lookout::core::engine::{EngineConfig, Provider};
-//! use lookout::core::model::{DEFAULT_MANIFEST, Model, resolve_manifest_path};
+//! use lookout::core::model::Model;
 //! use lookout::core::detector::Detector;
 //!
 //! // The default model package (scripts/setup.sh converts its ONNX file once), on the CPU.
-//! let model = Model::load(&resolve_manifest_path(DEFAULT_MANIFEST.as_ref()))?;
+//! let model = Model::load("models/yolov3-tiny/manifest.yaml".as_ref())?;
 //! let engine = EngineConfig {
 //!     execution_providers: vec![Provider::Cpu],
 //!     ..EngineConfig::default()

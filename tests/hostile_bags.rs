@@ -203,6 +203,80 @@ fn a_truncated_bag_is_replayed_up_to_the_damage_reported_and_exits_1() {
 }
 
 #[test]
+fn a_damaged_chunk_in_the_middle_costs_only_its_own_messages() {
+    let dir = common::fresh_dir("bags-mid-damage");
+    let src = common::small_clip().join("vtest");
+    let bag = dir.join("mid");
+    std::fs::create_dir_all(&bag).unwrap();
+    let mut lost = None;
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        let to = bag.join(p.file_name().unwrap());
+        if p.extension().is_some_and(|x| x == "mcap") {
+            let mut bytes = std::fs::read(&p).unwrap();
+            let summary = mcap::Summary::read(&bytes).unwrap().unwrap();
+            let mut chunks = summary.chunk_indexes.clone();
+            chunks.sort_by_key(|c| c.chunk_start_offset);
+            assert!(
+                chunks.len() >= 3,
+                "the clip needs chunks before and after the damage"
+            );
+            let victim = &chunks[1];
+            let frames_in = |c: &mcap::records::ChunkIndex| {
+                summary
+                    .stream_chunk(&bytes, c)
+                    .unwrap()
+                    .filter(|m| m.as_ref().unwrap().channel.topic == "/camera/image_raw")
+                    .count() as u64
+            };
+            // The frames in the damaged chunk, read from the intact file; there are frames after
+            // it, which a reading that stops at the damage loses.
+            lost = Some(frames_in(victim));
+            assert!(chunks[2..].iter().map(frames_in).sum::<u64>() >= 1);
+            // Break the chunk's compressed data (its zstd frame magic): opcode, length, start
+            // and end time, uncompressed size and CRC, the compression string, records length.
+            let at = victim.chunk_start_offset as usize
+                + 1
+                + 8
+                + 8
+                + 8
+                + 8
+                + 4
+                + 4
+                + victim.compression.len()
+                + 8;
+            bytes[at..at + 4].copy_from_slice(b"\0\0\0\0");
+            std::fs::write(&to, &bytes).unwrap();
+        } else {
+            std::fs::copy(&p, &to).unwrap();
+        }
+    }
+    let lost = lost.expect("an MCAP file in the clip");
+    assert!(lost >= 1, "the damaged chunk holds a frame");
+    let p = common::raw_camera_params(&dir);
+    let out = dir.join("out");
+    let o = replay(&p, &out, &bag);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "frames were lost: {stderr}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let errors = r["storage_errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{r}");
+    let e = errors[0].as_str().unwrap();
+    assert!(
+        e.contains("chunk at byte") && e.contains("resumed at the next intact chunk"),
+        "{e}"
+    );
+    // Before: the reading stopped at the damage. Now only the damaged chunk's frames are lost.
+    assert_eq!(r["frames_processed"].as_u64().unwrap(), 3 - lost, "{r}");
+    assert_eq!(
+        count(&out).unwrap() as u64,
+        r["messages_written"].as_u64().unwrap()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn an_oversized_metadata_yaml_is_refused_before_it_is_read_whole() {
     let dir = common::fresh_dir("bags-big-metadata");
     let bag = dir.join("big");

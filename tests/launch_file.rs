@@ -43,7 +43,7 @@ fn launch_file_names_a_valid_executable_params_file_and_arguments() {
             n.attribute("name").unwrap()
         })
         .collect();
-    for required in ["config", "namespace", "use_sim_time"] {
+    for required in ["config", "model", "namespace", "use_sim_time"] {
         assert!(
             args.contains(required),
             "launch argument `{required}` missing"
@@ -91,6 +91,21 @@ fn launch_file_names_a_valid_executable_params_file_and_arguments() {
         .find(|p| p.attribute("name") == Some("use_sim_time"))
         .expect("use_sim_time param");
     assert_eq!(sim.attribute("value"), Some("$(var use_sim_time)"));
+    let model = params
+        .iter()
+        .find(|p| p.attribute("name") == Some("model"))
+        .expect("model param");
+    assert_eq!(model.attribute("value"), Some("$(var model)"));
+    // The model argument defaults to the installed model package, which loads.
+    let model_default = root
+        .children()
+        .find(|n| n.has_tag_name("arg") && n.attribute("name") == Some("model"))
+        .and_then(|n| n.attribute("default"))
+        .unwrap();
+    let rel = model_default
+        .strip_prefix("$(find-pkg-share lookout)/")
+        .expect("default model comes from the package's share folder");
+    lookout::core::model::Model::load(&common::repo().join(rel)).expect("default model loads");
 
     // The default config resolves (installed layout: share/lookout/config/) and is valid.
     let default = root
@@ -125,6 +140,18 @@ fn launch_file_names_a_valid_executable_params_file_and_arguments() {
             "{dir} not installed to share"
         );
     }
+    // ONNX Runtime is installed beside the binary (lib/lookout/), where it is looked for. The
+    // entry names a file set-up makes, so the install stands without the checkout.
+    let lib_line = cargo
+        .lines()
+        .find(|l| l.starts_with("install_to_lib"))
+        .expect("install_to_lib");
+    assert!(
+        lib_line.contains(".lookout/lib/libonnxruntime.so"),
+        "{lib_line}"
+    );
+    // cargo-ament-build reads install_to_lib only after an install_to_include entry.
+    assert!(cargo.lines().any(|l| l.starts_with("install_to_include")));
 }
 
 #[test]

@@ -113,26 +113,42 @@ pub struct BagMessage<'a> {
     pub definition: Option<(&'a str, &'a [u8])>,
 }
 
-/// Damage found in a storage file while reading it: the file was read up to it.
+/// Damage found in a storage file while reading it: the file was read up to it, and past it
+/// when the file's index allows (an MCAP file with an intact summary).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BagDamage {
     /// The storage file.
     pub path: PathBuf,
-    /// Messages read from this file before the damage.
+    /// Messages read from this file before the damage (in storage order).
     pub messages_read: u64,
     /// What the reader found.
     pub reason: String,
+    /// Byte offset of the damaged chunk, when the damage was found in one.
+    pub offset: Option<u64>,
+    /// Messages read after the damage, up to the next damage or the end (the reading resumed at
+    /// the next intact chunk); `None`: the rest of the file could not be read.
+    pub resumed_after: Option<u64>,
 }
 
 impl std::fmt::Display for BagDamage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} is damaged after its first {} messages; the rest of the file was not read: {}",
+            "{} is damaged after its first {} messages",
             self.path.display(),
-            self.messages_read,
-            self.reason
-        )
+            self.messages_read
+        )?;
+        if let Some(offset) = self.offset {
+            write!(f, " (chunk at byte {offset})")?;
+        }
+        match self.resumed_after {
+            Some(n) => write!(
+                f,
+                "; the damaged part was skipped and reading resumed at the next intact chunk ({n} messages after it): {}",
+                self.reason
+            ),
+            None => write!(f, "; the rest of the file was not read: {}", self.reason),
+        }
     }
 }
 
@@ -145,10 +161,13 @@ pub struct Bag {
 
 mod metadata;
 mod reader;
+mod resume;
 mod writer;
 
 pub use metadata::{
     BagInfo, FileInfo, Nanoseconds, NanosecondsSinceEpoch, TopicMetadata, TopicWithCount,
 };
-pub use reader::{MAX_RECORD_BYTES, MAX_TOPICS, Prefetched, for_each_mcap_in};
+pub use reader::{
+    MAX_RECORD_BYTES, MAX_TOPICS, Prefetched, for_each_mcap_in, for_each_mcap_readable_in,
+};
 pub use writer::{BagWriter, offered_qos_yaml};

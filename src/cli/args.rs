@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use lookout::core::engine::Provider;
-use lookout::core::model;
 
 /// lookout: a real-time ROS 2 perception node (ONNX detector in, vision_msgs detections out).
 #[derive(Parser, Debug)]
@@ -153,9 +152,10 @@ pub(crate) struct DetectArgs {
     #[arg(required = true, value_name = "IMAGE")]
     pub(crate) images: Vec<PathBuf>,
 
-    /// Model package manifest (a relative path is also looked up in the source tree).
-    #[arg(long, value_name = "MANIFEST", default_value = model::DEFAULT_MANIFEST)]
-    pub(crate) model: PathBuf,
+    /// Model package manifest (default: the installed default model; a relative path is looked
+    /// up in the working directory, then in lookout's data directories).
+    #[arg(long, value_name = "MANIFEST")]
+    pub(crate) model: Option<PathBuf>,
 
     /// Print one line of JSON per image instead of a table.
     #[arg(long)]

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 
+use lookout::config::locate::{Origin, locate, searched};
 use lookout::core::decode::{CompressedFormat, Decoder};
 use lookout::core::detector::Detector;
 use lookout::core::engine::EngineConfig;
@@ -14,7 +15,22 @@ use lookout::core::model::{self, Model};
 use super::args::DetectArgs;
 
 pub(crate) fn detect(args: &DetectArgs) -> Result<ExitCode> {
-    let manifest = model::resolve_manifest_path(&args.model);
+    let manifest = match &args.model {
+        Some(m) => locate(m, Origin::User),
+        None => locate(Path::new(model::DEFAULT_MANIFEST), Origin::Default),
+    };
+    if manifest.is_relative() {
+        let origin = if args.model.is_some() {
+            Origin::User
+        } else {
+            Origin::Default
+        };
+        bail!(
+            "model manifest {} not found ({})",
+            manifest.display(),
+            searched(origin)
+        );
+    }
     let model = Model::load(&manifest)?;
     let mut thresholds = model.manifest.thresholds;
     if let Some(c) = args.confidence {
@@ -26,7 +42,13 @@ pub(crate) fn detect(args: &DetectArgs) -> Result<ExitCode> {
     let engine = EngineConfig {
         execution_providers: args.execution_providers.clone(),
         require_first_provider: args.require_first_provider,
-        ort_library: args.ort_library.clone(),
+        // Named on the command line: relative to the working directory, made absolute here.
+        ort_library: args
+            .ort_library
+            .as_deref()
+            .map(std::path::absolute)
+            .transpose()
+            .context("--ort-library")?,
         ..EngineConfig::default()
     };
     let mut detector = Detector::new(model, &engine, Some(thresholds))?;

@@ -1,6 +1,5 @@
 //! `lookout replay`: bags through the runtime into a detections bag and a report.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -12,11 +11,10 @@ pub(crate) fn replay(args: &ReplayArgs) -> Result<ExitCode> {
     use lookout::replay::{Pace, Replay, ReplayOptions, default_out};
     use std::sync::atomic::Ordering;
 
-    let params = args.params_file.clone().unwrap_or_else(|| {
-        lookout::config::resolve_path(Path::new(lookout::config::DEFAULT_PARAMS_FILE))
-    });
+    let (params, origin) = lookout::config::params_file(args.params_file.as_deref());
     let mut config = lookout::config::Config::load(&params, "lookout")
         .with_context(|| format!("parameters file {}", params.display()))?;
+    config.locate_files(origin);
     if let Some(p) = &args.execution_providers {
         config.engine.execution_providers = p.clone();
     }

@@ -22,6 +22,7 @@
 
 mod budget;
 mod camera;
+pub mod locate;
 pub mod names;
 mod validate;
 
@@ -314,6 +315,12 @@ impl Config {
         Self::from_parameters(&Self::read_parameters_file(path, node)?)
     }
 
+    /// Resolves the relative file paths of the configuration (`model`) by [`locate`]'s rule:
+    /// `origin` says who chose the parameters file they were read from.
+    pub fn locate_files(&mut self, origin: locate::Origin) {
+        self.model = locate::locate(&self.model, origin);
+    }
+
     /// The cameras in configured order with their settings.
     pub fn camera_list(&self) -> impl Iterator<Item = (&str, &CameraConfig)> {
         self.cameras
@@ -403,9 +410,21 @@ pub fn read_small_text(path: &Path) -> std::io::Result<String> {
     Ok(text)
 }
 
-/// Resolves a config path like a manifest path: as given, else relative to the source tree.
-pub fn resolve_path(path: &Path) -> PathBuf {
-    crate::core::model::resolve_manifest_path(path)
+/// The parameters file to read: the one the user named (`Origin::User`: the working directory,
+/// then the data directories), else the default file in lookout's data directories only (see
+/// [`locate`]). Returns the path and who chose it, which also decides how the relative paths
+/// inside it are looked up ([`Config::locate_files`]).
+pub fn params_file(named: Option<&Path>) -> (PathBuf, locate::Origin) {
+    match named {
+        Some(p) => (
+            locate::locate(p, locate::Origin::User),
+            locate::Origin::User,
+        ),
+        None => (
+            locate::locate(Path::new(DEFAULT_PARAMS_FILE), locate::Origin::Default),
+            locate::Origin::Default,
+        ),
+    }
 }
 
 #[cfg(test)]

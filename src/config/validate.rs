@@ -166,6 +166,14 @@ impl Config {
                 format!("must be within (0, {MAX_WINDOW_S}], got {}", d.window_s),
             ));
         }
+        if let Some(reason) = self
+            .engine
+            .ort_library
+            .as_deref()
+            .and_then(crate::core::engine::relative_library_error)
+        {
+            return Err(param_err("engine.ort_library", reason));
+        }
         if self.engine.intra_op_threads > MAX_THREADS {
             return Err(param_err(
                 "engine.intra_op_threads",

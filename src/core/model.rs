@@ -25,6 +25,14 @@ pub enum ModelError {
         /// The I/O error.
         error: std::io::Error,
     },
+    /// A relative manifest path was found in none of the places it is looked up in.
+    #[error("model manifest {path} not found ({searched})")]
+    NotFound {
+        /// The path as written.
+        path: PathBuf,
+        /// Where it was looked for.
+        searched: String,
+    },
     /// The manifest is not valid YAML for the schema (unknown key, wrong type, missing key).
     #[error("invalid model manifest {path}: {error}")]
     ManifestParse {
@@ -277,22 +285,6 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The default model package, relative to the repository root.
 pub const DEFAULT_MANIFEST: &str = "models/yolov3-tiny/manifest.yaml";
-
-/// Resolves a manifest path given by a user: as given when it exists (relative to the current
-/// directory), otherwise relative to the source tree this binary was built from (so the default
-/// works from any directory on the machine that built it). Returns the path as given when neither
-/// exists, so the error names what the user wrote.
-pub fn resolve_manifest_path(path: &Path) -> PathBuf {
-    if path.exists() || path.is_absolute() {
-        return path.to_path_buf();
-    }
-    let in_tree = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
-    if in_tree.exists() {
-        in_tree
-    } else {
-        path.to_path_buf()
-    }
-}
 
 impl Model {
     /// Reads the manifest at `manifest_path`, validates it and checks the sha256 of the ONNX file

@@ -20,7 +20,7 @@
 //! topic has no publisher at all.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::task::Context as TaskContext;
@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use r2r::QosProfile;
 
+use crate::config::locate::Origin;
 use crate::config::names::resolve_topic;
 use crate::config::{
     Config, ConfigError, Durability, ImageKind, ParamValue, QosConfig, Reliability,
@@ -145,15 +146,20 @@ fn param_to_json(v: &r2r::ParameterValue) -> Option<ParamValue> {
 fn load_config(node: &r2r::Node, options: &NodeOptions) -> Result<Config, NodeError> {
     let fq = node.fully_qualified_name().map_err(ros_err("node name"))?;
     let mut params: Vec<(String, ParamValue)> = Vec::new();
-    let base = match &options.params_file {
-        Some(p) => Some(p.clone()),
-        None if !options.ros_params_file => Some(crate::config::resolve_path(Path::new(
-            crate::config::DEFAULT_PARAMS_FILE,
-        ))),
-        None => None,
+    // Paths in the ROS parameters were named by the user, like those of a named params file.
+    let (base, origin) = match &options.params_file {
+        Some(p) => {
+            let (path, origin) = crate::config::params_file(Some(p));
+            (Some(path), origin)
+        }
+        None if !options.ros_params_file => {
+            let (path, origin) = crate::config::params_file(None);
+            (Some(path), origin)
+        }
+        None => (None, Origin::User),
     };
-    if let Some(path) = base {
-        params.extend(Config::read_parameters_file(&path, &fq)?);
+    if let Some(path) = &base {
+        params.extend(Config::read_parameters_file(path, &fq)?);
     }
     let ros_params = node
         .params
@@ -165,8 +171,12 @@ fn load_config(node: &r2r::Node, options: &NodeOptions) -> Result<Config, NodeEr
         .iter()
         .filter_map(|(k, p)| param_to_json(&p.value).map(|v| (k.clone(), v)))
         .collect::<Vec<_>>();
+    // A `model` set as a ROS parameter (`-p model:=...`, the launch file) was named by the user.
+    let model_from_ros = ros_params.iter().any(|(k, _)| k == "model");
     params.extend(ros_params);
-    Ok(Config::from_parameters(&params)?)
+    let mut config = Config::from_parameters(&params)?;
+    config.locate_files(if model_from_ros { Origin::User } else { origin });
+    Ok(config)
 }
 
 /// Runs the node until `stop` is set (SIGINT/SIGTERM), then shuts down in order and returns the

@@ -36,9 +36,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
+use crate::config::locate::{Origin, locate, searched};
 use crate::config::{Config, QueuePolicy, ThreadConfig};
 use crate::core::detector::Detector;
-use crate::core::model::Model;
+use crate::core::model::{Model, ModelError};
 use counters::CameraCounters;
 use deadline::{LatePolicy, RosClock};
 use health::{EngineInfo, Health, Status};
@@ -134,7 +135,17 @@ impl Runtime {
             config.check_memory_budget(physical / 2)?;
         }
         tracing::info!(%budget, "memory budget");
-        let model = Model::load(&crate::core::model::resolve_manifest_path(&config.model))?;
+        // A relative path still here was not found where the user's rule looks (or is lookout's
+        // default): the data directories only, never the working directory.
+        let manifest = locate(&config.model, Origin::Default);
+        if manifest.is_relative() {
+            return Err(ModelError::NotFound {
+                path: manifest.clone(),
+                searched: searched(Origin::Default),
+            }
+            .into());
+        }
+        let model = Model::load(&manifest)?;
         let thresholds = config.thresholds.apply(model.manifest.thresholds);
         let info = ModelInfo {
             name: model.manifest.name.clone(),

@@ -11,7 +11,18 @@ pub const ORT_LIBRARY_NAME: &str = "libonnxruntime.so";
 
 /// Candidate paths for the ONNX Runtime library, in the order they are tried. An explicit choice
 /// (the config key, else `ORT_DYLIB_PATH`) is the only candidate: a library the user named is
-/// never silently replaced by another. Without one, the set-up's locations are searched.
+/// never silently replaced by another. Without one, in order:
+/// 1. `$LOOKOUT_HOME/lib/` (the set-up's copy, when `.lookout/env.sh` is sourced);
+/// 2. beside the running binary (an installed package: `<prefix>/lib/lookout/`), and
+///    `<prefix>/lib/lookout/` of a binary in `<prefix>/bin/`;
+/// 3. `.lookout/lib/` in a folder above the running binary (a build in a checkout);
+/// 4. `<prefix>/lib/lookout/` of every prefix in `AMENT_PREFIX_PATH`;
+/// 5. the bare file name, which the dynamic loader looks up in `LD_LIBRARY_PATH` and the system's
+///    library folders (a system-wide ONNX Runtime).
+///
+/// The working directory is never searched, nor the source tree the binary was compiled in, and
+/// relative paths are refused (see [`relative_library_error`]): a params file or a variable must
+/// not load a library that depends on where lookout was started.
 pub fn ort_library_candidates(config: Option<&Path>) -> Vec<PathBuf> {
     // An empty config value means "not set" (ROS parameters cannot be null).
     if let Some(p) = config.filter(|p| !p.as_os_str().is_empty()) {
@@ -21,26 +32,48 @@ pub fn ort_library_candidates(config: Option<&Path>) -> Vec<PathBuf> {
         return vec![PathBuf::from(p)];
     }
     let mut out = Vec::new();
+    let mut push = |p: PathBuf| {
+        if p.is_absolute() && !out.contains(&p) {
+            out.push(p);
+        }
+    };
     if let Some(home) = std::env::var_os("LOOKOUT_HOME").filter(|p| !p.is_empty()) {
-        out.push(PathBuf::from(home).join("lib").join(ORT_LIBRARY_NAME));
+        push(PathBuf::from(home).join("lib").join(ORT_LIBRARY_NAME));
     }
     if let Ok(exe) = std::env::current_exe() {
-        for dir in exe.ancestors().skip(1) {
-            let p = dir.join(".lookout").join("lib").join(ORT_LIBRARY_NAME);
-            if p.exists() {
-                out.push(p);
-                break;
+        if let Some(dir) = exe.parent() {
+            push(dir.join(ORT_LIBRARY_NAME));
+            if let Some(prefix) = dir.parent() {
+                push(prefix.join("lib").join("lookout").join(ORT_LIBRARY_NAME));
             }
         }
+        if let Some(p) = exe
+            .ancestors()
+            .skip(1)
+            .map(|dir| dir.join(".lookout").join("lib").join(ORT_LIBRARY_NAME))
+            .find(|p| p.exists())
+        {
+            push(p);
+        }
     }
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(".lookout")
-        .join("lib")
-        .join(ORT_LIBRARY_NAME);
-    if !out.contains(&built_from) {
-        out.push(built_from);
+    if let Some(paths) = std::env::var_os("AMENT_PREFIX_PATH") {
+        for prefix in std::env::split_paths(&paths) {
+            push(prefix.join("lib").join("lookout").join(ORT_LIBRARY_NAME));
+        }
     }
+    out.push(PathBuf::from(ORT_LIBRARY_NAME));
     out
+}
+
+/// Why an explicitly named library path is refused: it is relative, so which file it names
+/// would depend on the working directory. `None` for an absolute path or the empty "not set".
+pub fn relative_library_error(path: &Path) -> Option<String> {
+    (!path.as_os_str().is_empty() && !path.is_absolute()).then(|| {
+        format!(
+            "{} is a relative path; name the ONNX Runtime library by an absolute path",
+            path.display()
+        )
+    })
 }
 
 /// The process-wide ONNX Runtime environment (ONNX Runtime allows one per process).
@@ -52,8 +85,15 @@ pub(super) fn environment(
 ) -> Result<&'static ort::environment::Environment, EngineError> {
     let result = ENVIRONMENT.get_or_init(|| {
         let mut tried = Vec::new();
-        for path in ort_library_candidates(config) {
-            if !path.exists() {
+        let candidates = ort_library_candidates(config);
+        let explicit = candidates.len() == 1 && candidates[0] != Path::new(ORT_LIBRARY_NAME);
+        for path in candidates {
+            if explicit && let Some(reason) = relative_library_error(&path) {
+                tried.push(reason);
+                continue;
+            }
+            // The bare name is the dynamic loader's search: it has no file to check first.
+            if path.is_absolute() && !path.exists() {
                 tried.push(format!("{} (no such file)", path.display()));
                 continue;
             }

@@ -27,7 +27,9 @@ pub mod providers;
 
 pub use config::EngineConfig;
 pub use control::RunControl;
-pub use library::{ORT_LIBRARY_NAME, loaded_ort_library, ort_library_candidates};
+pub use library::{
+    ORT_LIBRARY_NAME, loaded_ort_library, ort_library_candidates, relative_library_error,
+};
 pub use providers::{ConvAlgoSearch, CudaOptions, Provider, TensorRtOptions};
 
 use std::path::{Path, PathBuf};
