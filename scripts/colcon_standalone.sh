@@ -12,6 +12,8 @@
 # Not in CI: the release build takes about 10 minutes on 2 cores.
 #
 # Usage: scripts/colcon_standalone.sh [WORKDIR]     (default: a new temporary folder, removed)
+#        LOOKOUT_COLCON_REUSE=1 scripts/colcon_standalone.sh WORKDIR   (run the checks again on
+#        the install already in WORKDIR, without building)
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -33,6 +35,9 @@ neutral=$(mktemp -d /tmp/lookout-neutral.XXXXXX)
 cleanup() { rm -rf "$neutral"; if [ "$keep" = 0 ]; then rm -rf "$ws"; fi; }
 trap cleanup EXIT
 
+if [ "${LOOKOUT_COLCON_REUSE:-0}" = 1 ] && [ -d "$ws/install" ]; then
+  say "reusing the install in $ws"
+else
 # The working tree as a new user would have it after `git clone` and scripts/setup.sh: tracked
 # and untracked-but-not-ignored files, the converted model and the link to ONNX Runtime.
 src=$ws/src/lookout
@@ -50,11 +55,13 @@ start=$(date +%s)
 say "built in $(( $(date +%s) - start )) s"
 mv "$ws/src" "$ws/src.away"
 mv "$ws/build" "$ws/build.away"
+fi
 
-install=$ws/install
+# colcon's default isolated install: one prefix per package.
+install=$ws/install/lookout
 share=$install/share/lookout
 lookout=$install/lib/lookout/lookout
-say "installed: $(cd "$install" && find lib/lookout share/lookout -maxdepth 3 -type f | sort | tr '\n' ' ')"
+say "installed in $install: $(cd "$install" && find lib/lookout share/lookout -path '*/rust' -prune -o -type f -print | sort | tr '\n' ' ')"
 
 # A neutral directory that looks like an unpacked dataset: a config/lookout.yaml naming a library
 # and a models/ package that must both be ignored.
@@ -65,20 +72,24 @@ echo "not a manifest" >"$neutral/models/yolov3-tiny/manifest.yaml"
 cp "$home/data/images/bus.jpg" "$neutral/"
 unset LOOKOUT_HOME ORT_DYLIB_PATH CARGO_MANIFEST_DIR
 # shellcheck source=/dev/null
-source "$install/setup.bash"
+set +u; source "$ws/install/setup.bash"; set -u
 export FASTRTPS_DEFAULT_PROFILES_FILE=$share/config/fastdds.xml
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-94}
 cd "$neutral"
 
 say "1. lookout detect bus.jpg (default model)"
-"$lookout" detect bus.jpg --execution-providers cpu --json >detect.json
+RUST_LOG=lookout=debug "$lookout" detect bus.jpg --execution-providers cpu --json >detect.json 2>detect.log
 python3 - detect.json <<'PY'
 import json, sys
 d = json.loads(open(sys.argv[1]).read().splitlines()[0])
 n = len(d["detections"])
-print(f"colcon_standalone:    {n} detections, model {d.get('model', '?')}")
+print(f"colcon_standalone:    {n} detections: {', '.join(x['class'] for x in d['detections'])}")
 assert n > 0, "no detections"
 PY
+# Which ONNX Runtime was loaded: the installed copy beside the binary.
+loaded=$(sed 's/\x1b\[[0-9;]*m//g' detect.log | grep -o 'ONNX Runtime loaded library=[^ ]*' | head -1)
+say "   $loaded"
+case "$loaded" in *"$install/lib/lookout/libonnxruntime.so"*) ;; *) say "FAILED: not the installed ONNX Runtime"; exit 1;; esac
 
 run_against_peer() {
   local name=$1; shift
@@ -98,7 +109,7 @@ dets = sum(len(r.get("detections", [])) for r in got)
 print(f"colcon_standalone:    {sys.argv[2]}: {len(got)}/10 frames came back, {dets} detections")
 assert got and dets > 0, "no detections came back"
 PY
-  grep -E "ONNX Runtime|model loaded" "$neutral/$name.log" | head -2 | sed 's/^/colcon_standalone:    /'
+  sed 's/\x1b\[[0-9;]*m//g' "$neutral/$name.log" | grep -o "model loaded.*" | head -1 | sed 's/^/colcon_standalone:    /'
 }
 
 say "2. lookout run as the launch file runs it"

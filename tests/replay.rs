@@ -667,6 +667,80 @@ fn a_dead_inference_thread_fails_the_replay_and_leaves_no_partial_bag() {
 }
 
 #[test]
+fn runs_failing_in_a_row_rebuild_the_session_and_the_replay_goes_on() {
+    // The first 3 runs fail (test hook, src/runtime/supervise.rs); after 2 in a row the session
+    // is rebuilt, the third fails on the new session, and every later frame is processed.
+    let p = params("", "      rebuild_after_failures: 2\n");
+    let out = tmp("rebuild");
+    let o = common::output(
+        Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .arg("replay")
+            .arg(clip().join("vtest"))
+            .arg("--params-file")
+            .arg(&p)
+            .arg("--out")
+            .arg(&out)
+            .env("RUST_LOG", "warn")
+            .env("LOOKOUT_FAULT_RUN_FAILURES", "3"),
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("ONNX Runtime session rebuilt"), "{stderr}");
+    let r = report(&out);
+    assert_eq!(r["session_rebuilds"], 1, "{r}");
+    let errors: u64 = ["raw", "jpeg"]
+        .iter()
+        .map(|c| r["per_camera"][c]["inference_errors"].as_u64().unwrap())
+        .sum();
+    assert_eq!(errors, 3, "{r}");
+    assert_eq!(r["frames_processed"], 2 * CLIP_FRAMES as u64 - 3, "{r}");
+    // The rebuilt session gives the detections the first one gave: the last frame's result
+    // equals a clean replay's.
+    let clean = tmp("rebuild-clean");
+    replay(&clip().join("vtest"), &params("", ""), &clean, &[]);
+    let last = |bag: &Path| {
+        messages(bag, "vision_msgs/msg/Detection2DArray")
+            .last()
+            .map(|m| m.2.clone())
+    };
+    assert_eq!(last(&out), last(&clean));
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&clean);
+}
+
+#[test]
+fn the_watchdog_terminates_runs_of_a_rebuilt_session() {
+    // Two failed runs rebuild the session; every later run is longer than its 2 ms hard timeout
+    // and must still end as a timeout, not a result: the watchdog keeps the same run control,
+    // which now carries the new session's run options.
+    let p = params(
+        "        hard_timeout_ms: 2\n",
+        "      rebuild_after_failures: 2\n",
+    );
+    let out = tmp("rebuild-watchdog");
+    let o = common::output(
+        Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .arg("replay")
+            .arg(clip().join("vtest"))
+            .args(["--rate", "1", "--params-file"])
+            .arg(&p)
+            .arg("--out")
+            .arg(&out)
+            .env("RUST_LOG", "warn")
+            .env("LOOKOUT_FAULT_RUN_FAILURES", "2"),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = report(&out);
+    assert_eq!(r["session_rebuilds"], 1, "{r}");
+    assert_eq!(r["frames_processed"], 0, "{r}");
+    let timeouts: u64 = ["raw", "jpeg"]
+        .iter()
+        .map(|c| r["per_camera"][c]["timeouts"].as_u64().unwrap())
+        .sum();
+    assert!(timeouts >= 5, "{r}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
 fn a_hard_timeout_at_rate_1_terminates_runs_on_time() {
     // Every run takes far longer than 2 ms on a CPU. The watchdog must be woken by each run
     // (registered with the engine, as in the live node): polling every 100 ms, it would find

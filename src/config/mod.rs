@@ -90,6 +90,8 @@ pub const MAX_PERIOD_MS: f64 = 60_000.0;
 pub const MAX_WINDOW_S: f64 = 3_600.0;
 /// Largest `engine.intra_op_threads`.
 pub const MAX_THREADS: usize = 1024;
+/// Largest `engine.rebuild_after_failures`.
+pub const MAX_REBUILD_AFTER_FAILURES: u32 = 10_000;
 /// Largest `engine.warmup_runs`.
 pub const MAX_WARMUP_RUNS: u32 = 100;
 

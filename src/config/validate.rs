@@ -2,8 +2,8 @@
 
 use super::{
     Config, ConfigError, MAX_AGE_MS, MAX_BUDGET_MS, MAX_CAMERAS, MAX_DETECTIONS,
-    MAX_HARD_TIMEOUT_MS, MAX_PERIOD_MS, MAX_RATE_HZ, MAX_THREADS, MAX_WARMUP_RUNS, MAX_WINDOW_S,
-    param_err,
+    MAX_HARD_TIMEOUT_MS, MAX_PERIOD_MS, MAX_RATE_HZ, MAX_REBUILD_AFTER_FAILURES, MAX_THREADS,
+    MAX_WARMUP_RUNS, MAX_WINDOW_S, param_err,
 };
 
 impl Config {
@@ -180,6 +180,15 @@ impl Config {
                 format!(
                     "must be within 0 (auto)..{MAX_THREADS}, got {}",
                     self.engine.intra_op_threads
+                ),
+            ));
+        }
+        if self.engine.rebuild_after_failures > MAX_REBUILD_AFTER_FAILURES {
+            return Err(param_err(
+                "engine.rebuild_after_failures",
+                format!(
+                    "must be within 0 (never)..{MAX_REBUILD_AFTER_FAILURES}, got {}",
+                    self.engine.rebuild_after_failures
                 ),
             ));
         }

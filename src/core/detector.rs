@@ -54,6 +54,7 @@ pub struct Detector {
     model: Model,
     pre: Preprocessor,
     engine: Engine,
+    engine_config: EngineConfig,
     post: Postprocessor,
 }
 
@@ -85,8 +86,18 @@ impl Detector {
             model,
             pre,
             engine,
+            engine_config: engine_config.clone(),
             post,
         })
+    }
+
+    /// Builds a new ONNX Runtime session in place of the current one ([`Engine::rebuild`]):
+    /// for when runs keep failing. Allocates and blocks for the build and warm-up; the current
+    /// session stays on error.
+    pub fn rebuild_engine(&mut self) -> Result<(), EngineError> {
+        self.engine.rebuild(&self.model, &self.engine_config)?;
+        crate::runtime::realtime::release_free_memory();
+        Ok(())
     }
 
     /// Threads pre-processing runs on (1 or 2).

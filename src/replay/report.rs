@@ -81,6 +81,8 @@ pub struct Counts {
     pub bad_inputs: u64,
     /// Of `dropped`: runs terminated after `hard_timeout_ms`.
     pub timeouts: u64,
+    /// Of `dropped`: inference runs that failed.
+    pub inference_errors: u64,
     /// Detections messages written.
     pub messages_written: u64,
     /// Execution provider in use.
@@ -113,6 +115,8 @@ pub struct Report {
     pub io_memory: String,
     /// sha256 of the ONNX file.
     pub model_sha256: String,
+    /// ONNX Runtime sessions rebuilt after `engine.rebuild_after_failures` runs in a row failed.
+    pub session_rebuilds: u64,
     /// Per camera, by name: the same keys.
     pub per_camera: BTreeMap<String, Counts>,
     /// Stage latencies over all cameras.

@@ -166,6 +166,11 @@ impl Replay {
             fallback_reason: engine.fallback_reason.clone(),
             io_memory: engine.io_memory.to_string(),
             model_sha256: model.sha256.clone(),
+            session_rebuilds: self
+                .runtime
+                .engine_counters()
+                .session_rebuilds
+                .load(std::sync::atomic::Ordering::Relaxed),
             mode: self.options.pace.name().to_string(),
             rate: match self.options.pace {
                 Pace::Rate(r) => r,
@@ -205,6 +210,7 @@ impl Replay {
                 deadline_misses: s.deadline_misses,
                 bad_inputs: s.bad_input,
                 timeouts: s.timeouts,
+                inference_errors: s.inference_errors,
                 messages_written: c.written,
                 execution_provider: engine.execution_provider.to_string(),
                 model_sha256: model.sha256.clone(),

@@ -67,6 +67,16 @@ pub fn warn_bad_input(camera: &str, error: &FrameError, first_of_kind: bool) {
     }
 }
 
+/// Counters of the inference engine as a whole, shared by the inference thread and health
+/// (relaxed atomics).
+#[derive(Debug, Default)]
+pub struct EngineCounters {
+    /// ONNX Runtime sessions rebuilt after `engine.rebuild_after_failures` runs in a row failed.
+    pub session_rebuilds: AtomicU64,
+    /// Rebuilds that failed (the old session stayed).
+    pub rebuild_failures: AtomicU64,
+}
+
 /// Counters of one camera, shared by the transport and inference threads (relaxed atomics).
 #[derive(Debug, Default)]
 pub struct CameraCounters {

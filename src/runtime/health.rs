@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use std::sync::atomic::Ordering;
 
 use crate::config::CameraConfig;
-use crate::runtime::counters::{CameraCounters, CounterSnapshot, process_epoch};
+use crate::runtime::counters::{CameraCounters, CounterSnapshot, EngineCounters, process_epoch};
 use crate::runtime::deadline::{Percentiles, StatsSnapshot};
 
 /// `diagnostic_msgs/DiagnosticStatus` levels.
@@ -288,6 +288,10 @@ pub struct EngineInput<'a> {
     pub timeouts: (u64, u64),
     /// Inference failures over all cameras, now and one period ago.
     pub errors: (u64, u64),
+    /// ONNX Runtime sessions rebuilt after failed runs, now and one period ago.
+    pub session_rebuilds: (u64, u64),
+    /// Session rebuilds that failed, now and one period ago.
+    pub rebuild_failures: (u64, u64),
     /// Inference time (window), the worst camera's.
     pub inference: Percentiles,
     /// The process's resident memory now, MB (0 where the OS does not say).
@@ -324,11 +328,24 @@ pub fn engine_status(e: &EngineInput<'_>) -> Status {
     if errors > 0 {
         reasons.push(format!("{errors} runs failed"));
     }
+    let rebuild_failures = e.rebuild_failures.0.saturating_sub(e.rebuild_failures.1);
+    if rebuild_failures > 0 {
+        reasons.push(format!(
+            "rebuilding the ONNX Runtime session failed {rebuild_failures} times"
+        ));
+    }
     let mut level = if reasons.is_empty() {
         Level::Ok
     } else {
         Level::Error
     };
+    let rebuilds = e.session_rebuilds.0.saturating_sub(e.session_rebuilds.1);
+    if rebuilds > 0 {
+        reasons.push(format!(
+            "ONNX Runtime session rebuilt {rebuilds} times after runs failed in a row"
+        ));
+        level = level.max(Level::Warn);
+    }
     if !e.fallback_reason.is_empty() {
         reasons.push(format!(
             "running on the fall-back execution provider {}",
@@ -348,6 +365,14 @@ pub fn engine_status(e: &EngineInput<'_>) -> Status {
         ("ort_library".to_string(), e.ort_library.to_string()),
         ("timeouts".to_string(), e.timeouts.0.to_string()),
         ("inference_errors".to_string(), e.errors.0.to_string()),
+        (
+            "session_rebuilds".to_string(),
+            e.session_rebuilds.0.to_string(),
+        ),
+        (
+            "session_rebuild_failures".to_string(),
+            e.rebuild_failures.0.to_string(),
+        ),
         ("rss_mb".to_string(), format!("{:.1}", e.rss_mb)),
     ];
     push_percentiles(&mut values, "inference", &e.inference, false);
@@ -391,6 +416,8 @@ pub struct Health {
     names: Vec<String>,
     cameras: Vec<CameraConfig>,
     engine: EngineInfo,
+    /// Session rebuilds and failed rebuilds at the last report.
+    previous_rebuilds: (u64, u64),
 }
 
 impl Health {
@@ -408,6 +435,7 @@ impl Health {
             names: Vec::with_capacity(cameras.len()),
             cameras: Vec::with_capacity(cameras.len()),
             engine,
+            previous_rebuilds: (0, 0),
         };
         for (name, config, counters) in cameras {
             h.names.push(name);
@@ -426,7 +454,12 @@ impl Health {
 
     /// The statuses at `now`, from each camera's counters (in configuration order); the period
     /// is the time since the last report.
-    pub fn report(&mut self, now: Instant, counters: &[&CameraCounters]) -> Vec<Status> {
+    pub fn report(
+        &mut self,
+        now: Instant,
+        counters: &[&CameraCounters],
+        engine: &EngineCounters,
+    ) -> Vec<Status> {
         let period = now.saturating_duration_since(self.last_report);
         self.last_report = now;
         let mut statuses = Vec::with_capacity(counters.len() + 1);
@@ -459,6 +492,8 @@ impl Health {
             }
             self.previous[i] = snapshot;
         }
+        let rebuilds = engine.session_rebuilds.load(Ordering::Relaxed);
+        let rebuild_failures = engine.rebuild_failures.load(Ordering::Relaxed);
         statuses.push(engine_status(&EngineInput {
             execution_provider: self.engine.execution_provider,
             fallback_reason: &self.engine.fallback_reason,
@@ -469,8 +504,11 @@ impl Health {
             ort_library: &self.engine.ort_library,
             timeouts,
             errors,
+            session_rebuilds: (rebuilds, self.previous_rebuilds.0),
+            rebuild_failures: (rebuild_failures, self.previous_rebuilds.1),
             inference,
         }));
+        self.previous_rebuilds = (rebuilds, rebuild_failures);
         statuses
     }
 }

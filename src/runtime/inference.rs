@@ -28,7 +28,7 @@ use crate::core::decode::Decoder;
 use crate::core::detector::{DetectError, Detector, StageTimes};
 use crate::core::engine::{EngineError, RunControl};
 use crate::core::postprocess::Detection;
-use crate::runtime::counters::{BadInputKind, CameraCounters};
+use crate::runtime::counters::{BadInputKind, CameraCounters, EngineCounters};
 use crate::runtime::deadline::{
     Admission, DeadlineMonitor, DeadlineSettings, LatencyStats, RosClock, StatsSnapshot, Verdict,
     frame_age,
@@ -173,7 +173,79 @@ pub struct InferenceLoop {
     scheduler: Scheduler,
     /// Test hook: panic after this many frames ([`crate::runtime::supervise::fault_infer_panic_after`]).
     fault_after_frames: Option<u64>,
+    /// Test hook: runs still to fail ([`crate::runtime::supervise::fault_run_failures`]).
+    fault_run_failures: u64,
     frames_taken: u64,
+    rebuild: SessionRebuild,
+}
+
+/// When to rebuild the ONNX Runtime session: after `after` runs in a row failed (an error from
+/// ONNX Runtime; hard timeouts neither count nor break the row), then, while
+/// rebuilding does not cure it, after twice as many each time (up to 64 times), so a
+/// persistent fault does not spend the inference thread on session builds.
+struct SessionRebuild {
+    after: u32,
+    threshold: u32,
+    failures_in_a_row: u32,
+    counters: Arc<EngineCounters>,
+}
+
+impl SessionRebuild {
+    fn new(after: u32, counters: Arc<EngineCounters>) -> Self {
+        Self {
+            after,
+            threshold: after,
+            failures_in_a_row: 0,
+            counters,
+        }
+    }
+
+    fn succeeded(&mut self) {
+        self.failures_in_a_row = 0;
+        self.threshold = self.after;
+    }
+
+    /// Notes a failed run; true when the session should be rebuilt now.
+    fn failed(&mut self) -> bool {
+        self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
+        self.after > 0 && self.failures_in_a_row >= self.threshold
+    }
+
+    /// Rebuilds `detector`'s session (allocates and blocks: a fault path), counts and logs it.
+    fn rebuild(&mut self, detector: &mut Detector) {
+        let failed_runs = self.failures_in_a_row;
+        self.failures_in_a_row = 0;
+        self.threshold = self
+            .threshold
+            .saturating_mul(2)
+            .min(self.after.saturating_mul(64));
+        let started = Instant::now();
+        match detector.rebuild_engine() {
+            Ok(()) => {
+                let n = self
+                    .counters
+                    .session_rebuilds
+                    .fetch_add(1, Ordering::Relaxed);
+                if n == 0 {
+                    tracing::warn!(
+                        failed_runs,
+                        execution_provider = detector.execution_provider().as_str(),
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "ONNX Runtime session rebuilt after inference runs failed in a row (further rebuilds are counted on /diagnostics, not logged)"
+                    );
+                }
+            }
+            Err(e) => {
+                let n = self
+                    .counters
+                    .rebuild_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                if n == 0 {
+                    tracing::error!(failed_runs, error = %e, "rebuilding the ONNX Runtime session failed; the old session stays (further failures are counted, not logged)");
+                }
+            }
+        }
+    }
 }
 
 /// One camera as the loop sees it.
@@ -266,8 +338,17 @@ impl InferenceLoop {
             sink,
             scheduler,
             fault_after_frames: crate::runtime::supervise::fault_infer_panic_after(),
+            fault_run_failures: crate::runtime::supervise::fault_run_failures(),
             frames_taken: 0,
+            rebuild: SessionRebuild::new(0, Arc::default()),
         }
+    }
+
+    /// Rebuilds the ONNX Runtime session after `after` inference runs in a row failed (0:
+    /// never), counting rebuilds in `counters`.
+    pub fn with_session_rebuild(mut self, after: u32, counters: Arc<EngineCounters>) -> Self {
+        self.rebuild = SessionRebuild::new(after, counters);
+        self
     }
 
     /// The engine's run control, for [`watchdog`].
@@ -352,11 +433,19 @@ impl InferenceLoop {
         };
         let (width, height) = image_size;
         let decoded = decode_started.elapsed();
-        match self
-            .detector
-            .detect_sized(&view, image_size, self.hard_timeouts[camera])
-        {
+        let detected = if self.fault_run_failures > 0 {
+            self.fault_run_failures -= 1;
+            Err(DetectError::Engine(EngineError::Run {
+                reason: "injected fault (LOOKOUT_FAULT_RUN_FAILURES)".into(),
+            }))
+        } else {
+            self.detector
+                .detect_sized(&view, image_size, self.hard_timeouts[camera])
+        };
+        let mut run_failed = false;
+        let step = match detected {
             Ok(result) => {
+                self.rebuild.succeeded();
                 let mut times = result.times;
                 times.preprocess += decoded;
                 counters.processed.fetch_add(1, Ordering::Relaxed);
@@ -405,13 +494,20 @@ impl InferenceLoop {
                 Step::Failed
             }
             Err(e) => {
+                run_failed = true;
                 counters.inference_errors.fetch_add(1, Ordering::Relaxed);
                 if counters.first_inference_error() {
                     tracing::error!(camera = %self.names[camera], error = %e, "inference failed (further failures are counted, not logged)");
                 }
                 Step::Failed
             }
+        };
+        // A run that failed. Not a hard timeout: that is the camera's budget, which a new
+        // session would not change (the count stays as it is); nor bad input or age drops.
+        if run_failed && self.rebuild.failed() {
+            self.rebuild.rebuild(&mut self.detector);
         }
+        step
     }
 
     /// Whether every ring is empty (used by replay to know when it is done).

@@ -40,7 +40,7 @@ use crate::config::locate::{Origin, locate, searched};
 use crate::config::{Config, QueuePolicy, ThreadConfig};
 use crate::core::detector::Detector;
 use crate::core::model::{Model, ModelError};
-use counters::CameraCounters;
+use counters::{CameraCounters, EngineCounters};
 use deadline::{LatePolicy, RosClock};
 use health::{EngineInfo, Health, Status};
 use inference::{InferenceLoop, LoopCamera, OutputSource, ResultTracker, output_channel};
@@ -115,6 +115,7 @@ pub struct Runtime {
     engine: EngineInfo,
     inputs: Vec<FrameProducer>,
     counters: Vec<Arc<CameraCounters>>,
+    engine_counters: Arc<EngineCounters>,
     inference: Option<InferenceLoop>,
     results: Option<OutputSource>,
     tracker: Option<ResultTracker>,
@@ -187,7 +188,12 @@ impl Runtime {
         }
         let hard_timeouts = loop_cameras.iter().any(|c| c.hard_timeout.is_some());
         let (sink, results) = output_channel(4 + 2 * inputs.len(), info.max_detections);
-        let inference = InferenceLoop::new(detector, loop_cameras, sink, clock.clone());
+        let engine_counters = Arc::new(EngineCounters::default());
+        let inference = InferenceLoop::new(detector, loop_cameras, sink, clock.clone())
+            .with_session_rebuild(
+                config.engine.rebuild_after_failures,
+                Arc::clone(&engine_counters),
+            );
         let window = Duration::from_secs_f64(config.diagnostics.window_s);
         let tracker = ResultTracker::new(tracked, window).map_err(|e| RuntimeError::Start {
             what: "latency statistics",
@@ -205,6 +211,7 @@ impl Runtime {
             health,
             clock,
             hard_timeouts,
+            engine_counters,
             running: None,
         })
     }
@@ -261,7 +268,12 @@ impl Runtime {
             }
         }
         let counters: Vec<&CameraCounters> = self.counters.iter().map(|c| c.as_ref()).collect();
-        self.health.report(now, &counters)
+        self.health.report(now, &counters, &self.engine_counters)
+    }
+
+    /// The engine's counters (session rebuilds).
+    pub fn engine_counters(&self) -> &EngineCounters {
+        &self.engine_counters
     }
 
     /// Runs the loop on the caller's thread until no frame is queued ([`Timing::Deterministic`]

@@ -4,7 +4,8 @@
 //! and exits non-zero, so that a launch file's `respawn` brings it back.
 //!
 //! Fault injection for tests: `LOOKOUT_FAULT_INFER_PANIC_AFTER=N` makes the inference thread
-//! panic after N frames ([`fault_infer_panic_after`]); unset, nothing changes.
+//! panic after N frames ([`fault_infer_panic_after`]), `LOOKOUT_FAULT_RUN_FAILURES=N` makes its
+//! first N inference runs fail ([`fault_run_failures`]); unset, nothing changes.
 //!
 //! Contract: [`Workers::first_gone`] is a few atomic loads, no allocation; joining allocates the
 //! panic message.
@@ -21,6 +22,16 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     } else {
         "panicked (no message)".to_string()
     }
+}
+
+/// Test hook: the first N inference runs fail as if ONNX Runtime had returned an error
+/// (`LOOKOUT_FAULT_RUN_FAILURES=N`), to exercise the session rebuild. Unset: 0. Read once at
+/// start-up.
+pub fn fault_run_failures() -> u64 {
+    std::env::var("LOOKOUT_FAULT_RUN_FAILURES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Frames after which the inference thread panics, from `LOOKOUT_FAULT_INFER_PANIC_AFTER`

@@ -18,6 +18,10 @@ fn default_warmup_runs() -> u32 {
     2
 }
 
+fn default_rebuild_after_failures() -> u32 {
+    5
+}
+
 /// Engine settings (part of the node's config).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +48,11 @@ pub struct EngineConfig {
     /// Inferences run at start-up so the first real frame does not pay for lazy initialisation.
     #[serde(default = "default_warmup_runs")]
     pub warmup_runs: u32,
+    /// Rebuild the ONNX Runtime session after this many inference runs in a row failed with an
+    /// error (a wedged provider, a lost GPU context); 0: never. Hard timeouts do not count: they
+    /// are the camera's budget, which a new session would not change. Reported on /diagnostics.
+    #[serde(default = "default_rebuild_after_failures")]
+    pub rebuild_after_failures: u32,
     /// Threads for pre-processing (1 or 2; 0: 2 where the machine has at least 2 cores). A
     /// second thread shares each frame's rows; results are bit-identical either way.
     #[serde(default)]
@@ -87,6 +96,7 @@ impl Default for EngineConfig {
             intra_op_threads: 0,
             intra_op_spinning: false,
             warmup_runs: default_warmup_runs(),
+            rebuild_after_failures: default_rebuild_after_failures(),
             preprocess_threads: 0,
             pinned_memory: true,
             tensorrt: TensorRtOptions::default(),

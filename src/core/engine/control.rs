@@ -8,7 +8,14 @@ use std::time::Instant;
 use ort::session::{HasSelectedOutputs, RunOptions};
 
 /// Run options shared with the hard-timeout watchdog.
-struct SharedRunOptions(RunOptions<HasSelectedOutputs>);
+pub(super) struct SharedRunOptions(RunOptions<HasSelectedOutputs>);
+
+impl SharedRunOptions {
+    /// The options, for the engine's own thread.
+    pub(super) fn get(&self) -> &RunOptions<HasSelectedOutputs> {
+        &self.0
+    }
+}
 
 // SAFETY: another thread only ever calls `terminate`/`unterminate` on these options, which set
 // an atomic flag inside ONNX Runtime (`RunOptionsSetTerminate`/`UnsetTerminate`, documented as
@@ -30,9 +37,12 @@ struct RunState {
 ///
 /// The state is a mutex shared only by the inference thread and the watchdog (never by the ROS
 /// side); the inference thread takes it twice per run, uncontended except at a timeout.
+///
+/// The run options can be replaced (a rebuilt session brings its own) while the watchdog keeps
+/// the same `RunControl`.
 #[derive(Clone)]
 pub struct RunControl {
-    options: Arc<SharedRunOptions>,
+    options: Arc<Mutex<Arc<SharedRunOptions>>>,
     state: Arc<Mutex<RunState>>,
     watchdog: Arc<OnceLock<Thread>>,
 }
@@ -41,15 +51,24 @@ impl RunControl {
     /// Shares `options` (those every run uses) with the watchdog.
     pub(super) fn new(options: RunOptions<HasSelectedOutputs>) -> Self {
         Self {
-            options: Arc::new(SharedRunOptions(options)),
+            options: Arc::new(Mutex::new(Arc::new(SharedRunOptions(options)))),
             state: Arc::new(Mutex::new(RunState::default())),
             watchdog: Arc::new(OnceLock::new()),
         }
     }
 
-    /// The run options, for the engine's own thread.
-    pub(super) fn run_options(&self) -> &RunOptions<HasSelectedOutputs> {
-        &self.options.0
+    /// The run options now in force, for the engine's own thread to keep (`None` only if a
+    /// thread panicked holding the lock).
+    pub(super) fn run_options(&self) -> Option<Arc<SharedRunOptions>> {
+        self.options.lock().ok().map(|o| Arc::clone(&o))
+    }
+
+    /// Puts `other`'s run options in force here (a rebuilt engine's), between two runs: the
+    /// watchdog holding this control then terminates runs of the new session.
+    pub(super) fn adopt_options(&self, other: &RunControl) {
+        if let (Some(new), Ok(mut slot)) = (other.run_options(), self.options.lock()) {
+            *slot = new;
+        }
     }
 
     /// Registers the watchdog thread, woken whenever a run with a deadline starts.
@@ -74,7 +93,7 @@ impl RunControl {
         if s.active != seq || s.terminated {
             return false;
         }
-        s.terminated = self.options.0.terminate().is_ok();
+        s.terminated = self.run_options().is_some_and(|o| o.0.terminate().is_ok());
         s.terminated
     }
 
@@ -102,7 +121,9 @@ impl RunControl {
         if terminated {
             // Clear the flag before the next run starts (under the lock, so the watchdog cannot
             // set it again for this run).
-            let _ = self.options.0.unterminate();
+            if let Some(o) = self.run_options() {
+                let _ = o.0.unterminate();
+            }
             s.terminated = false;
         }
         terminated

@@ -104,6 +104,8 @@ pub struct Engine {
     input: Tensor<f32>,
     input_len: usize,
     control: RunControl,
+    /// The run options in force, kept from `control` (no lock per run).
+    run_options: std::sync::Arc<control::SharedRunOptions>,
     next_seq: u64,
     input_name: String,
     output_len: usize,
@@ -207,11 +209,17 @@ impl Engine {
                 .with(m.output.name.clone())
                 .preallocate(m.output.name.clone(), output),
         );
+        let control = RunControl::new(run_options);
+        let run_options = control.run_options().ok_or_else(|| EngineError::Session {
+            model: model.onnx_path.clone(),
+            reason: "run options unavailable".into(),
+        })?;
         let mut engine = Self {
             session,
             input,
             input_len: m.input.shape.iter().product(),
-            control: RunControl::new(run_options),
+            control,
+            run_options,
             next_seq: 0,
             input_name: m.input.name.clone(),
             output_len: m.output.shape.iter().product(),
@@ -223,6 +231,26 @@ impl Engine {
             engine.run(|_| ())?;
         }
         Ok(engine)
+    }
+
+    /// Replaces the ONNX Runtime session with a new one built from `model` and `config` as
+    /// [`Self::new`] builds it (providers tried in order, tensors allocated, warm-up), for when
+    /// runs keep failing. The old session runs until the new one is ready and is then dropped;
+    /// a hard-timeout watchdog registered on [`Self::run_control`] goes on working with the new
+    /// session. On error the old session stays. Allocates and blocks like [`Self::new`]; never
+    /// called on the per-frame path of a healthy engine.
+    pub fn rebuild(&mut self, model: &Model, config: &EngineConfig) -> Result<(), EngineError> {
+        let fresh = Self::new(model, config)?;
+        self.control.adopt_options(&fresh.control);
+        self.run_options = fresh.run_options;
+        self.session = fresh.session;
+        self.input = fresh.input;
+        self.input_len = fresh.input_len;
+        self.output_len = fresh.output_len;
+        self.provider = fresh.provider;
+        self.fallback_reason = fresh.fallback_reason;
+        self.io_memory = fresh.io_memory;
+        Ok(())
     }
 
     /// Why the first listed provider is not the one in use (each provider tried before it, with
@@ -282,7 +310,7 @@ impl Engine {
         self.control.begin(seq, timeout.map(|t| Instant::now() + t));
         let result = self
             .session
-            .run_with_options(ort::inputs![&self.input], self.control.run_options());
+            .run_with_options(ort::inputs![&self.input], self.run_options.get());
         let terminated = self.control.end();
         if terminated {
             return Err(EngineError::Timeout {

@@ -164,6 +164,8 @@ fn engine_is_error_only_when_runs_time_out_or_fail_in_the_period() {
         ort_library: "/x/libonnxruntime.so",
         timeouts: (2, 2),
         errors: (0, 0),
+        session_rebuilds: (0, 0),
+        rebuild_failures: (0, 0),
         inference: Percentiles::default(),
         rss_mb: 0.0,
     };
@@ -174,6 +176,45 @@ fn engine_is_error_only_when_runs_time_out_or_fail_in_the_period() {
     assert_eq!(value(&s, "rss_mb"), "0.0");
     e.timeouts = (3, 2);
     assert_eq!(engine_status(&e).level, Level::Error);
+}
+
+#[test]
+fn a_session_rebuild_is_a_warning_and_a_failed_one_an_error() {
+    let e = EngineInput {
+        execution_provider: "cpu",
+        fallback_reason: "",
+        io_memory: "cpu",
+        model: "yolov3-tiny",
+        sha256: "c3f7",
+        ort_library: "/x/libonnxruntime.so",
+        timeouts: (0, 0),
+        errors: (5, 5),
+        session_rebuilds: (1, 0),
+        rebuild_failures: (0, 0),
+        inference: Percentiles::default(),
+        rss_mb: 0.0,
+    };
+    let s = engine_status(&e);
+    assert_eq!(s.level, Level::Warn);
+    assert!(
+        s.message.contains("session rebuilt 1 times"),
+        "{}",
+        s.message
+    );
+    assert_eq!(value(&s, "session_rebuilds"), "1");
+    // The next period, without a new rebuild: OK again, the total stays.
+    let s = engine_status(&EngineInput {
+        session_rebuilds: (1, 1),
+        ..e
+    });
+    assert_eq!(s.level, Level::Ok);
+    assert_eq!(value(&s, "session_rebuilds"), "1");
+    let s = engine_status(&EngineInput {
+        rebuild_failures: (2, 1),
+        ..e
+    });
+    assert_eq!(s.level, Level::Error);
+    assert_eq!(value(&s, "session_rebuild_failures"), "2");
 }
 
 #[test]
@@ -195,6 +236,8 @@ fn a_fall_back_provider_is_a_warning_with_its_reason() {
         ort_library: "/x/libonnxruntime.so",
         timeouts: (0, 0),
         errors: (0, 0),
+        session_rebuilds: (0, 0),
+        rebuild_failures: (0, 0),
         inference: Percentiles::default(),
         rss_mb: 0.0,
     };
