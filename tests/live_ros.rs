@@ -691,6 +691,75 @@ fn an_incompatible_publisher_is_logged_once_and_counted() {
     assert_eq!((s["qos_incompatible"], s["received"]), (1, 0));
 }
 
+#[test]
+fn a_camera_restarting_with_other_qos_and_a_subscriber_leaving_leave_the_node_running() {
+    let domain = 61;
+    let dir = tmp_dir("restarts");
+    let params = params_file(
+        &dir,
+        &format!(
+            "    cameras: [front]\n    camera:\n      front: {{topic: /cam/compressed, type: compressed, budget_ms: 5000, {LOSSLESS}}}\n"
+        ),
+    );
+    let mut node = Lookout::start(domain, &params, &[]);
+    node.wait_running();
+    let run = |name: &str, extra: &[&str]| {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        peer(
+            domain,
+            &d,
+            &compressed_args(&["/cam/compressed"], 8, 4, extra),
+        )
+    };
+    // 1. The camera driver runs, and a subscriber takes the detections; then both exit.
+    let first = run("first", &["--sub", "/front/detections"]);
+    assert_eq!(received_on(&first, "/front/detections").len(), 8);
+    // 2. The driver restarts best effort: it cannot feed the reliable subscription. The node
+    //    says so on /diagnostics while that publisher is there.
+    let second = run("second", &["--best-effort", "--match-timeout", "3"]);
+    let incompatible = statuses(&second, "lookout: camera front")
+        .into_iter()
+        .filter(|(_, _, _, v)| v["qos_incompatible_publishers"] == "1")
+        .count();
+    assert!(
+        incompatible > 0,
+        "no diagnostics named the incompatible publisher"
+    );
+    // 3. The driver restarts reliable again; the detections subscriber has gone away for good.
+    let third = run("third", &[]);
+    let back = statuses(&third, "lookout: camera front");
+    // While its frames arrive the camera is OK again, with no incompatible publisher (STALE
+    // after the last frame is right: the driver has stopped).
+    assert!(
+        back.iter().any(|(_, level, _, v)| *level == 0
+            && v["qos_incompatible_publishers"] == "0"
+            && v["frames_received"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                > 8),
+        "the camera did not come back to OK: {back:?}"
+    );
+    let (code, _, lines) = node.stop("INT");
+    assert_eq!(code, Some(0), "{}", lines.join("\n"));
+    let s = summary(&lines, "front");
+    // Every frame of the two compatible runs arrived and was processed and published (with no
+    // subscriber too); none of the incompatible one did; the restart was counted once.
+    assert_eq!(
+        (
+            s["received"],
+            s["processed"],
+            s["published"],
+            s["qos_incompatible"]
+        ),
+        (16, 16, 16, 1),
+        "{s:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Statuses of `name` in the recorded /diagnostics messages: (time since first frame, level,
 /// message, values).
 fn statuses<'a>(report: &'a Value, name: &str) -> Vec<(f64, u64, &'a str, &'a Value)> {

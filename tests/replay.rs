@@ -499,6 +499,70 @@ fn ctrl_c_finishes_a_readable_bag() {
 }
 
 #[test]
+fn a_second_ctrl_c_exits_at_once_and_leaves_the_previous_output_untouched() {
+    let p = params("", "");
+    let out = tmp("sigint-twice");
+    replay(&clip().join("vtest"), &p, &out, &[]);
+    let before = folder_bytes(&out);
+    let child = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["replay", "--rate", "0.2", "--force", "--params-file"])
+        .arg(&p)
+        .arg("--out")
+        .arg(&out)
+        .arg(clip().join("vtest"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let staging = out.parent().unwrap().join(format!(
+        ".{}.lookout-staging-{}",
+        out.file_name().unwrap().to_string_lossy(),
+        child.id()
+    ));
+    let started = std::time::Instant::now();
+    while !staging.exists() && started.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Two Ctrl-C in a row: the user does not want to wait for the bag to be finished.
+    for _ in 0..2 {
+        // SAFETY: plain kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let sent = std::time::Instant::now();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(5),
+        "a second Ctrl-C did not exit at once"
+    );
+    assert!(!o.status.success(), "an abandoned replay reported success");
+    // The previous output is byte for byte what it was; the abandoned staging folder is all
+    // that is left, and the next replay to the same place removes it.
+    assert_eq!(folder_bytes(&out), before);
+    assert!(staging.exists());
+    replay(&clip().join("vtest"), &p, &out, &["--force"]);
+    assert!(
+        !staging.exists(),
+        "the killed replay's staging folder was left"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Every file under `dir` with its bytes.
+fn folder_bytes(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
+}
+
+#[test]
 fn embedded_type_hashes_match_the_message_packages() {
     // The set-up's prefix (or a sourced ROS 2) carries each type's JSON description.
     let prefixes = std::env::var("AMENT_PREFIX_PATH").unwrap_or_default();

@@ -12,7 +12,10 @@
 //!   staging folder into place, removes the previous output and fsyncs the parent folder.
 //!
 //! Blocks on file I/O; allocates (paths). A process killed between the two renames leaves the
-//! previous output under a hidden `.<name>.lookout-old-<pid>` name beside it, never deleted.
+//! previous output under a hidden `.<name>.lookout-old-<pid>` name beside it, never deleted. A
+//! process killed while writing (a second Ctrl-C, SIGKILL, power loss) leaves its staging folder
+//! `.<name>.lookout-staging-<pid>`: the next replay to the same destination removes it once that
+//! process is gone (nothing in it was ever the output).
 
 use std::path::{Path, PathBuf};
 
@@ -154,7 +157,9 @@ impl OutputPlan {
             .unwrap_or_else(|| "lookout".into());
         let parent = out.parent().map(Path::to_path_buf).unwrap_or_default();
         std::fs::create_dir_all(&parent).map_err(io("create", &parent))?;
-        let staging = parent.join(format!(".{name}.lookout-staging-{}", std::process::id()));
+        let prefix = format!(".{name}.lookout-staging-");
+        remove_abandoned_staging(&parent, &prefix)?;
+        let staging = parent.join(format!("{prefix}{}", std::process::id()));
         if staging.exists() {
             std::fs::remove_dir_all(&staging).map_err(io("remove", &staging))?;
         }
@@ -217,6 +222,41 @@ impl OutputPlan {
         }
         Ok(())
     }
+}
+
+/// Removes the staging folders (`<prefix><pid>`) in `parent` of replays that are no longer
+/// running: killed before they could finish or clean up. A live process's folder is kept.
+fn remove_abandoned_staging(parent: &Path, prefix: &str) -> Result<(), OutputError> {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() as i32 || process_alive(pid) {
+            continue;
+        }
+        let path = entry.path();
+        tracing::info!(folder = %path.display(), pid, "removing the staging folder of a replay that was killed");
+        std::fs::remove_dir_all(&path).map_err(io("remove", &path))?;
+    }
+    Ok(())
+}
+
+/// Whether process `pid` exists (or exists but belongs to someone else).
+fn process_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return true;
+    }
+    // SAFETY: kill(2) with signal 0 sends nothing; it only checks that the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), OutputError> {
