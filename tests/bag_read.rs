@@ -17,7 +17,7 @@ use lookout::runtime::queue::Stamp;
 fn bags() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("lookout-bags-{}", std::process::id()));
+        let dir = common::scratch("bags");
         std::fs::create_dir_all(&dir).unwrap();
         let o = common::output(
             Command::new(common::python())
@@ -131,7 +131,7 @@ fn not_a_bag_is_a_clear_error() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("no rosbag2 storage file"), "{e}");
-    let garbage = std::env::temp_dir().join(format!("lookout-garbage-{}.mcap", std::process::id()));
+    let garbage = common::scratch("garbage.mcap");
     std::fs::write(&garbage, b"definitely not mcap").unwrap();
     let e = Bag::open(&garbage)
         .unwrap()

@@ -81,7 +81,7 @@ fn ratio_within(a: u32, b: u32, want: f64) -> bool {
 
 #[test]
 fn overloaded_cameras_share_by_weight_whatever_their_stamps() {
-    let dir = std::env::temp_dir().join(format!("lookout-shares-{}", std::process::id()));
+    let dir = common::scratch("shares");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let source = source_bag(&dir);

@@ -38,7 +38,7 @@ fn assert_clean_error(o: &Output, needle: &str) {
 }
 
 fn tmp(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("lookout-cli-{}", std::process::id()));
+    let dir = common::scratch("cli");
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }

@@ -177,7 +177,7 @@ fn summary(lines: &[String], name: &str) -> std::collections::HashMap<String, u6
 }
 
 fn tmp_dir(test: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lookout-live-{test}-{}", std::process::id()));
+    let d = common::scratch(&format!("live-{test}"));
     std::fs::create_dir_all(&d).unwrap();
     d
 }

@@ -16,7 +16,7 @@ fn second_conversion_gives_the_same_sha256() {
         "{} missing: run scripts/setup.sh",
         weights.display()
     );
-    let dir = std::env::temp_dir().join(format!("lookout-conv-{}", std::process::id()));
+    let dir = common::scratch("conv");
     std::fs::create_dir_all(&dir).unwrap();
     let mut hashes = Vec::new();
     for name in ["a.onnx", "b.onnx"] {

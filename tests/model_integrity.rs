@@ -11,7 +11,7 @@ use lookout::core::model::{Model, ModelError, sha256_file, sha256_hex};
 /// A copy of the default model package in a fresh folder.
 fn package_copy(name: &str) -> PathBuf {
     let src = common::default_manifest();
-    let dir = std::env::temp_dir().join(format!("lookout-{name}-{}", std::process::id()));
+    let dir = common::scratch(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     for entry in std::fs::read_dir(src.parent().unwrap()).unwrap() {

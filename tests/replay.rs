@@ -15,7 +15,7 @@ use lookout::bag::Bag;
 const CLIP_FRAMES: usize = 10;
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lookout-replay-{}-{name}", std::process::id()));
+    let d = common::scratch(&format!("replay-{name}"));
     let _ = std::fs::remove_dir_all(&d);
     d
 }
@@ -34,10 +34,7 @@ fn clip() -> &'static PathBuf {
 fn params(extra_camera_yaml: &str, thresholds_yaml: &str) -> PathBuf {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!(
-        "lookout-replay-{}-params-{n}.yaml",
-        std::process::id()
-    ));
+    let path = common::scratch(&format!("replay-params-{n}.yaml"));
     let cam = |name: &str, topic: &str, kind: &str| {
         format!("      {name}:\n        topic: {topic}\n        type: {kind}\n{extra_camera_yaml}")
     };
@@ -382,7 +379,7 @@ fn bad_messages_are_counted_and_the_replay_goes_on() {
     )
     .status;
     assert!(status.success());
-    let p = std::env::temp_dir().join(format!("lookout-replay-{}-bad.yaml", std::process::id()));
+    let p = common::scratch("replay-bad.yaml");
     std::fs::write(
         &p,
         format!(

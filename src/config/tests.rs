@@ -9,7 +9,9 @@ fn params(yaml: &str) -> Vec<(String, ParamValue)> {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("p.yaml");
     std::fs::write(&path, yaml).unwrap();
-    Config::read_parameters_file(&path, "/lookout").unwrap()
+    let params = Config::read_parameters_file(&path, "/lookout").unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    params
 }
 
 const MINIMAL: &str = "

@@ -155,9 +155,40 @@ pub fn class_names(
         .collect()
 }
 
-/// An empty folder `lookout-test-<pid>-<name>` in the temporary directory (emptied if it exists).
+static SCRATCH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Removes the scratch folder when the test process exits (registered with `atexit`).
+extern "C" fn remove_scratch() {
+    if std::env::var_os("LOOKOUT_KEEP_TEST_FILES").is_some() {
+        return;
+    }
+    if let Some(root) = SCRATCH.get() {
+        let _ = std::fs::remove_dir_all(root);
+    }
+}
+
+/// The folder every temporary file of this test process goes in, `lookout-tests-<pid>` in the
+/// temporary directory: removed when the process exits, whether its tests passed or failed
+/// (`LOOKOUT_KEEP_TEST_FILES=1` keeps it for a post-mortem).
+pub fn scratch_root() -> &'static Path {
+    SCRATCH.get_or_init(|| {
+        let root = std::env::temp_dir().join(format!("lookout-tests-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        // SAFETY: atexit(3) with a function that takes nothing, returns nothing and cannot
+        // unwind (every error is ignored).
+        unsafe { libc::atexit(remove_scratch) };
+        root
+    })
+}
+
+/// `name` in the scratch folder (not created).
+pub fn scratch(name: &str) -> PathBuf {
+    scratch_root().join(name)
+}
+
+/// An empty folder `name` in the scratch folder (emptied if it exists).
 pub fn fresh_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lookout-test-{}-{name}", std::process::id()));
+    let d = scratch(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
