@@ -221,14 +221,14 @@ fn params_file(dir: &Path, body: &str) -> PathBuf {
 /// Runs the rclpy peer and returns its JSON report.
 fn peer(domain: u32, dir: &Path, args: &[String]) -> Value {
     let out = dir.join("peer.json");
-    let o = Command::new(common::python())
-        .arg(common::repo().join("tests/ros/peer.py"))
-        .args(args)
-        .arg("--out")
-        .arg(&out)
-        .env("ROS_DOMAIN_ID", domain.to_string())
-        .output()
-        .expect("peer runs");
+    let o = common::output(
+        Command::new(common::python())
+            .arg(common::repo().join("tests/ros/peer.py"))
+            .args(args)
+            .arg("--out")
+            .arg(&out)
+            .env("ROS_DOMAIN_ID", domain.to_string()),
+    );
     assert!(
         o.status.success(),
         "peer failed: {}",
@@ -577,11 +577,11 @@ fn a_bad_parameter_stops_start_up_and_names_the_key() {
         &dir,
         "    cameras: [front]\n    camera:\n      front: {topic: /cam, ring_capcity: 3}\n",
     );
-    let o = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args(["run", "--params-file", params.to_str().unwrap()])
-        .env("ROS_DOMAIN_ID", "45")
-        .output()
-        .unwrap();
+    let o = common::output(
+        Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(["run", "--params-file", params.to_str().unwrap()])
+            .env("ROS_DOMAIN_ID", "45"),
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
@@ -594,18 +594,18 @@ fn a_bad_parameter_stops_start_up_and_names_the_key() {
         &dir,
         "    cameras: [front]\n    camera:\n      front: {topic: /cam}\n",
     );
-    let o = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args([
-            "run",
-            "--params-file",
-            params.to_str().unwrap(),
-            "--ros-args",
-            "-p",
-            "camera.front.queue_policy:=lifo",
-        ])
-        .env("ROS_DOMAIN_ID", "45")
-        .output()
-        .unwrap();
+    let o = common::output(
+        Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args([
+                "run",
+                "--params-file",
+                params.to_str().unwrap(),
+                "--ros-args",
+                "-p",
+                "camera.front.queue_policy:=lifo",
+            ])
+            .env("ROS_DOMAIN_ID", "45"),
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
@@ -1122,15 +1122,15 @@ fn a_bag_played_into_the_live_node_with_clock_gives_the_offline_replay_detection
     // The offline replay of the same bag with the same parameters.
     let offline = dir.join("offline");
     let _ = std::fs::remove_dir_all(&offline);
-    let o = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args(["replay", "--params-file"])
-        .arg(&params)
-        .arg("--out")
-        .arg(&offline)
-        .arg(clip.join("vtest"))
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+    let o = common::output(
+        Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(["replay", "--params-file"])
+            .arg(&params)
+            .arg("--out")
+            .arg(&offline)
+            .arg(clip.join("vtest"))
+            .env("RUST_LOG", "warn"),
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let mut expected = std::collections::HashMap::new();
     lookout::bag::Bag::open(&offline)
@@ -1149,24 +1149,24 @@ fn a_bag_played_into_the_live_node_with_clock_gives_the_offline_replay_detection
     let mut node = Lookout::start(55, &params, &[]);
     node.wait_running();
     let out = dir.join("player.json");
-    let o = Command::new(common::python())
-        .arg(common::repo().join("tests/ros/bag_player.py"))
-        .arg(clip.join("vtest"))
-        .args([
-            "--sub",
-            "/raw/detections",
-            "--sub",
-            "/jpeg/detections",
-            "--loops",
-            "2",
-            "--linger",
-            "30",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .env("ROS_DOMAIN_ID", "55")
-        .output()
-        .unwrap();
+    let o = common::output(
+        Command::new(common::python())
+            .arg(common::repo().join("tests/ros/bag_player.py"))
+            .arg(clip.join("vtest"))
+            .args([
+                "--sub",
+                "/raw/detections",
+                "--sub",
+                "/jpeg/detections",
+                "--loops",
+                "2",
+                "--linger",
+                "30",
+            ])
+            .arg("--out")
+            .arg(&out)
+            .env("ROS_DOMAIN_ID", "55"),
+    );
     let (code, _, lines) = node.stop("INT");
     assert!(
         o.status.success(),

@@ -476,7 +476,8 @@ fn ctrl_c_finishes_a_readable_bag() {
     std::thread::sleep(std::time::Duration::from_millis(800));
     // SAFETY: plain kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let o = child.wait_with_output().unwrap();
+    let o =
+        common::wait_output_within(child, "lookout replay", std::time::Duration::from_secs(120));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r = report(&out);
     assert_eq!(r["interrupted"], true, "{r}");
@@ -529,7 +530,8 @@ fn a_second_ctrl_c_exits_at_once_and_leaves_the_previous_output_untouched() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let sent = std::time::Instant::now();
-    let o = child.wait_with_output().unwrap();
+    let o =
+        common::wait_output_within(child, "lookout replay", std::time::Duration::from_secs(120));
     assert!(
         sent.elapsed() < std::time::Duration::from_secs(5),
         "a second Ctrl-C did not exit at once"
@@ -616,7 +618,8 @@ fn step_mode_processes_one_frame_per_enter_and_prints_it() {
         .unwrap();
     // Three frames, then stop.
     child.stdin.take().unwrap().write_all(b"\n\n\nq\n").unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o =
+        common::wait_output_within(child, "lookout replay", std::time::Duration::from_secs(120));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r = report(&out);

@@ -21,12 +21,26 @@ pub fn output(cmd: &mut Command) -> Output {
 
 /// As [`output`], with the limit given.
 pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
-    let mut child = cmd
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    wait_output_within(child, &format!("{cmd:?}"), limit)
+}
+
+/// A child's pipe, or an empty reader when it was not piped.
+fn pipe(p: Option<impl Read + Send + 'static>) -> Box<dyn Read + Send> {
+    match p {
+        Some(p) => Box::new(p),
+        None => Box::new(std::io::empty()),
+    }
+}
+
+/// As [`std::process::Child::wait_with_output`] for a child spawned with piped stdout and
+/// stderr, killed (and the test failed, naming `what`) if it runs over `limit`.
+pub fn wait_output_within(mut child: std::process::Child, what: &str, limit: Duration) -> Output {
     // Drained on their own threads, so a chatty child never blocks on a full pipe.
     let drain = |name: &str, mut pipe: Box<dyn Read + Send>| {
         std::thread::Builder::new()
@@ -38,8 +52,8 @@ pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
             })
             .unwrap()
     };
-    let out = drain("test-stdout", Box::new(child.stdout.take().unwrap()));
-    let err = drain("test-stderr", Box::new(child.stderr.take().unwrap()));
+    let out = drain("test-stdout", pipe(child.stdout.take()));
+    let err = drain("test-stderr", pipe(child.stderr.take()));
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -50,7 +64,7 @@ pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
             let _ = child.wait();
             let stderr = err.join().unwrap_or_default();
             panic!(
-                "{cmd:?} ran over {limit:?} and was killed; its stderr:\n{}",
+                "{what} ran over {limit:?} and was killed; its stderr:\n{}",
                 String::from_utf8_lossy(&stderr)
             );
         }

@@ -12,6 +12,11 @@ use std::ptr::NonNull;
 
 use turbojpeg::raw;
 
+/// The most scans a progressive JPEG may have. Each scan is a pass over the whole image, so a
+/// file with thousands of tiny scans costs seconds of decoding from a few kilobytes; encoders
+/// write about ten. A JPEG with more is refused as bad input.
+pub const MAX_JPEG_SCANS: libc::c_int = 100;
+
 /// What the header of a JPEG says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
@@ -62,9 +67,21 @@ impl Turbo {
     pub fn new() -> Result<Self, String> {
         // SAFETY: tj3Init takes a plain integer and returns a handle or null.
         let handle = unsafe { raw::tj3Init(raw::TJINIT_TJINIT_DECOMPRESS as libc::c_int) };
-        NonNull::new(handle)
+        let turbo = NonNull::new(handle)
             .map(|handle| Self { handle })
-            .ok_or_else(|| "cannot create a TurboJPEG decompressor".to_string())
+            .ok_or_else(|| "cannot create a TurboJPEG decompressor".to_string())?;
+        // SAFETY: tj3Set sets an integer parameter of a valid instance.
+        let set = unsafe {
+            raw::tj3Set(
+                turbo.handle.as_ptr(),
+                raw::TJPARAM_TJPARAM_SCANLIMIT as libc::c_int,
+                MAX_JPEG_SCANS,
+            )
+        };
+        if set != 0 {
+            return Err(turbo.error());
+        }
+        Ok(turbo)
     }
 
     /// libjpeg-turbo's message for the last failure of this instance.
@@ -168,6 +185,46 @@ mod tests {
         assert_eq!(f(1), (1, 8));
         assert_eq!(f(3), (3, 8));
         assert_eq!(scaled(1281, 4), 641);
+    }
+
+    #[test]
+    fn progressive_jpegs_with_too_many_scans_are_refused() {
+        let image = turbojpeg::Image::mandelbrot(64, 48, turbojpeg::PixelFormat::RGB);
+        let mut c = turbojpeg::Compressor::new().unwrap();
+        c.set_progressive(true).unwrap();
+        let jpeg = c.compress_to_vec(image.as_deref()).unwrap();
+        let mut out = vec![0u8; 64 * 48 * 3];
+        // Within the limit (an encoder's ten or so scans): decoded.
+        let mut t = Turbo::new().unwrap();
+        // SAFETY: tj3Get reads an integer parameter of a valid instance.
+        let limit = unsafe {
+            raw::tj3Get(
+                t.handle.as_ptr(),
+                raw::TJPARAM_TJPARAM_SCANLIMIT as libc::c_int,
+            )
+        };
+        assert_eq!(limit, MAX_JPEG_SCANS);
+        t.header(&jpeg).unwrap();
+        t.decode_rows(&jpeg, 8, (0..48, 48), &mut out, (64 * 3, false))
+            .unwrap();
+        // The same file against a limit below its scan count: refused, as a file with more
+        // than MAX_JPEG_SCANS is.
+        // SAFETY: as above, setting it.
+        assert_eq!(
+            unsafe {
+                raw::tj3Set(
+                    t.handle.as_ptr(),
+                    raw::TJPARAM_TJPARAM_SCANLIMIT as libc::c_int,
+                    2,
+                )
+            },
+            0
+        );
+        t.header(&jpeg).unwrap();
+        let e = t
+            .decode_rows(&jpeg, 8, (0..48, 48), &mut out, (64 * 3, false))
+            .unwrap_err();
+        assert!(e.contains("scan"), "{e}");
     }
 
     #[test]
