@@ -11,6 +11,9 @@
 //!
 //! Contract: reads both bags completely into memory (detections only); allocates freely; never
 //! panics on malformed messages (they are counted as undecodable and fail the comparison).
+//! Pairing is quadratic in the detections of a frame, so a frame with more than
+//! [`MAX_DETECTIONS_PER_FRAME`] on either side is not compared but counted, and fails the
+//! comparison (two hostile frames of a million detections each would be 10^12 pairs).
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -20,6 +23,10 @@ use serde::Serialize;
 
 use crate::bag::cdr::{self, Detection2DArrayMsg};
 use crate::bag::{Bag, BagError};
+
+/// The most detections per frame and side that are compared (lookout itself publishes at most
+/// [`crate::config::MAX_DETECTIONS`]).
+pub const MAX_DETECTIONS_PER_FRAME: usize = crate::config::MAX_DETECTIONS;
 
 /// Tolerances of a comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -81,6 +88,8 @@ pub struct TopicDiff {
     pub unmatched_b: u64,
     /// Messages that do not decode (both sides).
     pub undecodable: u64,
+    /// Matched frames not compared: over [`MAX_DETECTIONS_PER_FRAME`] detections on a side.
+    pub oversized: u64,
     /// Per class, by name.
     pub classes: BTreeMap<String, ClassDiff>,
 }
@@ -140,14 +149,25 @@ fn compare_frame(
     t: &mut TopicDiff,
     sums: &mut BTreeMap<String, f64>,
 ) {
+    if a.detections.len() > MAX_DETECTIONS_PER_FRAME
+        || b.detections.len() > MAX_DETECTIONS_PER_FRAME
+    {
+        t.oversized += 1;
+        return;
+    }
     let label = |d: &cdr::Detection2DMsg| d.best().map_or("?", |(c, _)| c).to_string();
+    fn class(d: &cdr::Detection2DMsg) -> Option<&str> {
+        d.best().map(|(c, _)| c)
+    }
+    let classes_b: Vec<Option<&str>> = b.detections.iter().map(class).collect();
     let mut used_b = vec![false; b.detections.len()];
     let mut used_a = vec![false; a.detections.len()];
     // Candidate pairs of the same class, best IoU first (ties by index: deterministic).
     let mut pairs: Vec<(f64, usize, usize)> = Vec::new();
     for (i, da) in a.detections.iter().enumerate() {
+        let class_a = class(da);
         for (j, db) in b.detections.iter().enumerate() {
-            if label(da) == label(db) {
+            if class_a == classes_b[j] {
                 let v = iou(da.corners(), db.corners());
                 if v >= tol.iou {
                     pairs.push((v, i, j));
@@ -247,6 +267,12 @@ pub fn diff(a: &Path, b: &Path, tol: &Tolerances) -> Result<DiffReport, BagError
                 t.frames_only_a, t.frames_only_b
             ));
         }
+        if t.oversized > 0 {
+            report.failures.push(format!(
+                "{name}: {} frames not compared: over {MAX_DETECTIONS_PER_FRAME} detections",
+                t.oversized
+            ));
+        }
         if t.undecodable > 0 {
             report
                 .failures
@@ -315,6 +341,19 @@ mod tests {
         assert!((car.max_box_diff_px - 1.0).abs() < 1e-12);
         assert_eq!(t.classes["person"].max_score_diff, 0.0);
         assert_eq!(t.classes["dog"].count_b, 1);
+    }
+
+    #[test]
+    fn a_frame_over_the_detection_limit_is_counted_not_paired() {
+        let many: Vec<_> = (0..=MAX_DETECTIONS_PER_FRAME)
+            .map(|i| det("person", 0.5, (i as f64, 0.0), (1.0, 1.0)))
+            .collect();
+        let a = frame(many.clone());
+        let b = frame(many);
+        let mut t = TopicDiff::default();
+        compare_frame(&a, &b, &Tolerances::default(), &mut t, &mut BTreeMap::new());
+        assert_eq!(t.oversized, 1);
+        assert!(t.classes.is_empty(), "the frame was paired");
     }
 
     #[test]

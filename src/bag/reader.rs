@@ -147,10 +147,11 @@ impl Bag {
             if *storage != Storage::Mcap {
                 return None;
             }
-            let file = std::fs::File::open(path).ok()?;
-            // SAFETY: read-only map of a bag that is not modified while read (module contract).
-            let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
-            let summary = mcap::Summary::read(&map).ok()??;
+            // Read through the file, not a memory map: a bag truncated while mapped would
+            // raise SIGBUS.
+            let mut file = std::io::BufReader::new(std::fs::File::open(path).ok()?);
+            let len = std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).ok()?;
+            let summary = super::resume::read_summary(&mut file, len)?;
             let stats = summary.stats?;
             for (id, channel) in &summary.channels {
                 if channel.topic == topic {

@@ -30,8 +30,9 @@ pub(super) struct Resumed {
     pub messages: u64,
 }
 
-/// The summary section of an MCAP stream `len` bytes long, if it has a readable one.
-fn read_summary<R: Read + Seek>(r: &mut R, len: u64) -> Option<mcap::Summary> {
+/// The summary section of an MCAP stream `len` bytes long, if it has a readable one (read
+/// through the footer, records bounded by [`MAX_RECORD_BYTES`]; never memory-mapped).
+pub(super) fn read_summary<R: Read + Seek>(r: &mut R, len: u64) -> Option<mcap::Summary> {
     let mut reader = SummaryReader::new_with_options(
         SummaryReaderOptions::default()
             .with_file_size(len)
