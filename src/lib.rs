@@ -39,7 +39,7 @@
 //! | configuration | [`config`] | the one parameters file every front end reads, and topic names |
 //! | runtime | [`runtime`] | [`runtime::Runtime`]: per-camera queues and counters, the scheduler, the inference loop, deadlines, health, real-time settings and supervision of the threads |
 //! | storage | [`bag`] | rosbag2 bags (MCAP, sqlite3) read and written without ROS, CDR messages |
-//! | front ends | [`ros`], [`replay`], [`diff`] | the live node, bag replay and the comparison of two replays; each attaches a frame source and a result sink to a [`runtime::Runtime`] |
+//! | front ends | [`ros`], [`replay`], [`sim`], [`diff`] | the live node, bag replay, latency measurement with simulated cameras, and the comparison of two replays; each attaches a frame source and a result sink to a [`runtime::Runtime`] |
 //!
 //! Everything a stage needs is allocated in its `new()`; the per-frame methods (`run`,
 //! `detect`) allocate nothing on the Rust heap once warmed up for a frame size (see
@@ -55,3 +55,4 @@ pub mod replay;
 #[cfg(feature = "ros")]
 pub mod ros;
 pub mod runtime;
+pub mod sim;

@@ -15,6 +15,7 @@ use cli::diff::diff;
 use cli::replay::replay;
 #[cfg(feature = "ros")]
 use cli::run::run;
+use cli::sim::sim;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "ros")]
         Command::Run(args) => run(&args),
         Command::Replay(args) => replay(&args),
+        Command::Sim(args) => sim(&args),
         Command::Diff(args) => {
             return match diff(&args) {
                 Ok(code) => code,
@@ -50,7 +52,7 @@ fn init_logging(command: &Command) {
     use tracing_subscriber::util::SubscriberInitExt;
     let default = match command {
         Command::Detect(_) | Command::Diff(_) => "warn",
-        Command::Replay(_) => "info,ort=warn",
+        Command::Replay(_) | Command::Sim(_) => "info,ort=warn",
         #[cfg(feature = "ros")]
         Command::Run(_) => "info,ort=warn",
     };

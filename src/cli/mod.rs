@@ -6,6 +6,7 @@ pub(crate) mod diff;
 pub(crate) mod replay;
 #[cfg(feature = "ros")]
 pub(crate) mod run;
+pub(crate) mod sim;
 
 /// The flag SIGINT and SIGTERM set (a second signal while shutting down exits at once).
 pub(crate) fn stop_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {

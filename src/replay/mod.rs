@@ -40,14 +40,14 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::bag::schema;
 use crate::bag::{Bag, BagError, BagWriter, offered_qos_yaml};
 use crate::config::names::resolve_replay_topic;
 use crate::config::{Config, ImageKind};
 use crate::runtime::counters::CameraCounters;
-use crate::runtime::deadline::{LatencyStats, RosClock};
+use crate::runtime::deadline::RosClock;
 use crate::runtime::queue::FrameProducer;
 use crate::runtime::{Runtime, RuntimeError, Timing};
 
@@ -57,7 +57,7 @@ mod report;
 mod sink;
 mod source;
 pub use output::{OutputError, OutputPlan, write_file_atomically};
-pub use report::{Counts, LatencyMs, PercentilesMs, Report, StageMs};
+pub use report::{Counts, LatencyMs, PercentilesMs, Report, StageMs, Totals, peak_rss_mb};
 
 /// How frames are paced.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -164,37 +164,6 @@ pub enum ReplayError {
         /// Its panic message.
         reason: String,
     },
-}
-
-/// Per-stage statistics over all cameras, for the report.
-struct Totals {
-    first: Option<StageMs>,
-    e2e: LatencyStats,
-    preprocess: LatencyStats,
-    inference: LatencyStats,
-    postprocess: LatencyStats,
-}
-
-impl Totals {
-    fn new() -> Result<Self, hdrhistogram::CreationError> {
-        let w = Duration::from_secs(3600);
-        Ok(Self {
-            first: None,
-            e2e: LatencyStats::new(w)?,
-            preprocess: LatencyStats::new(w)?,
-            inference: LatencyStats::new(w)?,
-            postprocess: LatencyStats::new(w)?,
-        })
-    }
-
-    fn latency(&self) -> LatencyMs {
-        LatencyMs {
-            e2e: self.e2e.total().into(),
-            preprocess: self.preprocess.total().into(),
-            inference: self.inference.total().into(),
-            postprocess: self.postprocess.total().into(),
-        }
-    }
 }
 
 /// One configured camera as the replay sees it.

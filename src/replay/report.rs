@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::runtime::deadline::Percentiles;
+use crate::runtime::counters::CounterSnapshot;
+use crate::runtime::deadline::{LatencyStats, Percentiles, StatsSnapshot};
+use crate::runtime::health::EngineInfo;
+use crate::runtime::inference::Output;
 
 /// Percentiles of one stage, ms.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -150,8 +153,108 @@ pub struct Report {
     pub peak_rss_mb: f64,
 }
 
+/// Per-stage latency statistics over all cameras since the start, and the first frame's
+/// stage times, for a report. Allocates its histograms in [`Totals::new`]; recording allocates
+/// nothing.
+pub struct Totals {
+    first: Option<StageMs>,
+    e2e: LatencyStats,
+    preprocess: LatencyStats,
+    inference: LatencyStats,
+    postprocess: LatencyStats,
+}
+
+impl Totals {
+    /// Empty statistics.
+    pub fn new() -> Result<Self, hdrhistogram::CreationError> {
+        let w = std::time::Duration::from_secs(3600);
+        Ok(Self {
+            first: None,
+            e2e: LatencyStats::new(w)?,
+            preprocess: LatencyStats::new(w)?,
+            inference: LatencyStats::new(w)?,
+            postprocess: LatencyStats::new(w)?,
+        })
+    }
+
+    /// Records one result taken at `now`, `e2e` after its frame was received.
+    pub fn record(&mut self, out: &Output, e2e: std::time::Duration, now: std::time::Instant) {
+        let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        self.first.get_or_insert(StageMs {
+            e2e: ms(e2e),
+            preprocess: ms(out.times.preprocess),
+            inference: ms(out.times.inference),
+            postprocess: ms(out.times.postprocess),
+        });
+        self.e2e.record(now, e2e);
+        self.preprocess.record(now, out.times.preprocess);
+        self.inference.record(now, out.times.inference);
+        self.postprocess.record(now, out.times.postprocess);
+    }
+
+    /// Percentiles since the start, per stage.
+    pub fn latency(&self) -> LatencyMs {
+        LatencyMs {
+            e2e: self.e2e.total().into(),
+            preprocess: self.preprocess.total().into(),
+            inference: self.inference.total().into(),
+            postprocess: self.postprocess.total().into(),
+        }
+    }
+
+    /// The first result's stage times (zero before any).
+    pub fn first(&self) -> StageMs {
+        self.first.unwrap_or_default()
+    }
+}
+
+impl Counts {
+    /// One camera's counts at the end of a run: its counters, its latency statistics since the
+    /// start, the image messages it was given and the detections messages written.
+    pub fn from_run(
+        frames_in: u64,
+        s: &CounterSnapshot,
+        stats: &StatsSnapshot,
+        written: u64,
+        engine: &EngineInfo,
+        model_sha256: &str,
+    ) -> Self {
+        Self {
+            frames_in,
+            frames_processed: s.processed,
+            // Every frame that yields no detections message, bad input aside.
+            dropped: s.dropped() + s.timeouts + s.inference_errors,
+            deadline_misses: s.deadline_misses,
+            bad_inputs: s.bad_input,
+            timeouts: s.timeouts,
+            inference_errors: s.inference_errors,
+            messages_written: written,
+            execution_provider: engine.execution_provider.to_string(),
+            model_sha256: model_sha256.to_string(),
+            latency_ms: LatencyMs {
+                e2e: stats.e2e_total.into(),
+                preprocess: stats.preprocess_total.into(),
+                inference: stats.inference_total.into(),
+                postprocess: stats.postprocess_total.into(),
+            },
+        }
+    }
+}
+
+impl Report {
+    /// Adds one camera's counts to the totals and the per-camera map.
+    pub fn add_camera(&mut self, name: &str, counts: Counts) {
+        self.frames_in += counts.frames_in;
+        self.frames_processed += counts.frames_processed;
+        self.dropped += counts.dropped;
+        self.deadline_misses += counts.deadline_misses;
+        self.bad_inputs += counts.bad_inputs;
+        self.per_camera.insert(name.to_string(), counts);
+    }
+}
+
 /// Peak resident set size of this process, MB (0 if the OS does not say).
-pub(super) fn peak_rss_mb() -> f64 {
+pub fn peak_rss_mb() -> f64 {
     // SAFETY: getrusage writes one `rusage` into the zeroed struct it is given.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: RUSAGE_SELF with a valid out-pointer.

@@ -2,10 +2,10 @@
 //! and the report at the end.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::report::peak_rss_mb;
-use super::{Counts, LatencyMs, Pace, Replay, ReplayError, Report, StageMs, round2};
+use super::{Counts, Pace, Replay, ReplayError, Report, round2};
 use crate::bag::{cdr, schema};
 use crate::runtime::deadline::Verdict;
 use crate::runtime::health::Status;
@@ -41,17 +41,7 @@ impl Replay {
             None => Verdict::OnTime,
         };
         let e2e = now.saturating_duration_since(out.received);
-        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
-        self.totals.first.get_or_insert(StageMs {
-            e2e: ms(e2e),
-            preprocess: ms(out.times.preprocess),
-            inference: ms(out.times.inference),
-            postprocess: ms(out.times.postprocess),
-        });
-        self.totals.e2e.record(now, e2e);
-        self.totals.preprocess.record(now, out.times.preprocess);
-        self.totals.inference.record(now, out.times.inference);
-        self.totals.postprocess.record(now, out.times.postprocess);
+        self.totals.record(out, e2e, now);
         if verdict == Verdict::LateDrop {
             return Ok(());
         }
@@ -189,7 +179,7 @@ impl Replay {
             output_bag: self.options.out.display().to_string(),
             messages_written: info.map_or(0, |i| i.message_count),
             latency_ms: self.totals.latency(),
-            first_frame_ms: self.totals.first.unwrap_or_default(),
+            first_frame_ms: self.totals.first(),
             peak_rss_mb: peak_rss_mb(),
             ..Report::default()
         };
@@ -202,31 +192,9 @@ impl Replay {
                 .map(|t| t.snapshot(i, now))
                 .unwrap_or_default();
             inference_ns = inference_ns.saturating_add(s.inference_ns);
-            let counts = Counts {
-                frames_in: c.frames_in,
-                frames_processed: s.processed,
-                // Every frame that yields no detections message, bad input aside.
-                dropped: s.dropped() + s.timeouts + s.inference_errors,
-                deadline_misses: s.deadline_misses,
-                bad_inputs: s.bad_input,
-                timeouts: s.timeouts,
-                inference_errors: s.inference_errors,
-                messages_written: c.written,
-                execution_provider: engine.execution_provider.to_string(),
-                model_sha256: model.sha256.clone(),
-                latency_ms: LatencyMs {
-                    e2e: stats.e2e_total.into(),
-                    preprocess: stats.preprocess_total.into(),
-                    inference: stats.inference_total.into(),
-                    postprocess: stats.postprocess_total.into(),
-                },
-            };
-            report.frames_in += counts.frames_in;
-            report.frames_processed += counts.frames_processed;
-            report.dropped += counts.dropped;
-            report.deadline_misses += counts.deadline_misses;
-            report.bad_inputs += counts.bad_inputs;
-            report.per_camera.insert(c.name.clone(), counts);
+            let counts =
+                Counts::from_run(c.frames_in, &s, &stats, c.written, &engine, &model.sha256);
+            report.add_camera(&c.name, counts);
         }
         if wall_s > 0.0 {
             report.frames_per_s = round2(report.frames_processed as f64 / wall_s);

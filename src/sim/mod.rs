@@ -1,0 +1,607 @@
+//! `lookout sim`: the third front end. It answers "with these cameras at these rates on this
+//! computer, which deadlines hold?" by running the live runtime (the same queues, scheduler,
+//! inference loop, deadline tracker and diagnostics rules as `lookout run`, with
+//! [`Timing::Live`]) against a source that emits real frames on a schedule, and measuring.
+//!
+//! - The source ([`source`]) is loaded before the clock starts; each camera loops over its
+//!   frames. `--cameras N` makes N copies of the source's first stream; without it the params
+//!   file's cameras are fed (from a bag: each camera by its topic).
+//! - The schedule ([`schedule`]) gives every camera `fps` frames a second, spread over the
+//!   period, with Gaussian jitter and bursts; frames are stamped with the system time when they
+//!   are handed over, as a driver stamps them.
+//! - This thread emits (a camera driver's copy into the frame slot included); a sink thread
+//!   (`lookout-sim-sink`) takes every result the moment it is ready, judges it against its
+//!   budget and records its latencies, as the live node's publisher does (without DDS).
+//! - `--sweep` ([`sweep`]) repeats the run at rising rates to find the peak rate kept up with.
+//!
+//! Contract: [`Sim::new`] checks every option against its limit and builds the cameras'
+//! configuration; each run builds a fresh [`Runtime`] (the model is loaded and warmed up before
+//! the clock starts, so every point starts alike) and allocates nothing per frame on the
+//! emitting thread. Blocks for the run's duration; Ctrl-C (the `stop` flag) ends the run early
+//! and what was measured is reported.
+
+pub mod report;
+pub mod schedule;
+pub mod source;
+pub mod sweep;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::config::{CameraConfig, Config, ConfigError, MAX_CAMERAS};
+use crate::replay::{Counts, Report, Totals, peak_rss_mb};
+use crate::runtime::counters::CameraCounters;
+use crate::runtime::deadline::{RosClock, Verdict};
+use crate::runtime::queue::{RawHeader, Stamp};
+use crate::runtime::{Runtime, RuntimeError, Timing};
+use report::{Drops, SimReport};
+use schedule::Schedule;
+use source::{Source, SourceError, SourceFrame};
+use sweep::Point;
+
+/// Highest `--fps` (per camera).
+pub const MAX_FPS: f64 = 1000.0;
+/// Longest `--duration`, s (a day).
+pub const MAX_DURATION_S: f64 = 86_400.0;
+/// Largest `--jitter-ms`.
+pub const MAX_JITTER_MS: f64 = 10_000.0;
+/// Largest `--burst`.
+pub const MAX_BURST: u32 = 1000;
+
+/// Why a simulation cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// An option is out of range.
+    #[error("{option}: {reason}")]
+    Option {
+        /// The option, e.g. `--fps`.
+        option: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The source cannot be loaded.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The cameras' configuration is invalid for this source.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The runtime cannot start.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// A worker thread died during the run (its frames are lost).
+    #[error("thread {thread} died during the simulation: {reason}")]
+    WorkerDied {
+        /// Thread name.
+        thread: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// The node's configuration (its cameras, unless `cameras` is set).
+    pub config: Config,
+    /// The frames.
+    pub source: Source,
+    /// `--cameras N`: N copies of the source's first stream, named `cam0`..; the params file's
+    /// first camera (if any) gives their settings.
+    pub cameras: Option<usize>,
+    /// Frames per second per camera.
+    pub fps: f64,
+    /// Standard deviation of the emission times, ms.
+    pub jitter_ms: f64,
+    /// Frames per burst.
+    pub burst: u32,
+    /// Length of each run.
+    pub duration: Duration,
+    /// Seed of the jitter.
+    pub seed: u64,
+}
+
+/// One simulated camera.
+struct SimCamera {
+    name: String,
+    frames: Arc<[SourceFrame]>,
+}
+
+/// A simulation, ready to run.
+pub struct Sim {
+    config: Config,
+    cameras: Vec<SimCamera>,
+    options: SimOptions,
+}
+
+fn option(option: &'static str, reason: impl Into<String>) -> SimError {
+    SimError::Option {
+        option,
+        reason: reason.into(),
+    }
+}
+
+/// Checks that `fps` is a rate the simulation accepts.
+pub fn check_fps(option_name: &'static str, fps: f64) -> Result<(), SimError> {
+    if fps.is_finite() && fps > 0.0 && fps <= MAX_FPS {
+        Ok(())
+    } else {
+        Err(option(
+            option_name,
+            format!("must be within (0, {MAX_FPS}], got {fps}"),
+        ))
+    }
+}
+
+impl Sim {
+    /// Checks the options and builds the cameras' configuration (see [`SimOptions`]).
+    pub fn new(options: SimOptions) -> Result<Self, SimError> {
+        check_fps("--fps", options.fps)?;
+        let d = options.duration.as_secs_f64();
+        if !(d > 0.0 && d <= MAX_DURATION_S) {
+            return Err(option(
+                "--duration",
+                format!("must be within (0, {MAX_DURATION_S}] s, got {d}"),
+            ));
+        }
+        if !(0.0..=MAX_JITTER_MS).contains(&options.jitter_ms) {
+            return Err(option(
+                "--jitter-ms",
+                format!(
+                    "must be within 0..{MAX_JITTER_MS}, got {}",
+                    options.jitter_ms
+                ),
+            ));
+        }
+        if !(1..=MAX_BURST).contains(&options.burst) {
+            return Err(option(
+                "--burst",
+                format!("must be within 1..{MAX_BURST}, got {}", options.burst),
+            ));
+        }
+        let mut config = options.config.clone();
+        let mut cameras = Vec::new();
+        match options.cameras {
+            Some(n) => {
+                if !(1..=MAX_CAMERAS).contains(&n) {
+                    return Err(option(
+                        "--cameras",
+                        format!("must be within 1..{MAX_CAMERAS}, got {n}"),
+                    ));
+                }
+                let frames: Arc<[SourceFrame]> =
+                    options.source.frames(None).unwrap_or_default().into();
+                let template = config
+                    .camera_list()
+                    .next()
+                    .map(|(_, c)| c.clone())
+                    .map_or_else(default_camera, Ok)?;
+                let (w, h) = frames
+                    .iter()
+                    .map(SourceFrame::size)
+                    .fold((0, 0), |a, s| (a.0.max(s.0), a.1.max(s.1)));
+                config.cameras.clear();
+                config.camera.clear();
+                for i in 0..n {
+                    let name = format!("cam{i}");
+                    let mut c = template.clone();
+                    c.topic = format!("/sim/{name}/image");
+                    c.detections_topic = String::new();
+                    if let Some(f) = frames.first() {
+                        c.kind = f.kind();
+                    }
+                    c.max_width = c.max_width.max(w);
+                    c.max_height = c.max_height.max(h);
+                    config.cameras.push(name.clone());
+                    config.camera.insert(name.clone(), c);
+                    cameras.push(SimCamera {
+                        name,
+                        frames: Arc::clone(&frames),
+                    });
+                }
+            }
+            None => {
+                for (name, c) in config.camera_list() {
+                    let frames = options.source.frames(Some(&c.topic)).ok_or_else(|| {
+                        option(
+                            "--source",
+                            format!(
+                                "{} has no frames for camera {name} (topic {})",
+                                options.source.description, c.topic
+                            ),
+                        )
+                    })?;
+                    for f in frames {
+                        if f.kind() != c.kind {
+                            return Err(ConfigError::Parameter {
+                                key: format!("camera.{name}.type"),
+                                reason: format!(
+                                    "the source's frames are {:?}, the camera takes {:?}",
+                                    f.kind(),
+                                    c.kind
+                                ),
+                            }
+                            .into());
+                        }
+                        let (w, h) = f.size();
+                        if w > c.max_width || h > c.max_height {
+                            return Err(ConfigError::Parameter {
+                                key: format!("camera.{name}.max_width"),
+                                reason: format!(
+                                    "the source has {w}x{h} frames, over max_width x max_height {}x{}",
+                                    c.max_width, c.max_height
+                                ),
+                            }
+                            .into());
+                        }
+                    }
+                    cameras.push(SimCamera {
+                        name: name.to_string(),
+                        frames: frames.into(),
+                    });
+                }
+            }
+        }
+        config.validate()?;
+        Ok(Self {
+            config,
+            cameras,
+            options,
+        })
+    }
+
+    /// The configuration the runs use (the simulated cameras).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// One run at the options' rate.
+    pub fn run(
+        &self,
+        stop: &AtomicBool,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<SimReport, SimError> {
+        self.run_at(self.options.fps, stop, progress)
+    }
+
+    /// The peak-rate search from `from` frames per second by `step`; the report is the run at
+    /// the peak rate (or the last run, when none kept up), with the sweep attached.
+    pub fn sweep(
+        &self,
+        from: f64,
+        step: f64,
+        stop: &AtomicBool,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<SimReport, SimError> {
+        check_fps("--from", from)?;
+        check_fps("--step", step)?;
+        let mut failure = None;
+        let mut runs: Vec<SimReport> = Vec::new();
+        let criteria =
+            "under 1 % of frames dropped and every camera's end-to-end p99 within its budget_ms";
+        let result = sweep::search(from, step, MAX_FPS, criteria, |fps| {
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            match self.run_at(fps, stop, progress) {
+                Ok(r) if !r.run.interrupted => {
+                    let p = self.point(&r);
+                    runs.push(r);
+                    Some(p)
+                }
+                Ok(_) => None,
+                Err(e) => {
+                    failure = Some(e);
+                    None
+                }
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let at_peak = runs
+            .iter()
+            .position(|r| r.offered_fps == result.peak_fps)
+            .or_else(|| runs.len().checked_sub(1));
+        let mut report = match at_peak {
+            Some(i) => runs.swap_remove(i),
+            None => SimReport::default(),
+        };
+        report.run.interrupted |= result.interrupted;
+        report.sweep = Some(result);
+        Ok(report)
+    }
+
+    /// A run's figures as a sweep point.
+    fn point(&self, r: &SimReport) -> Point {
+        let run = &r.run;
+        let dropped_percent = if run.frames_in > 0 {
+            run.dropped as f64 * 100.0 / run.frames_in as f64
+        } else {
+            100.0
+        };
+        let within_budget = self.config.camera_list().all(|(name, c)| {
+            run.per_camera
+                .get(name)
+                .is_some_and(|k| k.frames_processed > 0 && k.latency_ms.e2e.p99 <= c.budget_ms)
+        });
+        let achieved = if r.achieved_fps.is_empty() {
+            0.0
+        } else {
+            r.achieved_fps.values().sum::<f64>() / r.achieved_fps.len() as f64
+        };
+        Point {
+            offered_fps: r.offered_fps,
+            achieved_fps: achieved,
+            e2e_p50_ms: run.latency_ms.e2e.p50,
+            e2e_p99_ms: run.latency_ms.e2e.p99,
+            dropped_percent,
+            deadline_misses: run.deadline_misses,
+            sustained: dropped_percent < 1.0 && within_budget,
+        }
+    }
+
+    /// One run at `fps` per camera; `progress` gets the fraction done.
+    fn run_at(
+        &self,
+        fps: f64,
+        stop: &AtomicBool,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<SimReport, SimError> {
+        check_fps("--fps", fps)?;
+        let o = &self.options;
+        let mut runtime = Runtime::new(&self.config, Timing::Live, RosClock::System)?;
+        let mut producers = runtime.take_inputs();
+        let counters: Vec<Arc<CameraCounters>> = runtime.counters().to_vec();
+        let infer = runtime.start(&self.config.realtime.inference, Duration::from_millis(5))?;
+        for p in &mut producers {
+            p.set_wake(infer.clone());
+        }
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        let sink_counters = counters.clone();
+        runtime.spawn_sink(
+            "lookout-sim-sink",
+            &self.config.realtime.publisher,
+            move |results, mut tracker| {
+                let mut totals = Totals::new().ok();
+                loop {
+                    match results.recv_timeout(Duration::from_millis(50)) {
+                        Ok(out) => {
+                            let now = Instant::now();
+                            let verdict = tracker.judge(&out, now);
+                            if let Some(t) = totals.as_mut() {
+                                t.record(&out, now.saturating_duration_since(out.received), now);
+                            }
+                            if verdict != Verdict::LateDrop
+                                && let Some(c) = sink_counters.get(out.camera)
+                            {
+                                c.published.fetch_add(1, Ordering::Relaxed);
+                            }
+                            results.recycle(out);
+                        }
+                        Err(true) => break,
+                        Err(false) => {}
+                    }
+                }
+                let _ = done_tx.send((tracker, totals));
+            },
+        )?;
+
+        // Emit on the schedule until the duration is over (or Ctrl-C).
+        let mut schedule = Schedule::new(self.cameras.len(), fps, o.jitter_ms, o.burst, o.seed);
+        let mut next_frame = vec![0usize; self.cameras.len()];
+        let mut frames_in = vec![0u64; self.cameras.len()];
+        let cpu_start = cpu_seconds();
+        let start = Instant::now();
+        let mut interrupted = false;
+        let mut last_progress = start;
+        'emit: loop {
+            let (camera, at) = schedule.next_frame();
+            if at >= o.duration {
+                break;
+            }
+            let due = start + at;
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    interrupted = true;
+                    break 'emit;
+                }
+                if runtime.first_gone().is_some() {
+                    break 'emit;
+                }
+                let now = Instant::now();
+                if now >= due {
+                    break;
+                }
+                std::thread::sleep((due - now).min(Duration::from_millis(20)));
+            }
+            let cam = &self.cameras[camera];
+            let Some(frame) = cam.frames.get(next_frame[camera] % cam.frames.len().max(1)) else {
+                continue;
+            };
+            next_frame[camera] += 1;
+            frames_in[camera] += 1;
+            push(&mut producers[camera], frame, &cam.name);
+            if last_progress.elapsed() > Duration::from_millis(200) {
+                last_progress = Instant::now();
+                progress(at.as_secs_f64() / o.duration.as_secs_f64());
+            }
+        }
+        // The run lasts its duration: the time after the last frame counts (the rates are per
+        // second of it).
+        while !interrupted && start.elapsed() < o.duration {
+            if stop.load(Ordering::Relaxed) {
+                interrupted = true;
+                break;
+            }
+            std::thread::sleep(
+                (o.duration.saturating_sub(start.elapsed())).min(Duration::from_millis(20)),
+            );
+        }
+        let emitted_s = start.elapsed().as_secs_f64().min(o.duration.as_secs_f64());
+        // Every frame handed over is accounted for (or 30 s), then the loop stops.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline
+            && runtime.first_gone().is_none()
+            && !counters.iter().all(|c| {
+                let s = c.snapshot();
+                s.settled_in_loop() >= s.received
+            })
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let wall_s = start.elapsed().as_secs_f64();
+        let cpu_s = cpu_seconds() - cpu_start;
+        let gone = runtime.first_gone();
+        runtime.stop(gone).map_err(|e| match e {
+            RuntimeError::WorkerDied { thread, reason } => SimError::WorkerDied { thread, reason },
+            other => SimError::Runtime(other),
+        })?;
+        let (mut tracker, totals) =
+            done_rx
+                .recv_timeout(Duration::from_secs(10))
+                .map_err(|_| SimError::WorkerDied {
+                    thread: "lookout-sim-sink",
+                    reason: "ended without its statistics".into(),
+                })?;
+        progress(1.0);
+
+        let engine = runtime.engine().clone();
+        let model = runtime.model().clone();
+        let mut run = Report {
+            execution_provider: engine.execution_provider.to_string(),
+            fallback_reason: engine.fallback_reason.clone(),
+            io_memory: engine.io_memory.to_string(),
+            model_sha256: model.sha256.clone(),
+            session_rebuilds: runtime
+                .engine_counters()
+                .session_rebuilds
+                .load(Ordering::Relaxed),
+            mode: "sim".into(),
+            rate: fps,
+            interrupted,
+            wall_s: round3(wall_s),
+            model: model.name.clone(),
+            latency_ms: totals.as_ref().map(Totals::latency).unwrap_or_default(),
+            first_frame_ms: totals.as_ref().map(Totals::first).unwrap_or_default(),
+            peak_rss_mb: peak_rss_mb(),
+            ..Report::default()
+        };
+        let mut report = SimReport {
+            source: o.source.description.clone(),
+            cameras: self.cameras.len(),
+            offered_fps: fps,
+            jitter_ms: o.jitter_ms,
+            burst: o.burst,
+            duration_s: round3(emitted_s),
+            cpu_percent: if wall_s > 0.0 {
+                (cpu_s / wall_s * 1000.0).round() / 10.0
+            } else {
+                0.0
+            },
+            rss_mb: crate::runtime::health::resident_mb(),
+            ..SimReport::default()
+        };
+        let now = Instant::now();
+        let mut inference_ns = 0u64;
+        let mut achieved = BTreeMap::new();
+        let mut drops = BTreeMap::new();
+        for (i, cam) in self.cameras.iter().enumerate() {
+            let s = counters[i].snapshot();
+            let stats = tracker.snapshot(i, now);
+            inference_ns = inference_ns.saturating_add(s.inference_ns);
+            let counts = Counts::from_run(
+                frames_in[i],
+                &s,
+                &stats,
+                s.published,
+                &engine,
+                &model.sha256,
+            );
+            run.add_camera(&cam.name, counts);
+            if emitted_s > 0.0 {
+                achieved.insert(cam.name.clone(), round3(s.processed as f64 / emitted_s));
+            }
+            drops.insert(cam.name.clone(), Drops::from(&s));
+        }
+        if wall_s > 0.0 {
+            run.frames_per_s = round3(run.frames_processed as f64 / wall_s);
+        }
+        if run.frames_processed > 0 && inference_ns > 0 {
+            run.inference_only_frames_per_s =
+                round3(1e9 * run.frames_processed as f64 / inference_ns as f64);
+        }
+        report.run = run;
+        report.achieved_fps = achieved;
+        report.drops = drops;
+        Ok(report)
+    }
+}
+
+/// Hands one frame to a camera's queue as its driver would, stamped now (system time).
+fn push(producer: &mut crate::runtime::queue::FrameProducer, frame: &SourceFrame, name: &str) {
+    let received = Instant::now();
+    let stamp = Stamp::from_nanos(system_time_ns());
+    let pushed = match frame {
+        SourceFrame::Raw {
+            width,
+            height,
+            step_bytes,
+            encoding,
+            big_endian,
+            data,
+        } => producer.push_raw(
+            received,
+            stamp,
+            name,
+            RawHeader {
+                width: *width,
+                height: *height,
+                step_bytes: *step_bytes,
+                encoding,
+                big_endian: *big_endian,
+            },
+            data,
+        ),
+        SourceFrame::Compressed { format, data, .. } => {
+            producer.push_compressed(received, stamp, name, format, data)
+        }
+    };
+    if let Err(rejected) = pushed {
+        crate::runtime::counters::warn_bad_input(name, &rejected.error, rejected.first_of_kind);
+    }
+}
+
+/// Nanoseconds since the Unix epoch (the ROS system clock).
+fn system_time_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// CPU time this process has used (user + system), s.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes one `rusage` into the zeroed struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a valid out-pointer.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(usage.ru_utime) + t(usage.ru_stime)
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// A camera with every setting at its default.
+fn default_camera() -> Result<CameraConfig, SimError> {
+    serde_json::from_value(serde_json::json!({ "topic": "/sim/image" })).map_err(|e| {
+        SimError::Config(ConfigError::Parameter {
+            key: "camera".into(),
+            reason: e.to_string(),
+        })
+    })
+}

@@ -1,0 +1,148 @@
+//! What `lookout sim` reports: the replay report's keys (counts, per-stage percentiles, per
+//! camera), plus what only a simulation knows: the offered and achieved rates, drops by
+//! reason, CPU use, memory, and the sweep.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::sweep::Sweep;
+use crate::replay::Report;
+use crate::runtime::counters::CounterSnapshot;
+
+/// Frames dropped, by reason (bad input is counted apart, in `bad_inputs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Drops {
+    /// No free slot (FIFO queue full).
+    pub ring_full: u64,
+    /// Replaced by a newer frame (keep-newest queue).
+    pub superseded: u64,
+    /// Older than `max_age_ms` when taken.
+    pub too_old: u64,
+    /// Later than the budget, not published (`late_results: drop`).
+    pub late: u64,
+    /// Run terminated after `hard_timeout_ms`.
+    pub timeouts: u64,
+    /// Inference failed.
+    pub inference_errors: u64,
+    /// The result sink was full.
+    pub output: u64,
+}
+
+impl From<&CounterSnapshot> for Drops {
+    fn from(s: &CounterSnapshot) -> Self {
+        Self {
+            ring_full: s.dropped_ring_full,
+            superseded: s.dropped_superseded,
+            too_old: s.dropped_too_old,
+            late: s.dropped_late,
+            timeouts: s.timeouts,
+            inference_errors: s.inference_errors,
+            output: s.dropped_output,
+        }
+    }
+}
+
+/// One simulation run (or, with a sweep, the run at the peak rate) and the sweep.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SimReport {
+    /// The replay report's keys; `mode` is `sim`, `rate` the offered frames per second per
+    /// camera.
+    #[serde(flatten)]
+    pub run: Report,
+    /// The source, as given.
+    pub source: String,
+    /// Cameras simulated.
+    pub cameras: usize,
+    /// Frames offered per second, per camera.
+    pub offered_fps: f64,
+    /// Frames processed per second, per camera, by name.
+    pub achieved_fps: BTreeMap<String, f64>,
+    /// Standard deviation of the emission times, ms.
+    pub jitter_ms: f64,
+    /// Frames per burst (1: evenly spaced).
+    pub burst: u32,
+    /// Length of the run, s.
+    pub duration_s: f64,
+    /// Drops by reason, per camera.
+    pub drops: BTreeMap<String, Drops>,
+    /// CPU time of the process over the run, % of one core.
+    pub cpu_percent: f64,
+    /// Resident memory at the end of the run, MB.
+    pub rss_mb: f64,
+    /// The peak-rate search, with `--sweep`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<Sweep>,
+}
+
+impl SimReport {
+    /// A table for a terminal.
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        let r = &self.run;
+        let l = &r.latency_ms;
+        t += &format!(
+            "lookout sim: {} as {} camera(s) at {} fps each for {:.1} s ({}, {})\n",
+            self.source,
+            self.cameras,
+            self.offered_fps,
+            self.duration_s,
+            r.model,
+            r.execution_provider
+        );
+        t += &format!(
+            "frames: {} offered, {} processed, {} dropped, {} bad, {} deadline misses\n",
+            r.frames_in, r.frames_processed, r.dropped, r.bad_inputs, r.deadline_misses
+        );
+        t += &format!(
+            "{:<14}{:>9}{:>9}{:>9}{:>9}{:>9}\n",
+            "ms", "p50", "p90", "p99", "p99.9", "max"
+        );
+        for (name, p) in [
+            ("pre-process", l.preprocess),
+            ("inference", l.inference),
+            ("post-process", l.postprocess),
+            ("end to end", l.e2e),
+        ] {
+            t += &format!(
+                "{:<14}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}\n",
+                name, p.p50, p.p90, p.p99, p.p999, p.max
+            );
+        }
+        for (name, fps) in &self.achieved_fps {
+            let d = self.drops.get(name).copied().unwrap_or_default();
+            t += &format!(
+                "camera {name}: {fps:.2} fps out; dropped: ring full {}, superseded {}, too old {}, late {}, timeouts {}, errors {}\n",
+                d.ring_full, d.superseded, d.too_old, d.late, d.timeouts, d.inference_errors
+            );
+        }
+        t += &format!(
+            "CPU {:.0} % of one core, RSS {:.1} MB (peak {:.1} MB); inference alone: {:.1} fps\n",
+            self.cpu_percent, self.rss_mb, r.peak_rss_mb, r.inference_only_frames_per_s
+        );
+        if let Some(s) = &self.sweep {
+            t += &format!(
+                "sweep ({}): peak {:.2} fps per camera{}\n",
+                s.criteria,
+                s.peak_fps,
+                if s.interrupted { " (interrupted)" } else { "" }
+            );
+            t += &format!(
+                "{:>10}{:>10}{:>10}{:>10}{:>10}{:>8}\n",
+                "offered", "achieved", "p50 ms", "p99 ms", "drop %", "kept"
+            );
+            for p in &s.points {
+                t += &format!(
+                    "{:>10.2}{:>10.2}{:>10.2}{:>10.2}{:>10.2}{:>8}\n",
+                    p.offered_fps,
+                    p.achieved_fps,
+                    p.e2e_p50_ms,
+                    p.e2e_p99_ms,
+                    p.dropped_percent,
+                    if p.sustained { "yes" } else { "no" }
+                );
+            }
+        }
+        t
+    }
+}
