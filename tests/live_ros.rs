@@ -1065,6 +1065,62 @@ fn with_sim_time_ages_use_clock_and_future_stamps_are_counted_not_negative() {
 }
 
 #[test]
+fn with_a_simulator_off_real_time_ages_are_sim_time_and_stage_times_wall_time() {
+    let domain = 62;
+    let dir = tmp_dir("simrate");
+    let params = params_file(
+        &dir,
+        &format!(
+            "    use_sim_time: true\n    cameras: [front]\n    camera:\n      front: {{topic: /cam/compressed, type: compressed, ring_capacity: 16, budget_ms: 60000, {LOSSLESS}}}\n"
+        ),
+    );
+    // 12 frames at 40 Hz (wall), faster than one CPU inference: they queue, and each waits a
+    // little longer than the one before. The same wall-clock waits are half as much sim time
+    // at half real time, twice as much at twice real time.
+    let run = |rate: &str| {
+        let d = dir.join(rate);
+        std::fs::create_dir_all(&d).unwrap();
+        let args = compressed_args(
+            &["/cam/compressed"],
+            12,
+            40,
+            &["--sim-clock", "1000", "--clock-rate", rate],
+        );
+        let (report, lines) = scenario(domain, &d, &params, &[], &args);
+        let s = summary(&lines, "front");
+        assert_eq!(s["processed"], 12, "{s:?}");
+        let cam = statuses(&report, "lookout: camera front");
+        let value = |key: &str| {
+            cam.iter()
+                .map(|(_, _, _, v)| v[key].as_str().unwrap().parse::<f64>().unwrap())
+                .fold(0.0, f64::max)
+        };
+        (value("age_ms_max"), value("inference_ms_p50"))
+    };
+    let (age_slow, inference_slow) = run("0.5");
+    let (age_fast, inference_fast) = run("2");
+    println!(
+        "age max: {age_slow} ms (sim) at 0.5x, {age_fast} ms at 2x; inference p50: {inference_slow} / {inference_fast} ms (wall)"
+    );
+    // Sim time: ages of a few hundred ms (the system clock is 1.7e9 s away from sim time 1000).
+    assert!(
+        age_slow > 0.0 && age_fast < 30_000.0,
+        "{age_slow} {age_fast}"
+    );
+    // Four times as much sim time passes per wall second (allow for noise: over twice).
+    assert!(
+        age_fast > 2.0 * age_slow,
+        "ages at 2x: {age_fast} ms, at 0.5x: {age_slow} ms"
+    );
+    // Stage durations are wall time: the same inference takes about as long either way.
+    let ratio = inference_fast / inference_slow;
+    assert!(
+        (0.5..2.0).contains(&ratio),
+        "{inference_fast} vs {inference_slow}"
+    );
+}
+
+#[test]
 fn debug_topics_carry_processing_time_and_pipeline_latency() {
     let domain = 54;
     let dir = tmp_dir("debug");

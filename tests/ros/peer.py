@@ -15,7 +15,8 @@ then width*height*3 bytes of RGB) or an image file pillow reads, optionally resi
 bytes of row padding. With --rosout and --diagnostics, /rosout and /diagnostics messages are
 recorded too (diagnostics with their time since the first frame). --gap AT:SECONDS pauses the
 publishers after frame AT. --float TOPIC records std_msgs/Float64 values. --sim-clock S publishes
-/clock (50 Hz, starting at S seconds) and stamps frames in that time; --stamp-offset AT:SECONDS
+/clock (50 Hz, starting at S seconds, advancing --clock-rate sim seconds per wall second) and
+stamps frames in that time; --stamp-offset AT:SECONDS
 shifts the stamps of frames AT and later (e.g. into the future). With --best-effort the frames are published best effort (default:
 reliable). Every frame is stamped with the current time and frame_id
 `<topic-basename>_<n>`; the publisher is reliable, keep-last 5.
@@ -96,6 +97,8 @@ def main():
     ap.add_argument("--float", action="append", default=[], help="record std_msgs/Float64 on TOPIC")
     ap.add_argument("--sim-clock", type=float, default=None,
                     help="publish /clock starting at this many seconds; frames are stamped in sim time")
+    ap.add_argument("--clock-rate", type=float, default=1.0,
+                    help="with --sim-clock: sim seconds per wall second (0.5: half real time)")
     ap.add_argument("--stamp-offset", default="", help="AT:SECONDS: from frame AT on, stamps are shifted")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -206,7 +209,7 @@ def main():
     def now_ns():
         if clock_pub is None:
             return time.time_ns()
-        return int((args.sim_clock + time.monotonic() - clock_t0) * 1e9)
+        return int((args.sim_clock + (time.monotonic() - clock_t0) * args.clock_rate) * 1e9)
 
     def tick_clock():
         if clock_pub is not None:
