@@ -47,8 +47,9 @@ mkdir -p "$downloads" "$images" "$stamps" "$home/lib"
 
 # ---------------------------------------------------------------------------------------------
 # 1. Debian packages: libclang-dev (bindgen for r2r), cmake (vision_msgs, libjpeg-turbo), nasm
-#    (libjpeg-turbo's SIMD), binutils (dpkg-deb).
-apt_needed=(libclang-dev cmake pkg-config nasm)
+#    (libjpeg-turbo's SIMD), binutils (dpkg-deb); chromium and a font for the test that opens
+#    the HTML report in a real browser (tests/report_page.rs).
+apt_needed=(libclang-dev cmake pkg-config nasm chromium fonts-dejavu-core)
 missing=()
 for p in "${apt_needed[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -48,6 +48,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod bag;
+pub mod charts;
 pub mod config;
 pub mod core;
 pub mod diff;

@@ -112,6 +112,10 @@ pub(crate) struct SimArgs {
     #[arg(long, value_name = "FILE.json")]
     pub(crate) report: Option<PathBuf>,
 
+    /// Also write the report as one self-contained HTML page (charts as inline SVG).
+    #[arg(long, value_name = "FILE.html")]
+    pub(crate) html: Option<PathBuf>,
+
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
@@ -168,6 +172,10 @@ pub(crate) struct ReplayArgs {
     /// Print the whole report (JSON) instead of the summary.
     #[arg(long)]
     pub(crate) json: bool,
+
+    /// Also write the report as one self-contained HTML page (latency histograms, timeline).
+    #[arg(long, value_name = "FILE.html")]
+    pub(crate) html: Option<PathBuf>,
 }
 
 pub(crate) fn parse_rate(s: &str) -> Result<f64, String> {

@@ -107,6 +107,9 @@ pub(crate) fn replay(args: &ReplayArgs) -> Result<ExitCode> {
     bar.finish_and_clear();
     let json = serde_json::to_string_pretty(&report)?;
     lookout::replay::write_file_atomically(&report_path, format!("{json}\n").as_bytes())?;
+    if let Some(path) = &args.html {
+        lookout::replay::write_file_atomically(path, report.html().as_bytes())?;
+    }
     if args.json {
         println!("{json}");
     } else {

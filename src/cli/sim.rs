@@ -57,6 +57,9 @@ pub(crate) fn sim(args: &SimArgs) -> Result<ExitCode> {
     if let Some(path) = &args.report {
         lookout::replay::write_file_atomically(path, format!("{json}\n").as_bytes())?;
     }
+    if let Some(path) = &args.html {
+        lookout::replay::write_file_atomically(path, report.html().as_bytes())?;
+    }
     if args.json {
         println!("{json}");
     } else {

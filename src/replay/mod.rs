@@ -189,6 +189,8 @@ pub struct Replay {
     cameras: Vec<Camera>,
     runtime: Runtime,
     totals: Totals,
+    /// Results, drops and misses over wall time, for the report page.
+    timeline: crate::charts::Timeline,
     writer: Option<BagWriter>,
     /// Storage damage found while reading (the damaged files were read up to it).
     damage: Vec<crate::bag::BagDamage>,
@@ -369,6 +371,7 @@ impl Replay {
             cameras,
             runtime,
             totals,
+            timeline: crate::charts::Timeline::new(std::time::Duration::from_millis(500)),
             writer: Some(writer),
             output: Some(output),
             damage: Vec::new(),

@@ -151,6 +151,12 @@ pub struct Report {
     pub first_frame_ms: StageMs,
     /// Peak resident memory of the process, MB (getrusage).
     pub peak_rss_mb: f64,
+    /// Latency counts per stage: `(low ms, high ms, count)` per log-spaced bin.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub histograms_ms: BTreeMap<String, crate::charts::Bins>,
+    /// Results, latency, drops and deadline misses over (wall) time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<crate::charts::Timeline>,
 }
 
 /// Per-stage latency statistics over all cameras since the start, and the first frame's
@@ -206,6 +212,22 @@ impl Totals {
     pub fn first(&self) -> StageMs {
         self.first.unwrap_or_default()
     }
+
+    /// Latency counts per stage in 40 log-spaced bins each (empty before any result).
+    pub fn bins(&self) -> BTreeMap<String, crate::charts::Bins> {
+        if self.e2e.total().count == 0 {
+            return BTreeMap::new();
+        }
+        [
+            ("preprocess", &self.preprocess),
+            ("inference", &self.inference),
+            ("postprocess", &self.postprocess),
+            ("e2e", &self.e2e),
+        ]
+        .into_iter()
+        .map(|(name, s)| (name.to_string(), s.total_bins(40)))
+        .collect()
+    }
 }
 
 impl Counts {
@@ -242,6 +264,110 @@ impl Counts {
 }
 
 impl Report {
+    /// The per-stage percentiles as a table (report pages).
+    pub fn latency_table(&self) -> crate::charts::html::Table {
+        let l = &self.latency_ms;
+        crate::charts::html::Table {
+            caption: "Latency, ms".into(),
+            header: ["stage", "p50", "p90", "p99", "p99.9", "max"]
+                .map(String::from)
+                .to_vec(),
+            rows: [
+                ("pre-processing", l.preprocess),
+                ("inference", l.inference),
+                ("post-processing", l.postprocess),
+                ("end to end", l.e2e),
+            ]
+            .into_iter()
+            .map(|(n, p)| {
+                let mut row = vec![n.to_string()];
+                row.extend([p.p50, p.p90, p.p99, p.p999, p.max].map(|v| format!("{v:.2}")));
+                row
+            })
+            .collect(),
+        }
+    }
+
+    /// The report as one self-contained HTML page (`lookout replay --html`): summary, latency
+    /// and per-camera tables, latency histograms per stage, and the timeline.
+    pub fn html(&self) -> String {
+        use crate::charts::html::{Page, Table, page};
+        let summary = Table {
+            caption: "Summary".into(),
+            header: vec![],
+            rows: [
+                ("input bags", self.input_bags.join(", ")),
+                ("output bag", self.output_bag.clone()),
+                ("mode", format!("{} (rate {})", self.mode, self.rate)),
+                (
+                    "model",
+                    format!("{} ({})", self.model, self.execution_provider),
+                ),
+                (
+                    "frames in / processed",
+                    format!("{} / {}", self.frames_in, self.frames_processed),
+                ),
+                (
+                    "dropped, bad, deadline misses",
+                    format!(
+                        "{}, {}, {}",
+                        self.dropped, self.bad_inputs, self.deadline_misses
+                    ),
+                ),
+                (
+                    "speed",
+                    format!(
+                        "{:.2} frames/s over {:.1} s (inference alone {:.2})",
+                        self.frames_per_s, self.wall_s, self.inference_only_frames_per_s
+                    ),
+                ),
+                ("peak memory", format!("{:.1} MB", self.peak_rss_mb)),
+                ("storage errors", self.storage_errors.join("; ")),
+                ("interrupted", self.interrupted.to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| vec![k.to_string(), v])
+            .collect(),
+        };
+        let mut cams = Table {
+            caption: "Per camera".into(),
+            header: [
+                "camera",
+                "frames in",
+                "processed",
+                "dropped",
+                "bad",
+                "late",
+                "timeouts",
+                "e2e p50",
+                "e2e p99",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows: vec![],
+        };
+        for (name, c) in &self.per_camera {
+            cams.rows.push(vec![
+                name.clone(),
+                c.frames_in.to_string(),
+                c.frames_processed.to_string(),
+                c.dropped.to_string(),
+                c.bad_inputs.to_string(),
+                c.deadline_misses.to_string(),
+                c.timeouts.to_string(),
+                format!("{:.2}", c.latency_ms.e2e.p50),
+                format!("{:.2}", c.latency_ms.e2e.p99),
+            ]);
+        }
+        page(&Page {
+            title: format!("lookout replay: {}", self.input_bags.join(", ")),
+            tables: vec![summary, self.latency_table(), cams],
+            histograms: Some(&self.histograms_ms),
+            timeline: self.timeline.as_ref(),
+            extra_charts: Vec::new(),
+        })
+    }
+
     /// Adds one camera's counts to the totals and the per-camera map.
     pub fn add_camera(&mut self, name: &str, counts: Counts) {
         self.frames_in += counts.frames_in;

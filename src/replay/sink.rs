@@ -42,6 +42,16 @@ impl Replay {
         };
         let e2e = now.saturating_duration_since(out.received);
         self.totals.record(out, e2e, now);
+        self.timeline.record(now, e2e, verdict != Verdict::OnTime);
+        let dropped = self
+            .cameras
+            .iter()
+            .map(|c| {
+                let s = c.counters.snapshot();
+                s.dropped() + s.timeouts + s.inference_errors
+            })
+            .sum();
+        self.timeline.note_drops(now, dropped);
         if verdict == Verdict::LateDrop {
             return Ok(());
         }
@@ -180,6 +190,12 @@ impl Replay {
             messages_written: info.map_or(0, |i| i.message_count),
             latency_ms: self.totals.latency(),
             first_frame_ms: self.totals.first(),
+            histograms_ms: self.totals.bins(),
+            timeline: {
+                let mut t = std::mem::take(&mut self.timeline);
+                t.finish();
+                Some(t)
+            },
             peak_rss_mb: peak_rss_mb(),
             ..Report::default()
         };

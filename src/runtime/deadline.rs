@@ -129,6 +129,29 @@ impl LatencyStats {
     pub fn total(&self) -> Percentiles {
         percentiles(&self.total)
     }
+
+    /// Counts since start in `bins` log-spaced bins from the smallest to the largest value
+    /// recorded: `(low ms, high ms, count)`. Empty before any value. Allocates the result.
+    pub fn total_bins(&self, bins: usize) -> Vec<(f64, f64, u64)> {
+        let h = &self.total;
+        if h.is_empty() || bins == 0 {
+            return Vec::new();
+        }
+        let (lo, hi) = (h.min().max(1) as f64, (h.max().max(h.min()) + 1) as f64);
+        let ratio = (hi / lo).powf(1.0 / bins as f64);
+        let mut out = Vec::with_capacity(bins);
+        let mut from = lo;
+        for i in 0..bins {
+            let to = if i + 1 == bins { hi } else { from * ratio };
+            // Integer microseconds [ceil(from), ceil(to)): adjacent bins neither overlap nor
+            // leave a gap; a bin narrower than a microsecond holds nothing.
+            let (a, b) = (from.ceil() as u64, to.ceil() as u64);
+            let count = if b > a { h.count_between(a, b - 1) } else { 0 };
+            out.push((from / 1000.0, to / 1000.0, count));
+            from = to;
+        }
+        out
+    }
 }
 
 /// Deadline settings of one camera.

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::charts::Timeline;
 use crate::config::{CameraConfig, Config, ConfigError, MAX_CAMERAS};
 use crate::replay::{Counts, Report, Totals, peak_rss_mb};
 use crate::runtime::counters::CameraCounters;
@@ -360,19 +361,34 @@ impl Sim {
         }
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         let sink_counters = counters.clone();
+        // About 40 slots over the run (each holding several results), at least 0.5 s each.
+        let mut timeline = Timeline::new((o.duration / 40).max(Duration::from_millis(500)));
+        timeline.start_at(Instant::now());
         runtime.spawn_sink(
             "lookout-sim-sink",
             &self.config.realtime.publisher,
             move |results, mut tracker| {
                 let mut totals = Totals::new().ok();
+                let dropped = || -> u64 {
+                    sink_counters
+                        .iter()
+                        .map(|c| {
+                            let s = c.snapshot();
+                            s.dropped() + s.timeouts + s.inference_errors
+                        })
+                        .sum()
+                };
                 loop {
                     match results.recv_timeout(Duration::from_millis(50)) {
                         Ok(out) => {
                             let now = Instant::now();
                             let verdict = tracker.judge(&out, now);
+                            let e2e = now.saturating_duration_since(out.received);
                             if let Some(t) = totals.as_mut() {
-                                t.record(&out, now.saturating_duration_since(out.received), now);
+                                t.record(&out, e2e, now);
                             }
+                            timeline.record(now, e2e, verdict != Verdict::OnTime);
+                            timeline.note_drops(now, dropped());
                             if verdict != Verdict::LateDrop
                                 && let Some(c) = sink_counters.get(out.camera)
                             {
@@ -381,10 +397,11 @@ impl Sim {
                             results.recycle(out);
                         }
                         Err(true) => break,
-                        Err(false) => {}
+                        Err(false) => timeline.note_drops(Instant::now(), dropped()),
                     }
                 }
-                let _ = done_tx.send((tracker, totals));
+                timeline.finish();
+                let _ = done_tx.send((tracker, totals, timeline));
             },
         )?;
 
@@ -458,13 +475,12 @@ impl Sim {
             RuntimeError::WorkerDied { thread, reason } => SimError::WorkerDied { thread, reason },
             other => SimError::Runtime(other),
         })?;
-        let (mut tracker, totals) =
-            done_rx
-                .recv_timeout(Duration::from_secs(10))
-                .map_err(|_| SimError::WorkerDied {
-                    thread: "lookout-sim-sink",
-                    reason: "ended without its statistics".into(),
-                })?;
+        let (mut tracker, totals, timeline) = done_rx
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| SimError::WorkerDied {
+                thread: "lookout-sim-sink",
+                reason: "ended without its statistics".into(),
+            })?;
         progress(1.0);
 
         let engine = runtime.engine().clone();
@@ -486,6 +502,8 @@ impl Sim {
             latency_ms: totals.as_ref().map(Totals::latency).unwrap_or_default(),
             first_frame_ms: totals.as_ref().map(Totals::first).unwrap_or_default(),
             peak_rss_mb: peak_rss_mb(),
+            histograms_ms: totals.as_ref().map(Totals::bins).unwrap_or_default(),
+            timeline: Some(timeline),
             ..Report::default()
         };
         let mut report = SimReport {

@@ -76,6 +76,119 @@ pub struct SimReport {
 }
 
 impl SimReport {
+    /// The report as one self-contained HTML page: summary and per-camera tables, latency
+    /// histograms per stage, the timeline, and the sweep curve.
+    pub fn html(&self) -> String {
+        use crate::charts::html::{Page, Table, page};
+        use crate::charts::svg::{Series, chart};
+        let r = &self.run;
+        let mut tables = vec![Table {
+            caption: "Summary".into(),
+            header: vec![],
+            rows: [
+                ("source", self.source.clone()),
+                ("cameras", self.cameras.to_string()),
+                ("offered, per camera", format!("{} fps", self.offered_fps)),
+                (
+                    "jitter, burst",
+                    format!("{} ms, {}", self.jitter_ms, self.burst),
+                ),
+                ("duration", format!("{:.1} s", self.duration_s)),
+                ("model", format!("{} ({})", r.model, r.execution_provider)),
+                (
+                    "frames offered / processed",
+                    format!("{} / {}", r.frames_in, r.frames_processed),
+                ),
+                (
+                    "dropped, bad, deadline misses",
+                    format!("{}, {}, {}", r.dropped, r.bad_inputs, r.deadline_misses),
+                ),
+                ("CPU", format!("{:.0} % of one core", self.cpu_percent)),
+                (
+                    "memory",
+                    format!("RSS {:.1} MB, peak {:.1} MB", self.rss_mb, r.peak_rss_mb),
+                ),
+            ]
+            .into_iter()
+            .map(|(k, v)| vec![k.to_string(), v])
+            .collect(),
+        }];
+        tables.push(r.latency_table());
+        let mut cams = Table {
+            caption: "Per camera".into(),
+            header: [
+                "camera",
+                "offered",
+                "processed",
+                "fps out",
+                "e2e p50",
+                "e2e p99",
+                "ring full",
+                "superseded",
+                "too old",
+                "late",
+                "timeouts",
+                "errors",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows: vec![],
+        };
+        for (name, c) in &r.per_camera {
+            let d = self.drops.get(name).copied().unwrap_or_default();
+            let fps = self.achieved_fps.get(name).copied().unwrap_or_default();
+            cams.rows.push(vec![
+                name.clone(),
+                c.frames_in.to_string(),
+                c.frames_processed.to_string(),
+                format!("{fps:.2}"),
+                format!("{:.2}", c.latency_ms.e2e.p50),
+                format!("{:.2}", c.latency_ms.e2e.p99),
+                d.ring_full.to_string(),
+                d.superseded.to_string(),
+                d.too_old.to_string(),
+                d.late.to_string(),
+                d.timeouts.to_string(),
+                d.inference_errors.to_string(),
+            ]);
+        }
+        tables.push(cams);
+        let mut extra = Vec::new();
+        if let Some(s) = &self.sweep {
+            let pts = |f: &dyn Fn(&super::sweep::Point) -> f64| -> Vec<(f64, f64)> {
+                s.points.iter().map(|p| (p.offered_fps, f(p))).collect()
+            };
+            extra.push(chart(
+                &format!("Sweep: peak {:.2} fps per camera", s.peak_fps),
+                "offered fps per camera",
+                "fps per camera",
+                &[
+                    Series::line("achieved", "#2ca02c", pts(&|p| p.achieved_fps)),
+                    Series::line("offered", "#999999", pts(&|p| p.offered_fps)),
+                ],
+                false,
+            ));
+            extra.push(chart(
+                "Sweep: latency and drops",
+                "offered fps per camera",
+                "ms / %",
+                &[
+                    Series::line("e2e p50 ms", "#1f77b4", pts(&|p| p.e2e_p50_ms)),
+                    Series::line("e2e p99 ms", "#d62728", pts(&|p| p.e2e_p99_ms)),
+                    Series::line("dropped %", "#ff7f0e", pts(&|p| p.dropped_percent)),
+                ],
+                false,
+            ));
+        }
+        page(&Page {
+            title: format!("lookout sim: {}", self.source),
+            tables,
+            histograms: Some(&r.histograms_ms),
+            timeline: r.timeline.as_ref(),
+            extra_charts: extra,
+        })
+    }
+
     /// A table for a terminal.
     pub fn table(&self) -> String {
         let mut t = String::new();
