@@ -256,3 +256,60 @@ fn ctrl_c_ends_the_run_and_reports_what_was_measured() {
     let n = r["frames_in"].as_u64().unwrap();
     assert!(n > 0 && n < 600, "{r}");
 }
+
+#[test]
+fn via_ros_goes_through_a_ros_graph_and_counts_every_frame() {
+    let dir = common::fresh_dir("sim-via-ros");
+    // Reliable FIFO input: on a loaded machine no frame may be lost in transport or replaced.
+    let p = params(
+        &dir,
+        "    cameras: [front]\n    camera:\n      front: {topic: /c, budget_ms: 5000, qos: {reliability: reliable}, queue_policy: fifo}\n",
+    );
+    let o = common::output(
+        Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args([
+                "sim",
+                "--via-ros",
+                "--source",
+                "synthetic:320x240",
+                "--cameras",
+                "1",
+                "--fps",
+                "5",
+                "--duration",
+                "2",
+                "--json",
+                "--params-file",
+            ])
+            .arg(&p)
+            .env("ROS_DOMAIN_ID", "63")
+            .env("RUST_LOG", "warn"),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["mode"], "sim-via-ros");
+    let v = &r["via_ros"];
+    assert_eq!(v["published"]["cam0"], 10, "{r}");
+    assert_eq!(v["received"]["cam0"], 10, "{r}");
+    // The node's own counts came back from its summary.
+    assert_eq!(r["per_camera"]["cam0"]["frames_processed"], 10, "{r}");
+    assert!(
+        v["node_stage_means_ms"]["cam0"]["inference"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    // Publish to receive covers at least the node's inference.
+    let e2e = r["latency_ms"]["e2e"]["p50"].as_f64().unwrap();
+    assert!(
+        e2e >= v["node_stage_means_ms"]["cam0"]["inference"]
+            .as_f64()
+            .unwrap()
+            * 0.5,
+        "{r}"
+    );
+    assert!(
+        r["cpu_percent"].as_f64().unwrap() > 0.0,
+        "the node's CPU: {r}"
+    );
+}

@@ -100,6 +100,11 @@ pub(crate) struct SimArgs {
     #[arg(long = "step", default_value_t = 5.0, value_name = "FPS")]
     pub(crate) step_fps: f64,
 
+    /// Through a ROS 2 graph: `lookout run` in its own process, frames published and
+    /// detections received over DDS (the transport is in the figures).
+    #[arg(long)]
+    pub(crate) via_ros: bool,
+
     /// Seed of the jitter (the same seed gives the same emission times).
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,

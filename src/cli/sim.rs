@@ -35,6 +35,7 @@ pub(crate) fn sim(args: &SimArgs) -> Result<ExitCode> {
         burst: args.burst,
         duration: Duration::try_from_secs_f64(args.duration).context("--duration: out of range")?,
         seed: args.seed,
+        via_ros: args.via_ros,
     })?;
     let stop = stop_flag()?;
     let bar = indicatif::ProgressBar::with_draw_target(

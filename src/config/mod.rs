@@ -312,6 +312,28 @@ impl Config {
         Ok(config)
     }
 
+    /// The configuration as a parameters file for any node (`/**`) that
+    /// [`Self::read_parameters_file`] and [`Self::from_parameters`] read back into an equal
+    /// configuration (unset optional values are left out: ROS parameters cannot be null).
+    pub fn to_parameters_yaml(&self) -> Result<String, ConfigError> {
+        fn without_nulls(v: Value) -> Value {
+            match v {
+                Value::Object(m) => Value::Object(
+                    m.into_iter()
+                        .filter(|(_, v)| !v.is_null())
+                        .map(|(k, v)| (k, without_nulls(v)))
+                        .collect(),
+                ),
+                Value::Array(a) => Value::Array(a.into_iter().map(without_nulls).collect()),
+                v => v,
+            }
+        }
+        let err = |reason: String| param_err("(all)", reason);
+        let params = without_nulls(serde_json::to_value(self).map_err(|e| err(e.to_string()))?);
+        let doc = serde_json::json!({ "/**": { "ros__parameters": params } });
+        serde_yaml_ng::to_string(&doc).map_err(|e| err(e.to_string()))
+    }
+
     /// Reads and validates a parameters file for `node`.
     pub fn load(path: &Path, node: &str) -> Result<Self, ConfigError> {
         Self::from_parameters(&Self::read_parameters_file(path, node)?)

@@ -243,3 +243,33 @@ fn camera_count_detections_and_memory_have_budgets() {
         "{err}"
     );
 }
+
+#[test]
+fn a_configuration_written_as_a_parameters_file_reads_back_equal() {
+    let text = "
+/**:
+  ros__parameters:
+    model: /models/m/manifest.yaml
+    engine:
+      execution_providers: [cuda, cpu]
+      intra_op_threads: 2
+      tensorrt: {fp16: false}
+    thresholds: {confidence: 0.4}
+    cameras: [front, rear]
+    camera:
+      front: {topic: /f, budget_ms: 50.5, qos: {reliability: reliable}, weight: 3}
+      rear: {topic: /r, type: compressed, max_age_ms: 200, late_results: drop}
+    diagnostics: {period_ms: 500}
+";
+    let c = Config::from_parameters(
+        &Config::parameters_from_str(text, Path::new("a.yaml"), "/lookout").unwrap(),
+    )
+    .unwrap();
+    let yaml = c.to_parameters_yaml().unwrap();
+    let back = Config::from_parameters(
+        &Config::parameters_from_str(&yaml, Path::new("b.yaml"), "/lookout").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(back, c, "{yaml}");
+    assert!(!yaml.contains("null"), "{yaml}");
+}

@@ -24,6 +24,8 @@ pub mod report;
 pub mod schedule;
 pub mod source;
 pub mod sweep;
+#[cfg(feature = "ros")]
+mod via_ros;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -101,6 +103,9 @@ pub struct SimOptions {
     pub duration: Duration,
     /// Seed of the jitter.
     pub seed: u64,
+    /// Run through a ROS 2 graph: `lookout run` in its own process, frames published and
+    /// detections received over DDS (needs the `ros` feature).
+    pub via_ros: bool,
 }
 
 /// One simulated camera.
@@ -343,8 +348,28 @@ impl Sim {
         }
     }
 
-    /// One run at `fps` per camera; `progress` gets the fraction done.
+    /// One run at `fps` per camera, in process or through ROS; `progress` gets the fraction
+    /// done.
     fn run_at(
+        &self,
+        fps: f64,
+        stop: &AtomicBool,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<SimReport, SimError> {
+        if self.options.via_ros {
+            #[cfg(feature = "ros")]
+            return self.run_via_ros(fps, stop, progress);
+            #[cfg(not(feature = "ros"))]
+            return Err(option(
+                "--via-ros",
+                "this binary was built without ROS (the `ros` feature)",
+            ));
+        }
+        self.run_in_process(fps, stop, progress)
+    }
+
+    /// One run at `fps` per camera in this process.
+    fn run_in_process(
         &self,
         fps: f64,
         stop: &AtomicBool,

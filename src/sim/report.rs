@@ -43,6 +43,19 @@ impl From<&CounterSnapshot> for Drops {
     }
 }
 
+/// What `--via-ros` measured beyond the in-process keys: end to end is publish (by the
+/// simulated driver, over DDS) to receive (by the monitor, over DDS); the stage times are the
+/// node's own means (its summary).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ViaRos {
+    /// Frames published per camera.
+    pub published: BTreeMap<String, u64>,
+    /// Detections messages received back per camera.
+    pub received: BTreeMap<String, u64>,
+    /// Per camera: mean pre-processing, inference and post-processing in the node, ms.
+    pub node_stage_means_ms: BTreeMap<String, BTreeMap<String, f64>>,
+}
+
 /// One simulation run (or, with a sweep, the run at the peak rate) and the sweep.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SimReport {
@@ -73,6 +86,9 @@ pub struct SimReport {
     /// The peak-rate search, with `--sweep`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sweep: Option<Sweep>,
+    /// With `--via-ros`: the run went through a ROS 2 graph (end to end includes DDS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via_ros: Option<ViaRos>,
 }
 
 impl SimReport {
@@ -221,6 +237,20 @@ impl SimReport {
                 "{:<14}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}\n",
                 name, p.p50, p.p90, p.p99, p.p999, p.max
             );
+        }
+        if let Some(v) = &self.via_ros {
+            t += "via ROS 2: end to end is publish (driver) to receive (monitor), over DDS\n";
+            for (name, means) in &v.node_stage_means_ms {
+                let m = |k: &str| means.get(k).copied().unwrap_or(0.0);
+                t += &format!(
+                    "camera {name}: {} published, {} received; in the node (means): pre-process {:.2} ms, inference {:.2} ms, post-process {:.2} ms\n",
+                    v.published.get(name).copied().unwrap_or(0),
+                    v.received.get(name).copied().unwrap_or(0),
+                    m("preprocess"),
+                    m("inference"),
+                    m("postprocess")
+                );
+            }
         }
         for (name, fps) in &self.achieved_fps {
             let d = self.drops.get(name).copied().unwrap_or_default();
