@@ -207,3 +207,51 @@ fn help_explains_every_flag() {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
 }
+
+#[test]
+fn draw_writes_each_image_with_its_boxes_as_png() {
+    let dir = tmp("drawn");
+    let bus = common::image("bus.jpg");
+    let o = lookout(&[
+        "detect",
+        "--json",
+        "--execution-providers",
+        "cpu",
+        "--draw",
+        dir.to_str().unwrap(),
+        bus.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap();
+    let png = std::fs::read(dir.join("bus.png")).unwrap();
+    let mut dec = lookout::core::decode::Decoder::new(4096, 4096);
+    let view = dec
+        .decode(&png, lookout::core::decode::CompressedFormat::Png)
+        .unwrap();
+    assert_eq!((view.width(), view.height()), (810, 1080));
+    let rgb = lookout::charts::boxes::rgb_of(&view).unwrap();
+    let at = |x: f64, y: f64| {
+        let i = ((y as usize) * 810 + x as usize) * 3;
+        [rgb[i], rgb[i + 1], rgb[i + 2]]
+    };
+    // Every reported box is drawn: the middle of its top edge has its class's colour.
+    let names = lookout::core::model::Model::load(&common::default_manifest())
+        .unwrap()
+        .manifest
+        .classes;
+    let dets = line["detections"].as_array().unwrap();
+    assert!(!dets.is_empty());
+    for d in dets {
+        let b: Vec<f64> = d["bbox"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let class = names.iter().position(|n| d["class"] == *n).unwrap() as u32;
+        let color = lookout::charts::boxes::class_color(class);
+        let mid = ((b[0] + b[2]) / 2.0).floor();
+        assert_eq!(at(mid, b[1].floor().min(1079.0)), color, "{d}");
+    }
+}

@@ -8,6 +8,7 @@
 //! [`Timeline::note_drops`] allocate nothing (when the slots run out, neighbours are merged and
 //! each slot covers twice the time). Rendering allocates freely; it runs once, at the end.
 
+pub mod boxes;
 pub mod html;
 pub mod svg;
 

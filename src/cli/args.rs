@@ -243,6 +243,10 @@ pub(crate) struct DetectArgs {
     #[arg(long)]
     pub(crate) json: bool,
 
+    /// Also write each image with its boxes drawn (one colour per class) as DIR/<name>.png.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) draw: Option<PathBuf>,
+
     /// Minimum score to report (default: the manifest's threshold).
     #[arg(long, value_name = "SCORE")]
     pub(crate) confidence: Option<f32>,

@@ -62,8 +62,26 @@ pub(crate) fn detect(args: &DetectArgs) -> Result<ExitCode> {
     let classes = detector.model().manifest.classes.clone();
     let mut failures = 0usize;
     let stdout = std::io::stdout();
+    if let Some(dir) = &args.draw {
+        std::fs::create_dir_all(dir).with_context(|| format!("--draw {}", dir.display()))?;
+    }
+    let mut boxes = Vec::new();
     for path in &args.images {
-        match detect_one(path, &mut decoder, &mut detector, &classes, args.json) {
+        let result = detect_one(
+            path,
+            &mut decoder,
+            &mut detector,
+            &classes,
+            args.json,
+            &mut boxes,
+        )
+        .and_then(|text| {
+            if let Some(dir) = &args.draw {
+                draw_one(path, dir, args.max_size, &boxes)?;
+            }
+            Ok(text)
+        });
+        match result {
             Ok(text) => {
                 let mut out = stdout.lock();
                 out.write_all(text.as_bytes())?;
@@ -81,6 +99,29 @@ pub(crate) fn detect(args: &DetectArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Decodes `path` at full size and writes it with `boxes` (class, image-pixel box) drawn to
+/// `dir/<file stem>.png`.
+fn draw_one(path: &Path, dir: &Path, max: (u32, u32), boxes: &[(u32, [f32; 4])]) -> Result<()> {
+    use lookout::charts::boxes::{class_color, draw_box, png, rgb_of};
+    let bytes = std::fs::read(path).context("cannot read image")?;
+    let format = CompressedFormat::sniff(&bytes).context("unsupported image format")?;
+    let mut full = Decoder::new(max.0, max.1);
+    let view = full.decode(&bytes, format)?;
+    let (w, h) = (view.width(), view.height());
+    let mut rgb = rgb_of(&view).context("unsupported decoded encoding")?;
+    let thickness = (w.max(h) / 400).max(2);
+    for &(class, bbox) in boxes {
+        draw_box(&mut rgb, w, h, bbox, class_color(class), thickness);
+    }
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());
+    let out = dir.join(format!("{stem}.png"));
+    let bytes = png(&rgb, w, h).map_err(anyhow::Error::msg)?;
+    lookout::replay::write_file_atomically(&out, &bytes)?;
+    Ok(())
 }
 
 /// One line of `detect --json` output (field order is the documented order).
@@ -108,6 +149,7 @@ pub(crate) fn detect_one(
     detector: &mut Detector,
     classes: &[String],
     json: bool,
+    boxes: &mut Vec<(u32, [f32; 4])>,
 ) -> Result<String> {
     let bytes = std::fs::read(path).context("cannot read image")?;
     let format = CompressedFormat::sniff(&bytes)
@@ -116,6 +158,8 @@ pub(crate) fn detect_one(
     let provider = detector.execution_provider();
     let fallback_reason = detector.fallback_reason().map(str::to_string);
     let result = detector.detect_sized(&view, (width, height), None)?;
+    boxes.clear();
+    boxes.extend(result.detections.iter().map(|d| (d.class_id, d.bbox)));
     let class_name = |id: u32| classes.get(id as usize).map_or("?", String::as_str);
     let round = |v: f32, digits: i32| {
         let m = 10f64.powi(digits);
