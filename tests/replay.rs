@@ -562,6 +562,64 @@ fn folder_bytes(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
 }
 
 #[test]
+fn copy_all_writes_foxglove_annotations_that_decode_with_their_own_schema_and_match_the_boxes() {
+    let p = params("", "");
+    let out = tmp("annotations");
+    replay(&clip().join("vtest"), &p, &out, &["--copy-all"]);
+    let back = rosbags_read(&out);
+    assert_eq!(back["reserialized_identical"], true);
+    for cam in ["raw", "jpeg"] {
+        let topic = format!("/{cam}/annotations");
+        assert_eq!(
+            back["topics"][&topic][0], "foxglove_msgs/msg/ImageAnnotations",
+            "{}",
+            back["topics"]
+        );
+        let dets: Vec<&serde_json::Value> = back["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["topic"] == format!("/{cam}/detections"))
+            .collect();
+        let anns: Vec<&serde_json::Value> = back["annotations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["topic"] == topic)
+            .collect();
+        assert_eq!(anns.len(), dets.len());
+        assert_eq!(anns.len(), CLIP_FRAMES);
+        for (a, d) in anns.iter().zip(&dets) {
+            assert_eq!(a["log_time"], d["log_time"]);
+            let boxes = d["detections"].as_array().unwrap();
+            let loops = a["points"].as_array().unwrap();
+            assert_eq!(loops.len(), boxes.len(), "{a}");
+            assert_eq!(a["texts"].as_array().unwrap().len(), boxes.len());
+            for (l, b) in loops.iter().zip(boxes) {
+                // The image's stamp, so Foxglove pairs the shapes with their frame.
+                assert_eq!(a["stamps"][0], d["stamp"]);
+                assert_eq!(l[0], 2, "LINE_LOOP");
+                let f = |v: &serde_json::Value| v.as_f64().unwrap();
+                let (cx, cy, w, h) = (f(&b[2]), f(&b[3]), f(&b[5]), f(&b[6]));
+                let want = [
+                    [cx - w / 2.0, cy - h / 2.0],
+                    [cx + w / 2.0, cy - h / 2.0],
+                    [cx + w / 2.0, cy + h / 2.0],
+                    [cx - w / 2.0, cy + h / 2.0],
+                ];
+                for (q, w) in l[1].as_array().unwrap().iter().zip(want) {
+                    assert!(
+                        (f(&q[0]) - w[0]).abs() < 1e-3 && (f(&q[1]) - w[1]).abs() < 1e-3,
+                        "{l} {b}"
+                    );
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
 fn embedded_type_hashes_match_the_message_packages() {
     // The set-up's prefix (or a sourced ROS 2) carries each type's JSON description.
     let prefixes = std::env::var("AMENT_PREFIX_PATH").unwrap_or_default();

@@ -397,6 +397,60 @@ pub fn encode_detection_array(
     }
 }
 
+/// Encodes a `foxglove_msgs/msg/ImageAnnotations` drawing `detections` over their image: per
+/// detection a closed outline of its box (image pixels) in its class's colour and a label
+/// (`class score`) at its top-left corner, all stamped `stamp` (the image's stamp, which is how
+/// Foxglove pairs them).
+pub fn encode_image_annotations(
+    buf: &mut Vec<u8>,
+    stamp: Stamp,
+    detections: &[Detection],
+    class_names: &[String],
+) {
+    let mut w = Writer::new(buf);
+    let time = |w: &mut Writer<'_>| {
+        w.u32(stamp.sec as u32);
+        w.u32(stamp.nanosec);
+    };
+    let color = |w: &mut Writer<'_>, c: [u8; 3], a: f64| {
+        for v in c {
+            w.f64(f64::from(v) / 255.0);
+        }
+        w.f64(a);
+    };
+    w.len(0); // circles
+    w.len(detections.len());
+    for d in detections {
+        let c = crate::charts::boxes::class_color(d.class_id);
+        let [x1, y1, x2, y2] = d.bbox.map(f64::from);
+        time(&mut w);
+        w.u8(2); // LINE_LOOP
+        w.len(4);
+        for (x, y) in [(x1, y1), (x2, y1), (x2, y2), (x1, y2)] {
+            w.f64(x);
+            w.f64(y);
+        }
+        color(&mut w, c, 1.0);
+        w.len(0); // outline_colors
+        color(&mut w, c, 0.0); // no fill
+        w.f64(2.0);
+    }
+    w.len(detections.len());
+    for d in detections {
+        let c = crate::charts::boxes::class_color(d.class_id);
+        time(&mut w);
+        w.f64(f64::from(d.bbox[0]));
+        w.f64(f64::from(d.bbox[1]));
+        let name = class_names
+            .get(d.class_id as usize)
+            .map_or("?", String::as_str);
+        w.string(&format!("{name} {:.2}", d.score));
+        w.f64(12.0);
+        color(&mut w, [255, 255, 255], 1.0);
+        color(&mut w, c, 0.8);
+    }
+}
+
 /// Encodes a `diagnostic_msgs/msg/DiagnosticArray` of `statuses` stamped `stamp`.
 pub fn encode_diagnostic_array(
     buf: &mut Vec<u8>,

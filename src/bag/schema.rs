@@ -108,7 +108,39 @@ pub const COMPRESSED_IMAGE: MessageType = MessageType {
     deps: &[HEADER, TIME],
 };
 
-/// Every type lookout can describe.
+const POINT2: (&str, &str) = ("foxglove_msgs/Point2", "float64 x\nfloat64 y\n");
+const COLOR: (&str, &str) = (
+    "foxglove_msgs/Color",
+    "float64 r\nfloat64 g\nfloat64 b\nfloat64 a\n",
+);
+
+/// `foxglove_msgs/msg/ImageAnnotations` (foxglove_msgs 3.x): shapes Foxglove's image panel
+/// draws over an image. Its RIHS01 hash is left empty: the set-up has no foxglove_msgs package
+/// to check one against, and readers decode it from the definition embedded here.
+pub const IMAGE_ANNOTATIONS: MessageType = MessageType {
+    name: "foxglove_msgs/msg/ImageAnnotations",
+    type_hash: "",
+    text: "foxglove_msgs/CircleAnnotation[] circles\nfoxglove_msgs/PointsAnnotation[] points\nfoxglove_msgs/TextAnnotation[] texts\n",
+    deps: &[
+        (
+            "foxglove_msgs/CircleAnnotation",
+            "builtin_interfaces/Time timestamp\nfoxglove_msgs/Point2 position\nfloat64 diameter\nfloat64 thickness\nfoxglove_msgs/Color fill_color\nfoxglove_msgs/Color outline_color\n",
+        ),
+        TIME,
+        POINT2,
+        COLOR,
+        (
+            "foxglove_msgs/PointsAnnotation",
+            "uint8 UNKNOWN=0\nuint8 POINTS=1\nuint8 LINE_LOOP=2\nuint8 LINE_STRIP=3\nuint8 LINE_LIST=4\nbuiltin_interfaces/Time timestamp\nuint8 type\nfoxglove_msgs/Point2[] points\nfoxglove_msgs/Color outline_color\nfoxglove_msgs/Color[] outline_colors\nfoxglove_msgs/Color fill_color\nfloat64 thickness\n",
+        ),
+        (
+            "foxglove_msgs/TextAnnotation",
+            "builtin_interfaces/Time timestamp\nfoxglove_msgs/Point2 position\nstring text\nfloat64 font_size\nfoxglove_msgs/Color text_color\nfoxglove_msgs/Color background_color\n",
+        ),
+    ],
+};
+
+/// Every type lookout can describe with a checked type hash.
 pub const KNOWN: [MessageType; 4] = [DETECTION2D_ARRAY, DIAGNOSTIC_ARRAY, IMAGE, COMPRESSED_IMAGE];
 
 /// The known type called `name`, if any.

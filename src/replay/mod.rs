@@ -174,6 +174,9 @@ struct Camera {
     producer: FrameProducer,
     counters: Arc<CameraCounters>,
     out_topic: usize,
+    /// `--copy-all`: the camera's `foxglove_msgs/ImageAnnotations` topic (its boxes, drawn over
+    /// its images by Foxglove).
+    annotations_topic: Option<usize>,
     frames_in: u64,
     written: u64,
     /// The last message's `frame_id` and encoding (or format), copied out of its buffer so the
@@ -200,6 +203,8 @@ pub struct Replay {
     copied: BTreeMap<String, usize>,
     clock_ns: Arc<AtomicI64>,
     buf: Vec<u8>,
+    /// Encoding buffer of the annotations messages (`--copy-all`).
+    annotations_buf: Vec<u8>,
     started: Instant,
     next_diagnostics_ns: u64,
     period_ns: u64,
@@ -326,6 +331,19 @@ impl Replay {
         for ((index, (name, cam)), producer) in config.camera_list().enumerate().zip(producers) {
             let out_name = resolve_replay_topic(&config.detections_topic(name));
             let qos = cam.detections_qos();
+            // With the images copied, their boxes too: `<detections topic's namespace>/annotations`.
+            let annotations_topic = if options.copy_all {
+                let base = out_name.rsplit_once('/').map_or("", |(b, _)| b);
+                Some(writer.add_topic(
+                    &format!("{base}/annotations"),
+                    schema::IMAGE_ANNOTATIONS.name,
+                    Some(("ros2msg", schema::IMAGE_ANNOTATIONS.definition().as_bytes())),
+                    schema::IMAGE_ANNOTATIONS.type_hash,
+                    &offered_qos_yaml(true, 10),
+                )?)
+            } else {
+                None
+            };
             let out_topic = writer.add_topic(
                 &out_name,
                 schema::DETECTION2D_ARRAY.name,
@@ -343,6 +361,7 @@ impl Replay {
                 producer,
                 counters: Arc::clone(&runtime.counters()[index]),
                 out_topic,
+                annotations_topic,
                 frames_in: 0,
                 written: 0,
                 frame_id: String::with_capacity(crate::runtime::queue::FRAME_ID_CAPACITY),
@@ -379,6 +398,7 @@ impl Replay {
             copied: BTreeMap::new(),
             clock_ns,
             buf: Vec::with_capacity(64 * 1024),
+            annotations_buf: Vec::with_capacity(64 * 1024),
             started: Instant::now(),
             next_diagnostics_ns: 0,
             period_ns,

@@ -69,6 +69,15 @@ impl Replay {
             .unwrap_or_else(|| u64::try_from(self.clock_ns.load(Ordering::Relaxed)).unwrap_or(0));
         if let Some(w) = self.writer.as_mut() {
             w.write(camera.out_topic, t, &self.buf)?;
+            if let Some(topic) = camera.annotations_topic {
+                cdr::encode_image_annotations(
+                    &mut self.annotations_buf,
+                    out.stamp,
+                    out.detections(),
+                    &self.runtime.model().class_names,
+                );
+                w.write(topic, t, &self.annotations_buf)?;
+            }
             camera.written += 1;
             camera.counters.published.fetch_add(1, Ordering::Relaxed);
         }

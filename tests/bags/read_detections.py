@@ -9,6 +9,8 @@ JSON document on stdout:
  "messages": [{"topic", "log_time", "stamp": [sec, nanosec], "frame_id",
                "detections": [[class_id, score, cx, cy, theta, w, h, id]]}],   (Detection2DArray)
  "diagnostics": [{"log_time", "status": [[name, level, message, {key: value}]]}],
+ "annotations": [{"topic", "log_time", "stamps": [[sec, nanosec]], "points": [[type, [[x, y]]]],
+                  "texts": [text]}],   (foxglove_msgs/ImageAnnotations)
  "reserialized_identical": bool}   (rosbags re-serializes every message to the same bytes)
 """
 import json
@@ -21,7 +23,8 @@ from rosbags.highlevel import AnyReader
 
 def main():
     path = Path(sys.argv[1])
-    out = {"topics": {}, "messages": [], "diagnostics": [], "reserialized_identical": True}
+    out = {"topics": {}, "messages": [], "diagnostics": [], "annotations": [],
+           "reserialized_identical": True}
     info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
     out["custom_data"] = info.get("custom_data") or {}
     with AnyReader([path]) as reader:
@@ -41,6 +44,14 @@ def main():
                                     d.bbox.center.position.x, d.bbox.center.position.y,
                                     d.bbox.center.theta, d.bbox.size_x, d.bbox.size_y, d.id]
                                    for d in msg.detections],
+                })
+            elif conn.msgtype == "foxglove_msgs/msg/ImageAnnotations":
+                out["annotations"].append({
+                    "topic": conn.topic,
+                    "log_time": t,
+                    "stamps": [[p.timestamp.sec, p.timestamp.nanosec] for p in msg.points],
+                    "points": [[int(p.type), [[q.x, q.y] for q in p.points]] for p in msg.points],
+                    "texts": [x.text for x in msg.texts],
                 })
             elif conn.msgtype == "diagnostic_msgs/msg/DiagnosticArray":
                 out["diagnostics"].append({
