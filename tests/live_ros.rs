@@ -1139,9 +1139,42 @@ fn debug_topics_carry_processing_time_and_pipeline_latency() {
             "/lookout/debug/front/processing_time_ms",
             "--float",
             "/lookout/debug/front/pipeline_latency_ms",
+            "--markers",
+            "/lookout/debug/front/image_markers",
+            "--sub",
+            "/front/detections",
         ],
     );
     let (report, _) = scenario(domain, &dir, &params, &[], &args);
+    // One polygon marker per detection, with the detection's box corners, for every frame.
+    let markers = report["markers"]["/lookout/debug/front/image_markers"]
+        .as_array()
+        .unwrap();
+    let frames = received_on(&report, "/front/detections");
+    assert_eq!(frames.len(), 5);
+    for f in &frames {
+        let fid = f["frame_id"].as_str().unwrap();
+        let boxes: Vec<&Value> = markers
+            .iter()
+            .filter(|m| m["frame_id"] == fid && m["action"] == 0)
+            .collect();
+        let dets = f["detections"].as_array().unwrap();
+        assert_eq!(boxes.len(), dets.len(), "{fid}");
+        for (m, d) in boxes.iter().zip(dets) {
+            assert_eq!(m["type"], 3, "POLYGON");
+            let c = |i: usize| d["center"][i].as_f64().unwrap();
+            let s = |i: usize| d["size"][i].as_f64().unwrap();
+            let p0 = &m["points"][0];
+            assert!(
+                (p0[0].as_f64().unwrap() - (c(0) - s(0) / 2.0)).abs() < 0.01,
+                "{m} {d}"
+            );
+            assert!(
+                (p0[1].as_f64().unwrap() - (c(1) - s(1) / 2.0)).abs() < 0.01,
+                "{m} {d}"
+            );
+        }
+    }
     for topic in [
         "/lookout/debug/front/processing_time_ms",
         "/lookout/debug/front/pipeline_latency_ms",

@@ -106,7 +106,8 @@ pub struct DiagnosticsConfig {
     #[serde(default = "default_window_s")]
     pub window_s: f64,
     /// Publish `~/debug/<camera>/processing_time_ms` and `~/debug/<camera>/pipeline_latency_ms`
-    /// (std_msgs/Float64) for every result.
+    /// (std_msgs/Float64) and `~/debug/<camera>/image_markers` (visualization_msgs/ImageMarker,
+    /// one per box) for every result.
     #[serde(default)]
     pub debug_topics: bool,
 }

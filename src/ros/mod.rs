@@ -276,7 +276,19 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
                 )
                 .map_err(ros_err(format!("advertise ~/debug/{name}/{what}")))
             };
-            debug_pubs.push((mk("processing_time_ms")?, mk("pipeline_latency_ms")?));
+            let (processing, latency) = (mk("processing_time_ms")?, mk("pipeline_latency_ms")?);
+            let markers = node
+                .create_publisher::<r2r::visualization_msgs::msg::ImageMarker>(
+                    &format!("~/debug/{name}/image_markers"),
+                    QosProfile::default(),
+                )
+                .map_err(ros_err(format!("advertise ~/debug/{name}/image_markers")))?;
+            debug_pubs.push(publish::DebugTopics {
+                processing,
+                latency,
+                markers,
+                shown: std::cell::Cell::new(0),
+            });
         }
     }
     let period = Duration::from_secs_f64(config.diagnostics.period_ms / 1000.0);

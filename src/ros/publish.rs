@@ -41,13 +41,22 @@ pub(super) fn diagnostic_array(
     msg
 }
 
+/// One camera's debug topics (`diagnostics.debug_topics`).
+pub(super) struct DebugTopics {
+    /// `~/debug/<camera>/processing_time_ms`.
+    pub(super) processing: r2r::Publisher<r2r::std_msgs::msg::Float64>,
+    /// `~/debug/<camera>/pipeline_latency_ms`.
+    pub(super) latency: r2r::Publisher<r2r::std_msgs::msg::Float64>,
+    /// `~/debug/<camera>/image_markers`: one `visualization_msgs/ImageMarker` per box.
+    pub(super) markers: r2r::Publisher<r2r::visualization_msgs::msg::ImageMarker>,
+    /// Markers shown for the previous frame (those past this frame's count are removed).
+    pub(super) shown: std::cell::Cell<usize>,
+}
+
 /// The publishing thread's state.
 pub(super) struct Publisher {
     pub(super) publishers: Vec<r2r::Publisher<r2r::vision_msgs::msg::Detection2DArray>>,
-    pub(super) debug: Vec<(
-        r2r::Publisher<r2r::std_msgs::msg::Float64>,
-        r2r::Publisher<r2r::std_msgs::msg::Float64>,
-    )>,
+    pub(super) debug: Vec<DebugTopics>,
     pub(super) counters: Vec<Arc<CameraCounters>>,
     pub(super) class_names: Vec<String>,
     pub(super) stats_tx: crossbeam_channel::Sender<(usize, StatsSnapshot)>,
@@ -116,21 +125,69 @@ impl Publisher {
                 }
             }
         }
-        if let Some((processing, latency)) = self.debug.get(camera) {
+        if let Some(debug) = self.debug.get(camera) {
             let processing_ms = out
                 .finished
                 .saturating_duration_since(out.dequeued)
                 .as_secs_f64()
                 * 1e3;
-            let _ = processing.publish(&r2r::std_msgs::msg::Float64 {
+            let _ = debug.processing.publish(&r2r::std_msgs::msg::Float64 {
                 data: processing_ms,
             });
             if let Some(now) = self.clock.now_ns() {
                 let age_ms = (now - out.stamp.as_nanos()).max(0) as f64 / 1e6;
-                let _ = latency.publish(&r2r::std_msgs::msg::Float64 { data: age_ms });
+                let _ = debug
+                    .latency
+                    .publish(&r2r::std_msgs::msg::Float64 { data: age_ms });
             }
+            publish_markers(debug, msg, out);
         }
     }
+}
+
+/// One `ImageMarker` per box (a closed polygon in its class's colour, id = its index, namespace
+/// the frame's `frame_id`), then a REMOVE for every id the previous frame showed beyond this
+/// frame's count. A debug topic: it allocates the markers' points.
+fn publish_markers(
+    debug: &DebugTopics,
+    msg: &r2r::vision_msgs::msg::Detection2DArray,
+    out: &Output,
+) {
+    use r2r::visualization_msgs::msg::ImageMarker;
+    let color = |c: [u8; 3], a: f32| r2r::std_msgs::msg::ColorRGBA {
+        r: f32::from(c[0]) / 255.0,
+        g: f32::from(c[1]) / 255.0,
+        b: f32::from(c[2]) / 255.0,
+        a,
+    };
+    let point = |x: f32, y: f32| r2r::geometry_msgs::msg::Point {
+        x: f64::from(x),
+        y: f64::from(y),
+        z: 0.0,
+    };
+    let mut marker = ImageMarker {
+        header: msg.header.clone(),
+        ns: "lookout".into(),
+        scale: 2.0,
+        ..Default::default()
+    };
+    for (i, d) in out.detections().iter().enumerate() {
+        let [x1, y1, x2, y2] = d.bbox;
+        marker.id = i32::try_from(i).unwrap_or(i32::MAX);
+        marker.type_ = ImageMarker::POLYGON as i32;
+        marker.action = ImageMarker::ADD as i32;
+        marker.outline_color = color(crate::charts::boxes::class_color(d.class_id), 1.0);
+        marker.points = vec![point(x1, y1), point(x2, y1), point(x2, y2), point(x1, y2)];
+        let _ = debug.markers.publish(&marker);
+    }
+    let shown = out.detections().len();
+    marker.points.clear();
+    marker.action = ImageMarker::REMOVE as i32;
+    for i in shown..debug.shown.get() {
+        marker.id = i32::try_from(i).unwrap_or(i32::MAX);
+        let _ = debug.markers.publish(&marker);
+    }
+    debug.shown.set(shown);
 }
 
 /// Writes one frame's detections into a reused message: the array's header and every

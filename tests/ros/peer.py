@@ -95,6 +95,8 @@ def main():
     ap.add_argument("--diagnostics", action="store_true", help="record /diagnostics messages")
     ap.add_argument("--gap", default="", help="AT:SECONDS: after frame AT, publish nothing for SECONDS")
     ap.add_argument("--float", action="append", default=[], help="record std_msgs/Float64 on TOPIC")
+    ap.add_argument("--markers", action="append", default=[],
+                    help="record visualization_msgs/ImageMarker on TOPIC")
     ap.add_argument("--sim-clock", type=float, default=None,
                     help="publish /clock starting at this many seconds; frames are stamped in sim time")
     ap.add_argument("--clock-rate", type=float, default=1.0,
@@ -199,6 +201,21 @@ def main():
         for t in args.float:
             subs.append(node.create_subscription(Float64, t, lambda m, t=t: floats[t].append(m.data), 10))
 
+    markers = {t: [] for t in args.markers}
+    if args.markers:
+        from visualization_msgs.msg import ImageMarker
+
+        def on_marker(t):
+            def cb(m):
+                markers[t].append({
+                    "frame_id": m.header.frame_id, "stamp": [m.header.stamp.sec, m.header.stamp.nanosec],
+                    "id": m.id, "type": m.type, "action": m.action,
+                    "points": [[p.x, p.y] for p in m.points],
+                })
+            return cb
+        for t in args.markers:
+            subs.append(node.create_subscription(ImageMarker, t, on_marker(t), 100))
+
     clock_pub = None
     if args.sim_clock is not None:
         from rosgraph_msgs.msg import Clock
@@ -266,7 +283,7 @@ def main():
 
     with open(args.out, "w") as f:
         json.dump({"published": published, "received": received, "rosout": rosout,
-                   "diagnostics": diagnostics, "floats": floats}, f)
+                   "diagnostics": diagnostics, "floats": floats, "markers": markers}, f)
     node.destroy_node()
     rclpy.shutdown()
 
