@@ -38,6 +38,7 @@
 //! | detector | [`core`] | [`core::image`] and [`core::decode`] (frames), [`core::preprocess`] (letterbox into the tensor), [`core::engine`] (ONNX Runtime and its providers), [`core::postprocess`] (boxes, NMS), [`core::model`] (model packages), [`core::detector::Detector`] (the stages chained); no threads, no transport |
 //! | configuration | [`config`] | the one parameters file every front end reads, and topic names |
 //! | runtime | [`runtime`] | [`runtime::Runtime`]: per-camera queues and counters, the scheduler, the inference loop, deadlines, health, real-time settings and supervision of the threads |
+//! | presentation | [`charts`] | report pages (one self-contained HTML file of inline SVG charts), boxes drawn on images |
 //! | storage | [`bag`] | rosbag2 bags (MCAP, sqlite3) read and written without ROS, CDR messages |
 //! | front ends | [`ros`], [`replay`], [`sim`], [`diff`] | the live node, bag replay, latency measurement with simulated cameras, and the comparison of two replays; each attaches a frame source and a result sink to a [`runtime::Runtime`] |
 //!
