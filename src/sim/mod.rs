@@ -1,7 +1,7 @@
 //! `lookout sim`: the third front end. It answers "with these cameras at these rates on this
 //! computer, which deadlines hold?" by running the live runtime (the same queues, scheduler,
 //! inference loop, deadline tracker and diagnostics rules as `lookout run`, with
-//! [`Timing::Live`]) against a source that emits real frames on a schedule, and measuring.
+//! [`crate::runtime::Timing::Live`]) against a source that emits real frames on a schedule, and measuring.
 //!
 //! - The source ([`source`]) is loaded before the clock starts; each camera loops over its
 //!   frames. `--cameras N` makes N copies of the source's first stream; without it the params
@@ -15,7 +15,7 @@
 //! - `--sweep` ([`sweep`]) repeats the run at rising rates to find the peak rate kept up with.
 //!
 //! Contract: [`Sim::new`] checks every option against its limit and builds the cameras'
-//! configuration; each run builds a fresh [`Runtime`] (the model is loaded and warmed up before
+//! configuration; each run builds a fresh [`crate::runtime::Runtime`] (the model is loaded and warmed up before
 //! the clock starts, so every point starts alike) and allocates nothing per frame on the
 //! emitting thread. Blocks for the run's duration; Ctrl-C (the `stop` flag) ends the run early
 //! and what was measured is reported.
