@@ -1,7 +1,8 @@
 //! `lookout sim`: the third front end. It answers "with these cameras at these rates on this
 //! computer, which deadlines hold?" by running the live runtime (the same queues, scheduler,
 //! inference loop, deadline tracker and diagnostics rules as `lookout run`, with
-//! [`crate::runtime::Timing::Live`]) against a source that emits real frames on a schedule, and measuring.
+//! [`crate::runtime::Timing::Live`]) against a source that emits real frames on a schedule,
+//! and measuring.
 //!
 //! - The source ([`source`]) is loaded before the clock starts; each camera loops over its
 //!   frames. `--cameras N` makes N copies of the source's first stream; without it the params
@@ -9,15 +10,16 @@
 //! - The schedule ([`schedule`]) gives every camera `fps` frames a second, spread over the
 //!   period, with Gaussian jitter and bursts; frames are stamped with the system time when they
 //!   are handed over, as a driver stamps them.
-//! - This thread emits (a camera driver's copy into the frame slot included; `in_process.rs`); a sink thread
-//!   (`lookout-sim-sink`) takes every result the moment it is ready, judges it against its
-//!   budget and records its latencies, as the live node's publisher does (without DDS).
+//! - In process (`in_process.rs`), this thread emits (a camera driver's copy into the frame
+//!   slot included); a sink thread (`lookout-sim-sink`) takes every result the moment it is
+//!   ready, judges it against its budget and records its latencies, as the live node's
+//!   publisher does (without DDS). `--via-ros` (`via_ros.rs`) goes through a ROS graph instead.
 //! - `--sweep` ([`sweep`]) repeats the run at rising rates to find the peak rate kept up with.
 //!
 //! Contract: [`Sim::new`] checks every option against its limit and builds the cameras'
-//! configuration; each run builds a fresh [`crate::runtime::Runtime`] (the model is loaded and warmed up before
-//! the clock starts, so every point starts alike) and allocates nothing per frame on the
-//! emitting thread. Blocks for the run's duration; Ctrl-C (the `stop` flag) ends the run early
+//! configuration; each run builds a fresh [`crate::runtime::Runtime`] (the model is loaded
+//! and warmed up before the clock starts, so every point starts alike) and allocates nothing
+//! per frame on the emitting thread. Blocks for the run's duration; Ctrl-C (the `stop` flag) ends the run early
 //! and what was measured is reported.
 
 mod in_process;
