@@ -8,6 +8,23 @@ pub(crate) mod replay;
 pub(crate) mod run;
 pub(crate) mod sim;
 
+/// The configuration of `replay` and `sim`: `--params-file` (or the default file), its relative
+/// paths located, `--execution-providers` applied.
+pub(crate) fn load_config(
+    params_file: Option<&std::path::Path>,
+    providers: Option<&Vec<lookout::core::engine::Provider>>,
+) -> anyhow::Result<lookout::config::Config> {
+    use anyhow::Context;
+    let (params, origin) = lookout::config::params_file(params_file);
+    let mut config = lookout::config::Config::load(&params, "lookout")
+        .with_context(|| format!("parameters file {}", params.display()))?;
+    config.locate_files(origin);
+    if let Some(p) = providers {
+        config.engine.execution_providers = p.clone();
+    }
+    Ok(config)
+}
+
 /// The flag SIGINT and SIGTERM set (a second signal while shutting down exits at once).
 pub(crate) fn stop_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
     use std::sync::Arc;

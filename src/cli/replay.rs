@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use super::args::ReplayArgs;
 use super::stop_flag;
@@ -11,13 +11,10 @@ pub(crate) fn replay(args: &ReplayArgs) -> Result<ExitCode> {
     use lookout::replay::{Pace, Replay, ReplayOptions, default_out};
     use std::sync::atomic::Ordering;
 
-    let (params, origin) = lookout::config::params_file(args.params_file.as_deref());
-    let mut config = lookout::config::Config::load(&params, "lookout")
-        .with_context(|| format!("parameters file {}", params.display()))?;
-    config.locate_files(origin);
-    if let Some(p) = &args.execution_providers {
-        config.engine.execution_providers = p.clone();
-    }
+    let config = super::load_config(
+        args.params_file.as_deref(),
+        args.execution_providers.as_ref(),
+    )?;
     let out = args
         .out
         .clone()

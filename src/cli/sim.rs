@@ -12,13 +12,10 @@ use super::args::SimArgs;
 use super::stop_flag;
 
 pub(crate) fn sim(args: &SimArgs) -> Result<ExitCode> {
-    let (params, origin) = lookout::config::params_file(args.params_file.as_deref());
-    let mut config = lookout::config::Config::load(&params, "lookout")
-        .with_context(|| format!("parameters file {}", params.display()))?;
-    config.locate_files(origin);
-    if let Some(p) = &args.execution_providers {
-        config.engine.execution_providers = p.clone();
-    }
+    let config = super::load_config(
+        args.params_file.as_deref(),
+        args.execution_providers.as_ref(),
+    )?;
     if !(args.duration.is_finite() && args.duration > 0.0) {
         anyhow::bail!(
             "--duration: must be a positive number of seconds, got {}",

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::report::{Drops, SimReport};
-use super::schedule::Schedule;
+use super::schedule::{Schedule, Wait, wait_until};
 use super::source::SourceFrame;
 use super::{Sim, SimError, check_fps, cpu_seconds, round3, system_time_ns};
 use crate::charts::Timeline;
@@ -95,20 +95,20 @@ impl Sim {
             if at >= o.duration {
                 break;
             }
-            let due = start + at;
-            loop {
-                if stop.load(Ordering::Relaxed) {
+            let waited = wait_until(start + at, stop, |left| {
+                if runtime.first_gone().is_some() {
+                    return false;
+                }
+                std::thread::sleep(left.min(Duration::from_millis(20)));
+                true
+            });
+            match waited {
+                Wait::Due => {}
+                Wait::Stopped => {
                     interrupted = true;
                     break 'emit;
                 }
-                if runtime.first_gone().is_some() {
-                    break 'emit;
-                }
-                let now = Instant::now();
-                if now >= due {
-                    break;
-                }
-                std::thread::sleep((due - now).min(Duration::from_millis(20)));
+                Wait::Aborted => break 'emit,
             }
             let cam = &self.cameras[camera];
             let Some(frame) = cam.frames.get(next_frame[camera] % cam.frames.len().max(1)) else {

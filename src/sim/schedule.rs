@@ -6,7 +6,8 @@
 //! Contract: [`Schedule::new`] allocates one entry per camera; [`Schedule::next_frame`] allocates
 //! nothing and is O(cameras).
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 /// The emission times of every camera, in order.
 #[derive(Debug, Clone)]
@@ -100,6 +101,34 @@ impl Schedule {
     /// Frames emitted so far by `camera`.
     pub fn emitted(&self, camera: usize) -> u64 {
         self.cameras.get(camera).map_or(0, |c| c.emitted)
+    }
+}
+
+/// How a wait for the next emission ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// The emission is due.
+    Due,
+    /// `stop` was set (Ctrl-C).
+    Stopped,
+    /// The caller's `idle` gave up (e.g. a worker thread died).
+    Aborted,
+}
+
+/// Waits until `due`: while it is ahead, calls `idle(time left)` (which sleeps or does useful
+/// work for at most about that long and returns false to give up), checking `stop` in between.
+pub fn wait_until(due: Instant, stop: &AtomicBool, mut idle: impl FnMut(Duration) -> bool) -> Wait {
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Wait::Stopped;
+        }
+        let now = Instant::now();
+        if now >= due {
+            return Wait::Due;
+        }
+        if !idle(due - now) {
+            return Wait::Aborted;
+        }
     }
 }
 

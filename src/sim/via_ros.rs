@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use futures::Stream;
 
 use super::report::{Drops, SimReport, ViaRos};
-use super::schedule::Schedule;
+use super::schedule::{Schedule, Wait, wait_until};
 use super::source::SourceFrame;
 use super::{Sim, SimError, round3};
 use crate::config::ImageKind;
@@ -334,23 +334,19 @@ impl Sim {
             if at >= o.duration {
                 break;
             }
-            let due = start + at;
-            loop {
-                if stop.load(Ordering::Relaxed) {
-                    interrupted = true;
-                    break 'emit;
-                }
-                let now = Instant::now();
-                if now >= due {
-                    break;
-                }
+            let waited = wait_until(start + at, stop, |left| {
                 take(
                     &mut node,
                     &mut subs,
                     &mut received,
                     &mut e2e,
-                    (due - now).min(Duration::from_millis(5)),
+                    left.min(Duration::from_millis(5)),
                 );
+                true
+            });
+            if waited != Wait::Due {
+                interrupted = true;
+                break 'emit;
             }
             let k = next_frame[camera];
             next_frame[camera] += 1;
