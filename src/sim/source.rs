@@ -188,7 +188,16 @@ impl Source {
                 encoding,
             } => {
                 let name = format!("synthetic:{width}x{height}:{}", encoding.as_ros());
-                let frames = (0..8)
+                // Sized before anything is allocated: up to 8 distinct frames within the limit.
+                let (_, bytes) = frame_bytes(*encoding, *width, *height);
+                let count = (MAX_SOURCE_BYTES / bytes.max(1)).min(8);
+                if count == 0 {
+                    return Err(SourceError::TooLarge {
+                        what: name,
+                        reason: format!("one frame is {bytes} bytes, over {MAX_SOURCE_BYTES}"),
+                    });
+                }
+                let frames = (0..count as u32)
                     .map(|i| synthetic(*width, *height, *encoding, i))
                     .collect();
                 (name.clone(), vec![(name, frames)])
@@ -477,6 +486,18 @@ mod tests {
             header_size(b"\xff\xd8\xff", crate::core::decode::CompressedFormat::Jpeg),
             None
         );
+    }
+
+    #[test]
+    fn a_synthetic_source_over_the_byte_limit_is_refused_before_it_allocates() {
+        // 16384 x 16384 rgb16: 1.6 GB a frame, over the 1 GiB of a whole source.
+        let spec: SourceSpec = "synthetic:16384x16384:rgb16".parse().unwrap();
+        let e = Source::load(&spec).unwrap_err().to_string();
+        assert!(e.contains("over 1073741824"), "{e}");
+        // 8192 x 8192 bgr8 (201 MB a frame) fits five frames, not eight.
+        let spec: SourceSpec = "synthetic:8192x8192".parse().unwrap();
+        let s = Source::load(&spec).unwrap();
+        assert_eq!(s.streams[0].1.len(), 5);
     }
 
     #[test]
