@@ -9,7 +9,6 @@ scripts/make_vtest_bag.py at 16x16, so each seed stays a few kB.
 """
 
 import io
-import shutil
 import struct
 import subprocess
 import sys

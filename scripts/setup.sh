@@ -9,6 +9,7 @@
 #   venv/         Python 3.11 venv: the project-local ROS 2 Jazzy prefix (when no ROS 2 is
 #                 sourced), ONNX Runtime (libonnxruntime.so), the model converter's numpy/onnx,
 #                 rosbags for tests
+#   fleet-venv/   Python 3.11 venv: Ray and lookout-fleet (fleet/, editable)
 #   lib/          libonnxruntime.so and librmw_implementation.so links
 #   downloads/    pinned downloads, each checked against its sha256
 #   data/images/  test images (bus.jpg, dog.jpg, person.jpg; street_<W>x<H>.jpg for the benches)
@@ -99,6 +100,19 @@ if [[ ! -x "$venv/bin/python" || "$(cat "$stamps/venv" 2>/dev/null)" != "$want" 
   for r in "${reqs[@]}"; do pip_args+=(-r "$r"); done
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "${pip_args[@]}" -c "$repo/scripts/constraints.txt"
   echo "$want" >"$stamps/venv"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 3b. lookout-fleet (fleet/, fleet replay on Ray) in a venv of its own: Ray's dependencies never
+#     meet the ROS 2 wheels'. The package is installed editable, so fleet/ edits need no rerun.
+fleet_venv=$home/fleet-venv
+want_fleet=$(cat "$repo/scripts/requirements-fleet.txt" "$repo/fleet/pyproject.toml" | sha256sum | cut -d' ' -f1)
+if [[ ! -x "$fleet_venv/bin/lookout-fleet" || "$(cat "$stamps/fleet" 2>/dev/null)" != "$want_fleet" ]]; then
+  say "creating the lookout-fleet venv $fleet_venv (Ray, about 290 MB)"
+  [[ -x "$fleet_venv/bin/python" ]] || "$python" -m venv "$fleet_venv"
+  "$fleet_venv/bin/python" -m pip install -q --disable-pip-version-check -r "$repo/scripts/requirements-fleet.txt"
+  "$fleet_venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$repo/fleet"
+  echo "$want_fleet" >"$stamps/fleet"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -259,6 +273,8 @@ fi
 export FASTRTPS_DEFAULT_PROFILES_FILE="\${FASTRTPS_DEFAULT_PROFILES_FILE:-$repo/config/fastdds.xml}"
 # Python with rclpy, rosbags, onnxruntime: used by the tests' ROS peers and bag writers.
 export LOOKOUT_PYTHON="$venv/bin/python"
+# lookout-fleet (fleet replay on Ray), in its own venv.
+export LOOKOUT_FLEET="$fleet_venv/bin/lookout-fleet"
 EOF
 cmp -s "$home/env.sh.new" "$home/env.sh" 2>/dev/null && rm "$home/env.sh.new" || mv "$home/env.sh.new" "$home/env.sh"
 

@@ -13,6 +13,8 @@ source "${LOOKOUT_HOME:-$repo/.lookout}/env.sh"
 
 echo "test: cargo fmt --check"
 cargo fmt --all -- --check
+echo "test: pyflakes (the Python of fleet/, scripts/, benches/compare/, fuzz/, tests/ros/)"
+"$LOOKOUT_PYTHON" -m pyflakes fleet/lookout_fleet scripts/*.py benches/compare/*.py fuzz/*.py tests/ros/*.py
 echo "test: cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "test: cargo test"

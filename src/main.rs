@@ -10,6 +10,7 @@ use clap::Parser;
 mod cli;
 
 use cli::args::{Cli, Command};
+use cli::check::check;
 use cli::detect::detect;
 use cli::diff::diff;
 use cli::replay::replay;
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(&args),
         Command::Replay(args) => replay(&args),
         Command::Sim(args) => sim(&args),
+        Command::Check(args) => check(&args),
         Command::Diff(args) => {
             return match diff(&args) {
                 Ok(code) => code,
@@ -51,7 +53,7 @@ fn init_logging(command: &Command) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let default = match command {
-        Command::Detect(_) | Command::Diff(_) => "warn",
+        Command::Detect(_) | Command::Diff(_) | Command::Check(_) => "warn",
         Command::Replay(_) | Command::Sim(_) => "info,ort=warn",
         #[cfg(feature = "ros")]
         Command::Run(_) => "info,ort=warn",

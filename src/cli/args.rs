@@ -55,6 +55,22 @@ pub(crate) enum Command {
     /// raises the rate to find the highest one kept up with (under 1 % dropped, every camera's
     /// p99 within its budget_ms). Ctrl-C ends the run and reports what was measured.
     Sim(SimArgs),
+    /// Check a parameters file and the model package it names (manifest valid, ONNX file's
+    /// sha256 as pinned) without loading ONNX Runtime. Prints the lookout version, model and
+    /// sha256, cameras and topics (--json: one line of JSON). Exit 0 when valid, 1 otherwise.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct CheckArgs {
+    /// ROS 2 parameters file (default: config/lookout.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) params_file: Option<PathBuf>,
+
+    /// Print one line of JSON: lookout_version, params_file, model, model_manifest,
+    /// model_sha256, cameras, topics, execution_providers.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -173,6 +189,11 @@ pub(crate) struct ReplayArgs {
     /// Execution providers to try, in order (overrides engine.execution_providers).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub(crate) execution_providers: Option<Vec<Provider>>,
+
+    /// ONNX Runtime intra-op threads (overrides engine.intra_op_threads; 0: one per core).
+    /// Detections are bit-identical only between runs with the same value.
+    #[arg(long, value_name = "N")]
+    pub(crate) intra_op_threads: Option<usize>,
 
     /// Print the whole report (JSON) instead of the summary.
     #[arg(long)]

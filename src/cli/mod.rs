@@ -1,6 +1,7 @@
 //! The subcommands, one file each, and their arguments.
 
 pub(crate) mod args;
+pub(crate) mod check;
 pub(crate) mod detect;
 pub(crate) mod diff;
 pub(crate) mod replay;

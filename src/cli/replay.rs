@@ -11,10 +11,14 @@ pub(crate) fn replay(args: &ReplayArgs) -> Result<ExitCode> {
     use lookout::replay::{Pace, Replay, ReplayOptions, default_out};
     use std::sync::atomic::Ordering;
 
-    let config = super::load_config(
+    let mut config = super::load_config(
         args.params_file.as_deref(),
         args.execution_providers.as_ref(),
     )?;
+    if let Some(n) = args.intra_op_threads {
+        config.engine.intra_op_threads = n;
+        config.validate()?;
+    }
     let out = args
         .out
         .clone()

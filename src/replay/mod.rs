@@ -205,6 +205,8 @@ pub struct Replay {
     buf: Vec<u8>,
     /// Encoding buffer of the annotations messages (`--copy-all`).
     annotations_buf: Vec<u8>,
+    /// Detections written, per class id (sized to the model's classes in `new`).
+    class_counts: Vec<u64>,
     started: Instant,
     next_diagnostics_ns: u64,
     period_ns: u64,
@@ -385,6 +387,7 @@ impl Replay {
             reason: e.to_string(),
         })?;
         let period_ns = (config.diagnostics.period_ms * 1e6).max(1e6) as u64;
+        let classes = runtime.model().class_names.len();
         Ok(Self {
             bags,
             cameras,
@@ -399,6 +402,7 @@ impl Replay {
             clock_ns,
             buf: Vec::with_capacity(64 * 1024),
             annotations_buf: Vec::with_capacity(64 * 1024),
+            class_counts: vec![0; classes],
             started: Instant::now(),
             next_diagnostics_ns: 0,
             period_ns,

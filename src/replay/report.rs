@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::runtime::counters::CounterSnapshot;
-use crate::runtime::deadline::{LatencyStats, Percentiles, StatsSnapshot};
+use crate::runtime::deadline::{LatencyStats, Percentiles, SparseHistogram, StatsSnapshot};
 use crate::runtime::health::EngineInfo;
 use crate::runtime::inference::Output;
 
@@ -139,6 +139,8 @@ pub struct Report {
     pub frames_per_s: f64,
     /// 1000 / mean inference ms: the rate of inference alone.
     pub inference_only_frames_per_s: f64,
+    /// Version of the lookout that replayed.
+    pub lookout_version: String,
     /// Model name (manifest).
     pub model: String,
     /// Input bags.
@@ -151,6 +153,13 @@ pub struct Report {
     pub first_frame_ms: StageMs,
     /// Peak resident memory of the process, MB (getrusage).
     pub peak_rss_mb: f64,
+    /// Detections written, per class name, all cameras.
+    pub detections_by_class: BTreeMap<String, u64>,
+    /// Every non-empty latency bucket per stage (`e2e`, `preprocess`, `inference`,
+    /// `postprocess`), all cameras: the exact histograms, so that the reports of many replays
+    /// merge into exact percentiles (see [`SparseHistogram`]).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub latency_histograms_us: BTreeMap<String, SparseHistogram>,
     /// Latency counts per stage: `(low ms, high ms, count)` per log-spaced bin.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub histograms_ms: BTreeMap<String, crate::charts::Bins>,
@@ -213,20 +222,35 @@ impl Totals {
         self.first.unwrap_or_default()
     }
 
-    /// Latency counts per stage in 40 log-spaced bins each (empty before any result).
-    pub fn bins(&self) -> BTreeMap<String, crate::charts::Bins> {
+    /// The exact histogram of each stage (empty before any result).
+    pub fn sparse(&self) -> BTreeMap<String, SparseHistogram> {
         if self.e2e.total().count == 0 {
             return BTreeMap::new();
         }
+        self.stages()
+            .into_iter()
+            .map(|(name, s)| (name.to_string(), s.total_sparse()))
+            .collect()
+    }
+
+    fn stages(&self) -> [(&'static str, &LatencyStats); 4] {
         [
             ("preprocess", &self.preprocess),
             ("inference", &self.inference),
             ("postprocess", &self.postprocess),
             ("e2e", &self.e2e),
         ]
-        .into_iter()
-        .map(|(name, s)| (name.to_string(), s.total_bins(40)))
-        .collect()
+    }
+
+    /// Latency counts per stage in 40 log-spaced bins each (empty before any result).
+    pub fn bins(&self) -> BTreeMap<String, crate::charts::Bins> {
+        if self.e2e.total().count == 0 {
+            return BTreeMap::new();
+        }
+        self.stages()
+            .into_iter()
+            .map(|(name, s)| (name.to_string(), s.total_bins(40)))
+            .collect()
     }
 }
 

@@ -79,6 +79,11 @@ impl Replay {
                 w.write(topic, t, &self.annotations_buf)?;
             }
             camera.written += 1;
+            for d in out.detections() {
+                if let Some(n) = self.class_counts.get_mut(d.class_id as usize) {
+                    *n += 1;
+                }
+            }
             camera.counters.published.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(k) = keep {
@@ -200,6 +205,18 @@ impl Replay {
             latency_ms: self.totals.latency(),
             first_frame_ms: self.totals.first(),
             histograms_ms: self.totals.bins(),
+            latency_histograms_us: self.totals.sparse(),
+            detections_by_class: self
+                .class_counts
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(id, n)| {
+                    let name = model.class_names.get(id).map_or("?", String::as_str);
+                    (name.to_string(), *n)
+                })
+                .collect(),
+            lookout_version: env!("CARGO_PKG_VERSION").to_string(),
             timeline: {
                 let mut t = std::mem::take(&mut self.timeline);
                 t.finish();

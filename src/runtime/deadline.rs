@@ -52,6 +52,24 @@ pub struct Percentiles {
     pub max: f64,
 }
 
+/// An HDR histogram's recorded buckets, for merging across runs (`lookout-fleet` sums the
+/// reports of many replays). Every histogram lookout records has the same layout (1 µs .. 10
+/// min, 3 significant digits), so two of them merge exactly by adding the counts of equal
+/// bucket values; the merged percentiles are then those of the concatenated samples.
+///
+/// Percentile rule (the one [`Percentiles`] uses): for quantile `q` of `n` samples, the first
+/// bucket, in ascending order, at which the running count reaches `max(1, ceil(q * n))`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SparseHistogram {
+    /// Significant decimal digits of the layout (3).
+    pub significant_digits: u8,
+    /// Largest value the layout records, µs (larger ones are recorded as this).
+    pub highest_us: u64,
+    /// `[value µs, count]` per non-empty bucket, ascending. The value is the highest one the
+    /// bucket holds, which is what the percentiles report.
+    pub buckets: Vec<[u64; 2]>,
+}
+
 /// Streaming percentiles over a sliding window and since start.
 pub struct LatencyStats {
     window: Histogram<u64>,
@@ -78,6 +96,17 @@ fn percentiles(h: &Histogram<u64>) -> Percentiles {
         p99: ms(h.value_at_quantile(0.99)),
         p999: ms(h.value_at_quantile(0.999)),
         max: ms(h.max()),
+    }
+}
+
+fn sparse(h: &Histogram<u64>) -> SparseHistogram {
+    SparseHistogram {
+        significant_digits: h.sigfig(),
+        highest_us: MAX_MICROS,
+        buckets: h
+            .iter_recorded()
+            .map(|v| [v.value_iterated_to(), v.count_at_value()])
+            .collect(),
     }
 }
 
@@ -128,6 +157,11 @@ impl LatencyStats {
     /// Percentiles since start.
     pub fn total(&self) -> Percentiles {
         percentiles(&self.total)
+    }
+
+    /// Every non-empty bucket since start (see [`SparseHistogram`]). Allocates the result.
+    pub fn total_sparse(&self) -> SparseHistogram {
+        sparse(&self.total)
     }
 
     /// Counts since start in `bins` log-spaced bins from the smallest to the largest value
@@ -305,6 +339,70 @@ mod tests {
             max_age: max_age.map(ms),
             late_policy: late,
         }
+    }
+
+    /// The documented percentile rule, applied to buckets.
+    fn quantile_of(buckets: &[[u64; 2]], q: f64) -> u64 {
+        let n: u64 = buckets.iter().map(|b| b[1]).sum();
+        let target = ((q * n as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for b in buckets {
+            seen += b[1];
+            if seen >= target {
+                return b[0];
+            }
+        }
+        0
+    }
+
+    #[test]
+    fn sparse_histograms_merge_into_the_histogram_of_the_concatenated_samples() {
+        // Two runs with different spreads (µs), and one run over both.
+        let a: Vec<u64> = (0..5000u64).map(|i| 900 + (i * 7919) % 40_000).collect();
+        let b: Vec<u64> = (0..3000u64)
+            .map(|i| 20_000 + (i * 104_729) % 900_000)
+            .collect();
+        let t0 = Instant::now();
+        let run = |samples: &[u64]| {
+            let mut s = LatencyStats::new(Duration::from_secs(3600)).unwrap();
+            for &us in samples {
+                s.record(t0, Duration::from_micros(us));
+            }
+            s
+        };
+        let (ha, hb) = (run(&a), run(&b));
+        let both = run(&[a.clone(), b.clone()].concat());
+        let mut merged = std::collections::BTreeMap::new();
+        for [v, c] in ha
+            .total_sparse()
+            .buckets
+            .into_iter()
+            .chain(hb.total_sparse().buckets)
+        {
+            *merged.entry(v).or_insert(0u64) += c;
+        }
+        let merged: Vec<[u64; 2]> = merged.into_iter().map(|(v, c)| [v, c]).collect();
+        let whole = both.total_sparse();
+        assert_eq!(merged, whole.buckets);
+        assert_eq!(
+            (whole.significant_digits, whole.highest_us),
+            (3, MAX_MICROS)
+        );
+        // The rule gives what the report's percentiles say.
+        let p = both.total();
+        for (q, want) in [(0.5, p.p50), (0.9, p.p90), (0.99, p.p99), (0.999, p.p999)] {
+            assert_eq!(quantile_of(&merged, q) as f64 / 1000.0, want, "q {q}");
+        }
+        assert_eq!(merged.last().unwrap()[0] as f64 / 1000.0, p.max);
+        // And within the layout's precision, the exact order statistics of the samples.
+        let mut all = [a, b].concat();
+        all.sort_unstable();
+        let exact = all[(0.99 * all.len() as f64).ceil() as usize - 1];
+        let got = quantile_of(&merged, 0.99);
+        assert!(
+            got >= exact && got <= exact + exact / 1000 + 1,
+            "{got} vs {exact}"
+        );
     }
 
     #[test]
