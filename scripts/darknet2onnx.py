@@ -30,9 +30,20 @@ Darknet facts this converter relies on:
 * [yolo] decode: cx = (x + sigmoid(tx)) / W * net_w, w = exp(tw) * anchor_w
   (anchors are in input pixels and selected by ``mask``).
 
+``--layout`` puts the same detections in the two other layouts lookout decodes:
+
+* ``v8``: ``output0`` float32 [1, 4 + nc, N] (YOLOv8/YOLO11): cx, cy, w, h then nc class
+  scores (objectness x class probability, the product the YOLOv5 decoder forms), no objectness
+  column, one column per candidate;
+* ``end2end``: NMS in the graph (ONNX NonMaxSuppression, per class, the given confidence and IoU
+  thresholds), ``output0`` float32 [1, D, 6]: x1, y1, x2, y2 (input pixels), score, class, best
+  score first, at most D = ``--max-detections`` rows, the rest filled with -1. Each candidate
+  keeps only its best class, as the two other decoders do.
+
 Usage:
     python scripts/darknet2onnx.py --cfg X.cfg --weights X.weights \\
-        --out model.onnx [--opset 13]
+        --out model.onnx [--opset 13] [--layout v5|v8|end2end] [--confidence 0.25]
+        [--nms-iou 0.45] [--max-detections 100]
 
 The sha256 of the written file is printed.  Running twice gives identical
 bytes (no timestamps, fixed node names, fixed IR version).
@@ -186,7 +197,85 @@ def yolo_head(g, x, shape, opts, net_hw, name):
     return g.node("Concat", [xy, wh, rest], name + "_decoded", axis=2), rows, nc
 
 
-def convert(cfg_text, weights_data, opset):
+def layout_tail(g, raw, rows, nc, layout, conf, iou, max_det):
+    """Nodes from the YOLOv5-layout tensor ``raw`` [1, rows, 5 + nc] to ``output0`` in
+    ``layout``; returns the output's shape."""
+    def cols(src, start, end, tag, axis=2):
+        ins = [src] + [g.const(f"tail_{tag}_{k}", np.array([v], np.int64))
+                       for k, v in (("starts", start), ("ends", end), ("axes", axis))]
+        return g.node("Slice", ins, f"tail_{tag}")
+
+    box = cols(raw, 0, 4, "box")
+    scores = g.node("Mul", [cols(raw, 5, 5 + nc, "cls"), cols(raw, 4, 5, "obj")], "tail_scores")
+    if layout == "v8":
+        cat = g.node("Concat", [box, scores], "tail_v8_rows", axis=2)
+        g.node("Transpose", [cat], "output0", perm=[0, 2, 1])
+        return [1, 4 + nc, rows]
+    def scalar(name, value, dtype):
+        # GraphBuilder.const keeps arrays at least 1-D; these must be rank 0.
+        g.inits.append(numpy_helper.from_array(np.array(value, dtype), name))
+        return name
+
+    # end2end: corners as the decoders form them (c -/+ size / 2), NMS per class.
+    half = g.const("tail_half", np.array([0.5], np.float32))
+    cx, cy, w, h = (cols(box, k, k + 1, f"c{k}") for k in range(4))
+    hw = g.node("Mul", [w, half], "tail_half_w")
+    hh = g.node("Mul", [h, half], "tail_half_h")
+    xyxy = g.node("Concat", [g.node("Sub", [cx, hw], "tail_x1"), g.node("Sub", [cy, hh], "tail_y1"),
+                             g.node("Add", [cx, hw], "tail_x2"), g.node("Add", [cy, hh], "tail_y2")],
+                  "tail_xyxy", axis=2)
+    # One class per candidate, as the YOLOv5 and YOLOv8 decoders take it: the best class
+    # probability's (the first on ties); the other classes' scores are zeroed for NMS.
+    best = g.node("ArgMax", [cols(raw, 5, 5 + nc, "cls_best")], "tail_best", axis=2, keepdims=0,
+                  select_last_index=0)
+    onehot = g.node("OneHot", [best, scalar("tail_depth", nc, np.int64),
+                               g.const("tail_onoff", np.array([0.0, 1.0], np.float32))],
+                    "tail_onehot", axis=-1)
+    scores = g.node("Mul", [scores, onehot], "tail_scores_best")
+    scores_t = g.node("Transpose", [scores], "tail_scores_t", perm=[0, 2, 1])
+    selected = g.node("NonMaxSuppression", [
+        xyxy, scores_t,
+        g.const("tail_max_per_class", np.array([max_det], np.int64)),
+        g.const("tail_iou", np.array([iou], np.float32)),
+        g.const("tail_conf", np.array([conf], np.float32))], "tail_selected")
+    zero = g.const("tail_axis0", np.array([0], np.int64))
+    class_idx = g.node("Gather", [selected, scalar("tail_col1", 1, np.int64)],
+                       "tail_class_idx", axis=1)
+    box_idx = g.node("Gather", [selected, scalar("tail_col2", 2, np.int64)],
+                     "tail_box_idx", axis=1)
+    boxes_sel = g.node("Gather", [g.node("Squeeze", [xyxy, zero], "tail_xyxy0"), box_idx],
+                       "tail_boxes_sel", axis=0)
+    scores_sel = g.node("GatherND", [g.node("Squeeze", [scores_t, zero], "tail_scores_t0"),
+                                     cols(selected, 1, 3, "sel_cb", axis=1)], "tail_scores_sel")
+    limit = g.const("tail_limit", np.array([max_det], np.int64))
+    k = g.node("Min", [g.node("Shape", [scores_sel], "tail_found"), limit], "tail_k")
+    top = helper.make_node("TopK", [scores_sel, k], ["tail_top_scores", "tail_top_idx"],
+                           name="tail_topk", axis=0, largest=1, sorted=1)
+    g.nodes.append(top)
+    one = g.const("tail_axis1", np.array([1], np.int64))
+    top_boxes = g.node("Gather", [boxes_sel, "tail_top_idx"], "tail_top_boxes", axis=0)
+    top_class = g.node("Cast", [g.node("Gather", [class_idx, "tail_top_idx"], "tail_top_class_i",
+                                       axis=0)], "tail_top_class", to=TensorProto.FLOAT)
+    found = g.node("Concat", [top_boxes,
+                              g.node("Unsqueeze", ["tail_top_scores", one], "tail_score_col"),
+                              g.node("Unsqueeze", [top_class, one], "tail_class_col")],
+                   "tail_found_rows", axis=1)
+    pads = g.node("Concat", [zero, zero, g.node("Sub", [limit, k], "tail_missing"), zero],
+                  "tail_pads", axis=0)
+    padded = g.node("Pad", [found, pads, scalar("tail_fill", -1.0, np.float32)],
+                    "tail_padded", mode="constant")
+    g.node("Unsqueeze", [padded, zero], "output0")
+    return [1, max_det, 6]
+
+
+LAYOUT_TEXT = {
+    "v5": "yolov5: cx,cy,w,h (input px), obj, classes (sigmoid)",
+    "v8": "yolov8: [1, 4+nc, N]: cx,cy,w,h (input px), obj x class (no objectness)",
+    "end2end": "end2end: [1, D, 6]: x1,y1,x2,y2 (input px), score, class; NMS in the graph; -1 rows",
+}
+
+
+def convert(cfg_text, weights_data, opset, layout="v5", conf=0.25, iou=0.45, max_det=100):
     sections = parse_cfg(cfg_text)
     if not sections or sections[0][0] not in ("net", "network"):
         sys.exit("cfg must start with [net]")
@@ -246,11 +335,16 @@ def convert(cfg_text, weights_data, opset):
     if not heads or len({nc for _, _, nc in heads}) != 1:
         sys.exit("expected at least one [yolo] head, all with the same class count")
     rows, nc = sum(r for _, r, _ in heads), heads[0][2]
-    g.node("Concat", [h for h, _, _ in heads], "output0", axis=1)
+    if layout == "v5":
+        g.node("Concat", [h for h, _, _ in heads], "output0", axis=1)
+        out_shape = [1, rows, 5 + nc]
+    else:
+        raw = g.node("Concat", [h for h, _, _ in heads], "yolov5_rows", axis=1)
+        out_shape = layout_tail(g, raw, rows, nc, layout, conf, iou, max_det)
     graph = helper.make_graph(
         g.nodes, "darknet_yolo",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, *in_shape])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, rows, 5 + nc])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, out_shape)],
         initializer=g.inits)
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", opset)],
@@ -265,21 +359,33 @@ def main():
     ap.add_argument("--weights", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--opset", type=int, default=13)
+    ap.add_argument("--layout", choices=("v5", "v8", "end2end"), default="v5")
+    ap.add_argument("--confidence", type=float, default=0.25, help="end2end: NMS score threshold")
+    ap.add_argument("--nms-iou", type=float, default=0.45, help="end2end: NMS IoU threshold")
+    ap.add_argument("--max-detections", type=int, default=100, help="end2end: rows of output0")
     args = ap.parse_args()
     if args.opset < 13:
         sys.exit("--opset must be >= 13")
+    if not (0 <= args.confidence <= 1 and 0 <= args.nms_iou <= 1 and 1 <= args.max_detections <= 10000):
+        sys.exit("--confidence and --nms-iou must be within 0..1, --max-detections within 1..10000")
     with open(args.cfg, "rb") as f:
         cfg_bytes = f.read()
     with open(args.weights, "rb") as f:
         weights_bytes = f.read()
-    model, header, nc = convert(cfg_bytes.decode("utf-8"), weights_bytes, args.opset)
+    model, header, nc = convert(cfg_bytes.decode("utf-8"), weights_bytes, args.opset, args.layout,
+                                args.confidence, args.nms_iou, args.max_detections)
     helper.set_model_props(model, {
         "source_cfg_sha256": hashlib.sha256(cfg_bytes).hexdigest(),
         "source_weights_sha256": hashlib.sha256(weights_bytes).hexdigest(),
         "darknet_weights_version": "%d.%d.%d" % header,
         "num_classes": str(nc),
-        "output_layout": "yolov5: cx,cy,w,h (input px), obj, classes (sigmoid)",
+        "output_layout": LAYOUT_TEXT[args.layout],
     })
+    if args.layout == "end2end":
+        helper.set_model_props(model, {
+            **{p.key: p.value for p in model.metadata_props},
+            "nms": f"confidence {args.confidence}, iou {args.nms_iou}, max {args.max_detections}",
+        })
     onnx.checker.check_model(model, full_check=True)
     data = model.SerializeToString()
     with open(args.out, "wb") as f:

