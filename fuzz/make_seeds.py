@@ -2,6 +2,7 @@
 for libFuzzer to mutate. Run from the repository root after scripts/setup.sh:
 
     python fuzz/make_seeds.py DETECTIONS_BAG
+    python -c 'import sys; sys.path.insert(0, "fuzz"); import make_seeds; make_seeds.onnx_seeds()'
 
 DETECTIONS_BAG: any `lookout replay` output bag (its detections messages seed cdr_messages), e.g.
 `lookout replay .lookout/data/bags/vtest --out /tmp/seed_out`. The bags come from
@@ -84,6 +85,20 @@ def main():
     for f in ["config/lookout.yaml", "config/vtest.yaml"]:
         put("params_file", Path(f).stem, (ROOT / f).read_bytes())
     put("model_manifest", "yolov3_tiny", (ROOT / "models/yolov3-tiny/manifest.yaml").read_bytes())
+    onnx_seeds()
+
+
+def onnx_seeds():
+    """The three converted layouts with their weights emptied (graph, shapes, metadata kept)."""
+    import onnx
+
+    for layout in ("yolov3-tiny", "yolov3-tiny-v8", "yolov3-tiny-end2end"):
+        model = onnx.load(str(ROOT / "models" / layout / f"{layout}.onnx"))
+        for init in model.graph.initializer:
+            init.ClearField("raw_data")
+            init.ClearField("float_data")
+            init.ClearField("int64_data")
+        put("onnx_info", layout.replace("-", "_"), model.SerializeToString())
 
 
 if __name__ == "__main__":

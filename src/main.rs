@@ -13,6 +13,7 @@ use cli::args::{Cli, Command};
 use cli::check::check;
 use cli::detect::detect;
 use cli::diff::diff;
+use cli::model::model;
 use cli::replay::replay;
 #[cfg(feature = "ros")]
 use cli::run::run;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay(&args),
         Command::Sim(args) => sim(&args),
         Command::Check(args) => check(&args),
+        Command::Model(command) => model(&command),
         Command::Diff(args) => {
             return match diff(&args) {
                 Ok(code) => code,
@@ -54,6 +56,7 @@ fn init_logging(command: &Command) {
     use tracing_subscriber::util::SubscriberInitExt;
     let default = match command {
         Command::Detect(_) | Command::Diff(_) | Command::Check(_) => "warn",
+        Command::Model(_) => "info,ort=warn",
         Command::Replay(_) | Command::Sim(_) => "info,ort=warn",
         #[cfg(feature = "ros")]
         Command::Run(_) => "info,ort=warn",

@@ -13,7 +13,10 @@ use lookout::core::model::{DecoderKind, Model};
 use lookout::core::postprocess::Detection;
 
 fn detector(package: &str) -> Detector {
-    let manifest = common::repo().join("models").join(package).join("manifest.yaml");
+    let manifest = common::repo()
+        .join("models")
+        .join(package)
+        .join("manifest.yaml");
     let model = Model::load(&manifest)
         .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", manifest.display()));
     Detector::new(model, &common::cpu_engine(), None).expect("engine starts on CPU")
@@ -34,7 +37,10 @@ fn same(reference: &[Detection], other: &[Detection], what: &str) {
         assert_eq!(a.class_id, b.class_id, "{what}: {a:?} vs {b:?}");
         assert!((a.score - b.score).abs() <= 1e-6, "{what}: {a:?} vs {b:?}");
         for k in 0..4 {
-            assert!((a.bbox[k] - b.bbox[k]).abs() <= 1e-3, "{what}: {a:?} vs {b:?}");
+            assert!(
+                (a.bbox[k] - b.bbox[k]).abs() <= 1e-3,
+                "{what}: {a:?} vs {b:?}"
+            );
         }
     }
 }
@@ -52,7 +58,11 @@ fn the_three_layouts_decode_to_the_same_detections_on_every_test_image() {
         .collect();
     assert_eq!(
         kinds,
-        [DecoderKind::Yolov5, DecoderKind::Yolov8, DecoderKind::End2end]
+        [
+            DecoderKind::Yolov5,
+            DecoderKind::Yolov8,
+            DecoderKind::End2end
+        ]
     );
     let mut images: Vec<(String, u32, u32, PixelEncoding, Vec<u8>)> = Vec::new();
     let dir = common::lookout_home().join("data/images");

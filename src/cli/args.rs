@@ -59,6 +59,44 @@ pub(crate) enum Command {
     /// sha256 as pinned) without loading ONNX Runtime. Prints the lookout version, model and
     /// sha256, cameras and topics (--json: one line of JSON). Exit 0 when valid, 1 otherwise.
     Check(CheckArgs),
+    /// Model packages: `inspect` an ONNX file or a manifest, `build-engine` (TensorRT, ahead of
+    /// time).
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum ModelCommand {
+    /// What an ONNX file declares (inputs, outputs, opsets, producer, operators) and the
+    /// decoder that fits its output; given a manifest, also a check of the manifest against its
+    /// ONNX file (names, shapes, element types, decoder, class count, sha256). Reads no weights
+    /// and loads no ONNX Runtime. Exit 0 when everything agrees, 1 otherwise.
+    Inspect(InspectArgs),
+    /// Build the TensorRT engine of a model package ahead of time into the engine cache
+    /// (engine.tensorrt.* of the parameters file: precision, shapes, cache folder), so that the
+    /// first start on the vehicle loads it in seconds. Fails when TensorRT cannot register.
+    BuildEngine(BuildEngineArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct InspectArgs {
+    /// A model manifest (manifest.yaml) or an ONNX file.
+    #[arg(value_name = "MANIFEST|ONNX")]
+    pub(crate) path: PathBuf,
+    /// Print one JSON document instead of the text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct BuildEngineArgs {
+    /// The model package's manifest.
+    #[arg(value_name = "MANIFEST")]
+    pub(crate) manifest: PathBuf,
+    /// ROS 2 parameters file whose engine.tensorrt.* settings to build with (default:
+    /// config/lookout.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) params_file: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]

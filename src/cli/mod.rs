@@ -4,6 +4,7 @@ pub(crate) mod args;
 pub(crate) mod check;
 pub(crate) mod detect;
 pub(crate) mod diff;
+pub(crate) mod model;
 pub(crate) mod replay;
 #[cfg(feature = "ros")]
 pub(crate) mod run;

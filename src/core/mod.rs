@@ -14,5 +14,6 @@ pub mod engine;
 pub mod geometry;
 pub mod image;
 pub mod model;
+pub mod onnx_info;
 pub mod postprocess;
 pub mod preprocess;
