@@ -53,21 +53,6 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// Copies bag folder `src` to `to`, keeping only the first 60 % of its MCAP file.
-fn truncated_copy(src: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let p = e.unwrap().path();
-        let dest = to.join(p.file_name().unwrap());
-        if p.extension().is_some_and(|x| x == "mcap") {
-            let bytes = std::fs::read(&p).unwrap();
-            std::fs::write(&dest, &bytes[..bytes.len() * 6 / 10]).unwrap();
-        } else {
-            std::fs::copy(&p, &dest).unwrap();
-        }
-    }
-}
-
 fn copy_dir(src: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(src).unwrap() {
@@ -120,7 +105,7 @@ fn a_fleet_run_reports_the_damaged_bag_and_matches_single_replays_byte_for_byte(
     copy_dir(&clips.join("vtest"), &bags.join("front"));
     copy_dir(&clips.join("vtest_sqlite3"), &bags.join("front_sqlite3"));
     copy_dir(&clips.join("short"), &bags.join("short"));
-    truncated_copy(&clips.join("vtest"), &bags.join("damaged"));
+    common::truncated_bag_copy(&clips.join("vtest"), &bags.join("damaged"));
     let params = common::raw_camera_params(&dir);
     let out = dir.join("out");
 
@@ -246,15 +231,19 @@ fn complete(out: &Path) -> BTreeMap<String, Vec<u8>> {
     done
 }
 
-/// Whether a process whose command line names `out` still runs (`lookout replay` writing there).
-fn still_running(out: &Path) -> bool {
-    let needle = out.display().to_string();
+/// Whether any process of session `sid` is still alive (zombies awaiting their parent aside).
+fn session_alive(sid: i32) -> bool {
     std::fs::read_dir("/proc").unwrap().any(|e| {
         let Ok(e) = e else { return false };
-        std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
-            String::from_utf8_lossy(&c).contains(&needle)
-                && !String::from_utf8_lossy(&c).contains("lookout-fleet")
-        })
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            return false;
+        };
+        // pid (comm) state ppid pgrp session ...: comm may hold spaces, so split after its ')'.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields.len() > 3 && fields[0] != "Z" && fields[3].parse() == Ok(sid)
     })
 }
 
@@ -292,17 +281,26 @@ fn resume_after_a_killed_run_redoes_only_what_was_missing_and_compare_names_the_
         ]
     };
 
-    // A run killed once two bags are complete: the driver and the Ray it started (one process
-    // group) at once with SIGKILL, so nothing gets to clean up.
+    // A run killed once two bags are complete: the driver and the Ray it started (its process
+    // group) at once with SIGKILL, so nothing gets to clean up. It runs in a session of its own,
+    // which tells its processes from those of the other tests' Ray.
     let args = base_args(&out, &params);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut child = fleet_cmd(&args)
-        .stdin(Stdio::null())
+    let mut cmd = fleet_cmd(&args);
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::null());
+    // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent; the child
+    // calls nothing else before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
     let started = Instant::now();
     while complete(&out).len() < 2 {
         assert!(
@@ -316,16 +314,18 @@ fn resume_after_a_killed_run_redoes_only_what_was_missing_and_compare_names_the_
         std::thread::sleep(Duration::from_millis(50));
     }
     let group = i32::try_from(child.id()).unwrap();
-    // SAFETY: killpg(2) with the process group the child was started in; no memory involved.
+    // SAFETY: killpg(2) of the group the child leads (setsid made it the leader of a new
+    // session and group); no memory involved.
     assert_eq!(unsafe { libc::killpg(group, libc::SIGKILL) }, 0);
     child.wait().unwrap();
     // Ray's workers run in process groups of their own: they notice that their Ray is gone
-    // within a second and stop their replays (nothing of theirs may land after this).
+    // within a second and stop their replays, leaving nothing. Wait until every process of the
+    // killed run's session has ended: what is in the folder then is what the run left.
     let gone = Instant::now();
-    while still_running(&out) {
+    while session_alive(group) {
         assert!(
             gone.elapsed() < Duration::from_secs(60),
-            "the killed run's replays go on"
+            "the killed run's processes go on"
         );
         std::thread::sleep(Duration::from_millis(100));
     }

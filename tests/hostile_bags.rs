@@ -169,18 +169,8 @@ fn a_truncated_bag_is_replayed_up_to_the_damage_reported_and_exits_1() {
     let dir = common::fresh_dir("bags-truncated");
     let src = common::small_clip().join("vtest");
     let bag = dir.join("cut");
-    std::fs::create_dir_all(&bag).unwrap();
-    for e in std::fs::read_dir(&src).unwrap() {
-        let p = e.unwrap().path();
-        let to = bag.join(p.file_name().unwrap());
-        if p.extension().is_some_and(|x| x == "mcap") {
-            // A recorder killed mid-write: the last 40 % of the file is missing.
-            let bytes = std::fs::read(&p).unwrap();
-            std::fs::write(&to, &bytes[..bytes.len() * 6 / 10]).unwrap();
-        } else {
-            std::fs::copy(&p, &to).unwrap();
-        }
-    }
+    // A recorder killed mid-write: the last 40 % of the file is missing.
+    common::truncated_bag_copy(&src, &bag);
     let p = common::raw_camera_params(&dir);
     let out = dir.join("out");
     let o = replay(&p, &out, &bag);

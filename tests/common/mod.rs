@@ -229,3 +229,19 @@ pub fn raw_camera_params(dir: &Path) -> PathBuf {
     std::fs::write(&path, yaml).unwrap();
     path
 }
+
+/// Copies bag folder `src` to `to`, its MCAP file cut to its first 60 % (a recorder killed
+/// mid-write); the other files unchanged.
+pub fn truncated_bag_copy(src: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.extension().is_some_and(|x| x == "mcap") {
+            let bytes = std::fs::read(&p).unwrap();
+            std::fs::write(&dest, &bytes[..bytes.len() * 6 / 10]).unwrap();
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
