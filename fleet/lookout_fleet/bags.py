@@ -77,8 +77,13 @@ def read_list(path):
     return out
 
 
+#: Names of the run's own files in ``--out``: a bag of that name gets ``-bag`` appended.
+RESERVED = {"fleet_report.json", "fleet_summary.txt", "compare_report.json"}
+
+
 def _safe(name):
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".") or "bag"
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".") or "bag"
+    return f"{name}-bag" if name in RESERVED else name
 
 
 def discover(paths, bag_list=None):

@@ -79,9 +79,11 @@ def parser():
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    if args.cpus_per_task < 1 or args.gpus_per_task < 0 or args.timeout_s < 0:
+    retries = getattr(args, "retries", 0)
+    if args.cpus_per_task < 1 or args.gpus_per_task < 0 or args.timeout_s < 0 \
+            or not 0 <= retries <= 100:
         print("lookout-fleet: error: --cpus-per-task must be >= 1, --gpus-per-task and "
-              "--timeout-s >= 0", file=sys.stderr)
+              "--timeout-s >= 0, --retries within 0..100", file=sys.stderr)
         return EXIT_START
     from . import cluster  # Ray is imported only once the arguments are valid
 
