@@ -40,10 +40,13 @@ Darknet facts this converter relies on:
   score first, at most D = ``--max-detections`` rows, the rest filled with -1. Each candidate
   keeps only its best class, as the two other decoders do.
 
+``--dynamic-batch`` (v5, v8) names the first dimension of input and output ``batch`` instead
+of fixing it at 1, so that one run can take several frames.
+
 Usage:
     python scripts/darknet2onnx.py --cfg X.cfg --weights X.weights \\
         --out model.onnx [--opset 13] [--layout v5|v8|end2end] [--confidence 0.25]
-        [--nms-iou 0.45] [--max-detections 100]
+        [--nms-iou 0.45] [--max-detections 100] [--dynamic-batch]
 
 The sha256 of the written file is printed.  Running twice gives identical
 bytes (no timestamps, fixed node names, fixed IR version).
@@ -159,8 +162,8 @@ def maxpool(g, x, shape, opts, name):
     return y, (c, (h + padding - size) // stride + 1, (w + padding - size) // stride + 1)
 
 
-def yolo_head(g, x, shape, opts, net_hw, name):
-    """Decode one [yolo] head to [1, A*H*W, 5 + nc] in input pixels."""
+def yolo_head(g, x, shape, opts, net_hw, name, batch=1):
+    """Decode one [yolo] head to [batch, A*H*W, 5 + nc] in input pixels (batch -1: dynamic)."""
     c, h, w = shape
     anchors = np.array(ints(opts["anchors"]), np.float64).reshape(-1, 2)
     mask = ints(opts["mask"]) if "mask" in opts else list(range(len(anchors)))
@@ -170,10 +173,10 @@ def yolo_head(g, x, shape, opts, net_hw, name):
     if float(opts.get("scale_x_y", 1)) != 1.0:
         sys.exit(f"{name}: scale_x_y is not supported")
     rows = na * h * w
-    y = g.node("Reshape", [x, g.const(name + "_shape5", np.array([1, na, 5 + nc, h, w], np.int64))],
+    y = g.node("Reshape", [x, g.const(name + "_shape5", np.array([batch, na, 5 + nc, h, w], np.int64))],
                name + "_reshape5")
     y = g.node("Transpose", [y], name + "_transpose", perm=[0, 1, 3, 4, 2])
-    t = g.node("Reshape", [y, g.const(name + "_shape3", np.array([1, rows, 5 + nc], np.int64))],
+    t = g.node("Reshape", [y, g.const(name + "_shape3", np.array([batch, rows, 5 + nc], np.int64))],
                name + "_reshape3")
     sig = g.node("Sigmoid", [t], name + "_sigmoid")
 
@@ -275,7 +278,8 @@ LAYOUT_TEXT = {
 }
 
 
-def convert(cfg_text, weights_data, opset, layout="v5", conf=0.25, iou=0.45, max_det=100):
+def convert(cfg_text, weights_data, opset, layout="v5", conf=0.25, iou=0.45, max_det=100,
+            dynamic_batch=False):
     sections = parse_cfg(cfg_text)
     if not sections or sections[0][0] not in ("net", "network"):
         sys.exit("cfg must start with [net]")
@@ -325,7 +329,8 @@ def convert(cfg_text, weights_data, opset, layout="v5", conf=0.25, iou=0.45, max
         elif kind in ("yolo", "region"):
             if kind == "region":
                 sys.exit("[region] (YOLOv2) heads are not supported")
-            heads.append(yolo_head(g, x, shape, opts, in_shape[1:], name))
+            heads.append(yolo_head(g, x, shape, opts, in_shape[1:], name,
+                                   batch=-1 if dynamic_batch else 1))
         else:
             sys.exit(f"unsupported section [{kind}]")
         outputs.append(x)
@@ -341,10 +346,11 @@ def convert(cfg_text, weights_data, opset, layout="v5", conf=0.25, iou=0.45, max
     else:
         raw = g.node("Concat", [h for h, _, _ in heads], "yolov5_rows", axis=1)
         out_shape = layout_tail(g, raw, rows, nc, layout, conf, iou, max_det)
+    batch_dim = "batch" if dynamic_batch else 1
     graph = helper.make_graph(
         g.nodes, "darknet_yolo",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, *in_shape])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, out_shape)],
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch_dim, *in_shape])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [batch_dim, *out_shape[1:]])],
         initializer=g.inits)
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", opset)],
@@ -363,9 +369,13 @@ def main():
     ap.add_argument("--confidence", type=float, default=0.25, help="end2end: NMS score threshold")
     ap.add_argument("--nms-iou", type=float, default=0.45, help="end2end: NMS IoU threshold")
     ap.add_argument("--max-detections", type=int, default=100, help="end2end: rows of output0")
+    ap.add_argument("--dynamic-batch", action="store_true",
+                    help="v5/v8: a dynamic first dimension `batch` on input and output")
     args = ap.parse_args()
     if args.opset < 13:
         sys.exit("--opset must be >= 13")
+    if args.dynamic_batch and args.layout == "end2end":
+        sys.exit("--dynamic-batch is for the v5 and v8 layouts (the end2end tail reads batch 0)")
     if not (0 <= args.confidence <= 1 and 0 <= args.nms_iou <= 1 and 1 <= args.max_detections <= 10000):
         sys.exit("--confidence and --nms-iou must be within 0..1, --max-detections within 1..10000")
     with open(args.cfg, "rb") as f:
@@ -373,7 +383,8 @@ def main():
     with open(args.weights, "rb") as f:
         weights_bytes = f.read()
     model, header, nc = convert(cfg_bytes.decode("utf-8"), weights_bytes, args.opset, args.layout,
-                                args.confidence, args.nms_iou, args.max_detections)
+                                args.confidence, args.nms_iou, args.max_detections,
+                                args.dynamic_batch)
     helper.set_model_props(model, {
         "source_cfg_sha256": hashlib.sha256(cfg_bytes).hexdigest(),
         "source_weights_sha256": hashlib.sha256(weights_bytes).hexdigest(),
