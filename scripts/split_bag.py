@@ -4,8 +4,8 @@ with the `rosbags` package (independent of lookout's reader and writer).
 
     split_bag.py BAG OUT_DIR --parts N
 
-Writes OUT_DIR/<bag>_part1 .. _partN, each holding a contiguous time range of every topic with
-about the same number of messages, in the input's storage (MCAP with zstd chunks, or sqlite3)
+Writes OUT_DIR/<bag>_part1 .. _partN, each holding an equal span of the bag's receive times
+(every topic), in the input's storage (MCAP with zstd chunks, or sqlite3)
 and with its connections (topic, type, QoS). Messages are copied as they are (serialized bytes
 and receive times unchanged), so the parts together hold exactly the input's messages. Used for
 the fleet-replay figures (README, "Fleet replay on Ray").
@@ -29,11 +29,11 @@ def main():
     ts = get_typestore(Stores.ROS2_JAZZY)
     with Reader(args.bag) as reader:
         mcap = any(p.suffix == ".mcap" for p in args.bag.iterdir())
-        times = sorted(t for _, t, _ in reader.messages())
-        if not times:
+        if reader.message_count == 0:
             ap.error(f"{args.bag} holds no messages")
-        # Part k starts at the receive time of message k * n / parts (ties stay together).
-        bounds = [times[k * len(times) // args.parts] for k in range(1, args.parts)]
+        # Equal spans of receive time (from the bag's metadata: the messages are read once).
+        start, span = reader.start_time, reader.end_time - reader.start_time
+        bounds = [start + k * span // args.parts for k in range(1, args.parts)]
         args.out.mkdir(parents=True, exist_ok=True)
         writers, conns = [], []
         for k in range(args.parts):
@@ -56,7 +56,7 @@ def main():
             counts[k] += 1
         for w in writers:
             w.close()
-    print(f"{args.bag}: {len(times)} messages into {args.parts} bags in {args.out} "
+    print(f"{args.bag}: {sum(counts)} messages into {args.parts} bags in {args.out} "
           f"({', '.join(map(str, counts))} messages)")
 
 

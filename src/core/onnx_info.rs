@@ -501,19 +501,25 @@ impl<R: Read + Seek> Pb<R> {
         Fail::Invalid(self.pos, reason.to_string())
     }
 
-    fn byte(&mut self, end: u64) -> Result<u8, Fail> {
-        if self.pos >= end {
-            return Err(self.invalid("a value runs past the end of its message"));
-        }
-        let mut b = [0u8; 1];
-        self.r.read_exact(&mut b).map_err(|e| {
+    /// Fills `buf` from the file (the caller has checked it fits in the enclosing message).
+    fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), Fail> {
+        self.r.read_exact(buf).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 self.invalid("the file ends in the middle of a value")
             } else {
                 Fail::Io(e)
             }
         })?;
-        self.pos += 1;
+        self.pos += buf.len() as u64;
+        Ok(())
+    }
+
+    fn byte(&mut self, end: u64) -> Result<u8, Fail> {
+        if self.pos >= end {
+            return Err(self.invalid("a value runs past the end of its message"));
+        }
+        let mut b = [0u8; 1];
+        self.read_exact(&mut b)?;
         Ok(b[0])
     }
 
@@ -555,14 +561,7 @@ impl<R: Read + Seek> Pb<R> {
             return Err(self.invalid("a string over 64 KiB"));
         }
         let mut buf = vec![0u8; len as usize];
-        self.r.read_exact(&mut buf).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                self.invalid("the file ends in the middle of a string")
-            } else {
-                Fail::Io(e)
-            }
-        })?;
-        self.pos = sub_end;
+        self.read_exact(&mut buf)?;
         Ok(String::from_utf8_lossy(&buf).into_owned())
     }
 
