@@ -8,6 +8,7 @@
 # Needs, in the repository root:
 #   target/release/lookout         built with --no-default-features (no ROS libraries needed)
 #   models/yolov3-tiny/yolov3-tiny.onnx, .lookout/data/images/*.jpg, .lookout/data/vtest.avi
+#   (optional) models/yolov3-tiny-batch/yolov3-tiny-batch.onnx: a two-camera replay, batched
 #   ORT_GPU_DIR                    the onnxruntime-gpu 1.31 libraries: libonnxruntime.so.1.31.1,
 #                                  libonnxruntime_providers_{shared,cuda,tensorrt}.so
 #   CUDA 13 runtime, cuBLAS, cuRAND, cuFFT and cuDNN 9 libraries somewhere on the machine (the
@@ -100,6 +101,32 @@ for kind in raw jpeg; do
     runs+=("$name")
   done
 done
+
+say "two cameras (raw + JPEG of the same bag) on CUDA: one frame per run, then batched"
+if [[ -f models/yolov3-tiny-batch/yolov3-tiny-batch.onnx ]]; then
+  for model in yolov3-tiny yolov3-tiny-batch; do
+    name=cuda_2cam${model#yolov3-tiny}; name=${name/-/_}
+    cat > "$work/$name.yaml" <<EOF
+/**:
+  ros__parameters:
+    model: models/$model/manifest.yaml
+    engine: {execution_providers: [cuda]}
+    cameras: [raw, jpeg]
+    camera:
+      raw: {topic: /camera/image_raw, max_width: 1280, max_height: 720, budget_ms: 100.0}
+      jpeg: {topic: /camera/image_raw/compressed, type: compressed, max_width: 1280, max_height: 720, budget_ms: 100.0}
+EOF
+    echo "-- $name"
+    "$bin" replay "$bag" --params-file "$work/$name.yaml" --out "$work/out_$name" --force \
+      --report "$work/reports/replay_$name.json"
+    echo "exit $?"
+    grep -E '"(max_batch|inference_runs|frames_processed)"' "$work/reports/replay_$name.json"
+    runs+=("$name")
+  done
+  "$bin" diff "$work/out_cuda_2cam" "$work/out_cuda_2cam_batch"; echo "exit $?"
+else
+  echo "models/yolov3-tiny-batch/yolov3-tiny-batch.onnx not carried: batched run skipped"
+fi
 
 say "Python reference (rosbags + OpenCV + NumPy + onnxruntime) on the same bag"
 if python3 -c 'import onnxruntime, cv2, rosbags' 2>/dev/null; then

@@ -228,10 +228,12 @@ fi
 # ---------------------------------------------------------------------------------------------
 # 8. The default model: Darknet YOLOv3-tiny (COCO) converted to ONNX by our own converter, and
 #    the same weights in the two other output layouts lookout decodes (yolov8, end2end), for the
-#    decoder agreement tests and `lookout model inspect`.
+#    decoder agreement tests and `lookout model inspect`; and the default layout with a dynamic
+#    batch dimension (batched inference of several cameras).
 weights_ready=0
-convert_model() { # convert_model DIR LAYOUT: DIR/manifest.yaml names the ONNX file and its sha256
+convert_model() { # convert_model DIR LAYOUT [ARGS...]: DIR/manifest.yaml names the ONNX file and its sha256
   local model_dir=$repo/models/$1 layout=$2
+  shift 2
   local onnx want got
   onnx=$model_dir/$(sed -n 's/^onnx: *\(.*\)$/\1/p' "$model_dir/manifest.yaml")
   want=$(sed -n 's/^sha256: *"\{0,1\}\([0-9a-f]\{64\}\)"\{0,1\}.*/\1/p' "$model_dir/manifest.yaml")
@@ -246,9 +248,9 @@ convert_model() { # convert_model DIR LAYOUT: DIR/manifest.yaml names the ONNX f
       die "yolov3-tiny.weights does not match its sha256"
     weights_ready=1
   fi
-  say "converting YOLOv3-tiny (Darknet) to ONNX, layout $layout"
+  say "converting YOLOv3-tiny (Darknet) to ONNX, layout $layout${*:+ ($*)}"
   "$venv/bin/python" "$repo/scripts/darknet2onnx.py" --cfg "$src/yolov3-tiny.cfg" \
-    --weights "$src/yolov3-tiny.weights" --out "$onnx.tmp" --layout "$layout" >/dev/null
+    --weights "$src/yolov3-tiny.weights" --out "$onnx.tmp" --layout "$layout" "$@" >/dev/null
   got=$(sha_of "$onnx.tmp")
   [[ "$got" == "$want" ]] || die "converted model has sha256 $got, $model_dir/manifest.yaml expects $want"
   mv "$onnx.tmp" "$onnx"
@@ -256,6 +258,8 @@ convert_model() { # convert_model DIR LAYOUT: DIR/manifest.yaml names the ONNX f
 convert_model yolov3-tiny v5
 convert_model yolov3-tiny-v8 v8
 convert_model yolov3-tiny-end2end end2end
+# The default layout with a dynamic batch dimension: several cameras' frames in one run.
+convert_model yolov3-tiny-batch v5 --dynamic-batch
 want_onnx=$(sed -n 's/^sha256: *"\{0,1\}\([0-9a-f]\{64\}\)"\{0,1\}.*/\1/p' "$repo/models/yolov3-tiny/manifest.yaml")
 
 # ---------------------------------------------------------------------------------------------

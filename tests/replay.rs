@@ -456,6 +456,9 @@ fn ctrl_c_finishes_a_readable_bag() {
         .arg(&out)
         .arg(clip().join("vtest"))
         .env("RUST_LOG", "warn")
+        // The finish of an interrupted replay takes from a few to a few hundred milliseconds
+        // (whether a frame is in flight): held for 5 s so that the second Ctrl-C lands in it.
+        .env("LOOKOUT_FAULT_FINISH_DELAY_MS", "5000")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -536,10 +539,18 @@ fn a_second_ctrl_c_exits_at_once_and_leaves_the_previous_output_untouched() {
         sent.elapsed() < std::time::Duration::from_secs(5),
         "a second Ctrl-C did not exit at once"
     );
-    assert!(!o.status.success(), "an abandoned replay reported success");
+    assert!(
+        !o.status.success(),
+        "an abandoned replay reported success: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // The previous output is byte for byte what it was; the abandoned staging folder is all
     // that is left, and the next replay to the same place removes it.
-    assert_eq!(folder_bytes(&out), before);
+    assert!(
+        folder_bytes(&out) == before,
+        "the previous output changed; the replay said: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(staging.exists());
     replay(&clip().join("vtest"), &p, &out, &["--force"]);
     assert!(

@@ -142,3 +142,86 @@ fn the_whole_loop_allocates_nothing_per_frame() {
     );
     assert_eq!(counters.snapshot().processed, 8);
 }
+
+/// With a batching engine (`models/yolov3-tiny-batch`), one step takes a frame from each of two
+/// cameras, infers them in one run and sends both results: still nothing allocated.
+#[test]
+fn batched_runs_allocate_nothing() {
+    use lookout::config::QueuePolicy;
+    use lookout::runtime::deadline::{DeadlineSettings, LatePolicy, RosClock};
+    use lookout::runtime::inference::{InferenceLoop, LoopCamera, Step, output_channel};
+    use lookout::runtime::queue::{RawHeader, Stamp, camera_ring};
+    use std::time::{Duration, Instant};
+
+    let model = Model::load(&common::batch_manifest()).unwrap();
+    let mut engine = common::cpu_engine();
+    engine.max_batch = 2;
+    let det = Detector::new(model, &engine, None).unwrap();
+    let deadline = DeadlineSettings {
+        budget: Duration::from_secs(10),
+        max_age: None,
+        late_policy: LatePolicy::Publish,
+    };
+    let (sink, source) = output_channel(4, 100);
+    let mut producers = Vec::new();
+    let mut cameras = Vec::new();
+    for (i, name) in ["left", "right"].into_iter().enumerate() {
+        let (producer, consumer, counters) = camera_ring(i, 2, 1280, 720, QueuePolicy::KeepNewest);
+        producers.push(producer);
+        cameras.push(LoopCamera {
+            name: name.into(),
+            consumer,
+            counters,
+            decode_max: None,
+            jpeg_reduced_scale: true,
+            deadline,
+            hard_timeout: None,
+            weight: 1,
+        });
+    }
+    let mut inference = InferenceLoop::new(det, cameras, sink, RosClock::System);
+    assert_eq!(inference.batch(), 2);
+    // Two frame sizes, one per camera.
+    let left: Vec<u8> = (0..1280 * 720 * 3).map(|i| (i * 7 % 251) as u8).collect();
+    let right: Vec<u8> = (0..640 * 480 * 3).map(|i| (i * 13 % 241) as u8).collect();
+    let mut one_run = |n: i32| {
+        let a = producers[0].push_raw(
+            Instant::now(),
+            Stamp { sec: n, nanosec: 0 },
+            "left",
+            RawHeader::new(1280, 720, 1280 * 3, "rgb8"),
+            &left,
+        );
+        let b = producers[1].push_raw(
+            Instant::now(),
+            Stamp { sec: n, nanosec: 1 },
+            "right",
+            RawHeader::new(640, 480, 640 * 3, "bgr8"),
+            &right,
+        );
+        let stepped = inference.step();
+        // Both results came from that one step; nothing is left for a second one.
+        let mut cams = 0u8;
+        for _ in 0..2 {
+            if let Ok(o) = source.recv_timeout(Duration::from_secs(5)) {
+                if o.stamp.sec == n {
+                    cams |= 1 << o.camera;
+                }
+                source.recycle(o);
+            }
+        }
+        matches!((a, b), (Ok(true), Ok(true)))
+            && stepped == Step::Processed
+            && cams == 0b11
+            && inference.step() == Step::Idle
+    };
+    assert!(one_run(0) && one_run(1), "warm-up runs");
+    let mut all_ok = true;
+    let n = allocations_in(|| {
+        for i in 2..6 {
+            all_ok &= one_run(i);
+        }
+    });
+    assert!(all_ok, "each step ran both cameras' frames");
+    assert_eq!(n, 0, "{n} heap allocations in 4 batched runs of 2 frames");
+}

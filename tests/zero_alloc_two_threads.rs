@@ -25,6 +25,7 @@ fn both_threads_allocate_nothing_per_frame() {
         std: [1.0; 3],
         resize: ResizeMode::Letterbox,
         pad_value: 114,
+        max_batch: 1,
     };
     let mut pre = Preprocessor::with_threads(&spec, Kernels::detect(), 2);
     assert_eq!(pre.threads(), 2);

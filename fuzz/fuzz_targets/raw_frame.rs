@@ -66,6 +66,7 @@ fuzz_target!(|data: &[u8]| {
         std: [1.0; 3],
         resize: ResizeMode::Letterbox,
         pad_value: 114,
+        max_batch: 1,
     };
     let mut tensor = vec![0f32; 32 * 48 * 3];
     for kernels in [Kernels::detect(), Kernels::portable()] {

@@ -54,6 +54,7 @@ fn inspect(args: &InspectArgs) -> Result<ExitCode> {
             "decoder_fit": fit.as_ref().ok(),
             "decoder_fit_error": fit.as_ref().err(),
             "manifest": manifest.as_ref().map(|_| args.path.display().to_string()),
+            "max_batch": manifest.as_ref().map(|m| m.input.max_batch),
             "findings": findings,
             "ok": findings.is_empty() && fit.is_ok(),
         });
@@ -62,14 +63,16 @@ fn inspect(args: &InspectArgs) -> Result<ExitCode> {
         print_text(&onnx_path, &sha256, &info, &fit);
         if let Some(m) = &manifest {
             println!(
-                "manifest {}: {} ({} decoder, {} classes, input {} {}x{})",
+                "manifest {}: {} ({} decoder, {} classes, input {} {}x{}, up to {} frame{} per run)",
                 args.path.display(),
                 m.name,
                 m.output.decoder,
                 m.classes.len(),
                 m.input.name,
                 m.input.width(),
-                m.input.height()
+                m.input.height(),
+                m.input.max_batch,
+                if m.input.max_batch == 1 { "" } else { "s" }
             );
             if findings.is_empty() {
                 println!(

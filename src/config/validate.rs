@@ -140,6 +140,16 @@ impl Config {
                 ),
             ));
         }
+        if self.engine.max_batch > crate::core::model::MAX_BATCH {
+            return Err(param_err(
+                "engine.max_batch",
+                format!(
+                    "must be within 0..={} (0: the model's input.max_batch), got {}",
+                    crate::core::model::MAX_BATCH,
+                    self.engine.max_batch
+                ),
+            ));
+        }
         crate::core::engine::providers::validate(&self.engine.provider_options())
             .map_err(|e| param_err(format!("engine.{}", e.key), e.reason))?;
         let t = self.thresholds;

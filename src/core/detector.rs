@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::core::engine::{Engine, EngineConfig, EngineError, Provider};
 use crate::core::geometry::Letterbox;
 use crate::core::image::ImageView;
-use crate::core::model::{Model, Thresholds};
+use crate::core::model::{MAX_BATCH, Model, Thresholds};
 use crate::core::postprocess::{Detection, Postprocessor};
 use crate::core::preprocess::{PreprocessError, Preprocessor};
 
@@ -49,12 +49,23 @@ pub struct FrameResult<'a> {
     pub times: StageTimes,
 }
 
+/// One frame of a batch for [`Detector::detect_batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct BatchFrame<'a> {
+    /// The frame's pixels.
+    pub view: ImageView<'a>,
+    /// Size of the image it shows (larger than the view for a JPEG decoded at a reduced scale).
+    pub image_size: (u32, u32),
+}
+
 /// Pre-processor, engine and post-processor for one model.
 pub struct Detector {
     model: Model,
     pre: Preprocessor,
     engine: Engine,
     engine_config: EngineConfig,
+    /// Most frames per run the front end asked for (its cameras).
+    batch_cap: usize,
     post: Postprocessor,
 }
 
@@ -68,6 +79,17 @@ impl Detector {
         engine_config: &EngineConfig,
         thresholds: Option<Thresholds>,
     ) -> Result<Self, EngineError> {
+        Self::with_batch_cap(model, engine_config, thresholds, MAX_BATCH)
+    }
+
+    /// As [`Self::new`], with runs of at most `max_frames` frames (the number of cameras: a run
+    /// takes one frame per camera at most) whatever the model and `engine.max_batch` allow.
+    pub fn with_batch_cap(
+        model: Model,
+        engine_config: &EngineConfig,
+        thresholds: Option<Thresholds>,
+        max_frames: usize,
+    ) -> Result<Self, EngineError> {
         let m = &model.manifest;
         let pre = Preprocessor::with_threads(
             &m.input,
@@ -79,7 +101,7 @@ impl Detector {
             m.classes.len(),
             thresholds.unwrap_or(m.thresholds),
         );
-        let engine = Engine::new(&model, engine_config)?;
+        let engine = Engine::with_batch_cap(&model, engine_config, max_frames)?;
         // Loading parsed and copied the model more than once; give what was freed back.
         crate::runtime::realtime::release_free_memory();
         Ok(Self {
@@ -87,6 +109,7 @@ impl Detector {
             pre,
             engine,
             engine_config: engine_config.clone(),
+            batch_cap: max_frames,
             post,
         })
     }
@@ -95,9 +118,17 @@ impl Detector {
     /// for when runs keep failing. Allocates and blocks for the build and warm-up; the current
     /// session stays on error.
     pub fn rebuild_engine(&mut self) -> Result<(), EngineError> {
-        self.engine.rebuild(&self.model, &self.engine_config)?;
+        self.engine
+            .rebuild(&self.model, &self.engine_config, self.batch_cap)?;
+        // The new session brings new input memory: its padding is not there yet.
+        self.pre.forget_padding();
         crate::runtime::realtime::release_free_memory();
         Ok(())
+    }
+
+    /// Most frames one [`Self::detect_batch`] call infers in one run.
+    pub fn batch(&self) -> usize {
+        self.engine.batch()
     }
 
     /// Threads pre-processing runs on (1 or 2).
@@ -131,6 +162,7 @@ impl Detector {
             execution_provider: self.execution_provider().as_str(),
             fallback_reason: self.fallback_reason().unwrap_or_default().to_string(),
             io_memory: self.io_memory(),
+            max_batch: self.batch(),
             model: self.model.manifest.name.clone(),
             sha256: self.model.sha256().to_string(),
             ort_library: crate::core::engine::loaded_ort_library()
@@ -194,5 +226,76 @@ impl Detector {
                 postprocess: t3 - t2,
             },
         })
+    }
+
+    /// Runs the whole pipeline on up to [`Self::batch`] frames in one inference run: each
+    /// `Some` frame of `frames` is pre-processed into its own slot of the batched input, the
+    /// run infers them together, and `each(i, result)` is called for every `Some` frame `i`
+    /// (in order) with its detections. Returns how many frames ran. Each result's
+    /// `times.inference` is the whole run's; pre- and post-processing are the frame's own.
+    /// Detections are those [`Self::detect_sized`] gives each frame alone (ONNX Runtime on the
+    /// CPU computes each batch item as a run of one; see `tests/batch.rs`). Allocates nothing
+    /// once every frame size was seen; a run with more `Some` frames than the batch fails
+    /// without running.
+    pub fn detect_batch(
+        &mut self,
+        frames: &[Option<BatchFrame<'_>>],
+        timeout: Option<Duration>,
+        mut each: impl FnMut(usize, FrameResult<'_>),
+    ) -> Result<usize, DetectError> {
+        let batch = self.engine.batch();
+        let taken = frames.iter().filter(|f| f.is_some()).count();
+        if taken == 0 {
+            return Ok(0);
+        }
+        if taken > batch {
+            return Err(DetectError::Engine(EngineError::Run {
+                reason: format!("{taken} frames for one run, the engine takes at most {batch}"),
+            }));
+        }
+        // Per slot: the frame's index in `frames`, its letterbox and pre-processing time.
+        let mut slots = [(0usize, Letterbox::default(), Duration::ZERO); MAX_BATCH];
+        let mut k = 0;
+        for (i, frame) in frames.iter().enumerate() {
+            let Some(f) = frame else { continue };
+            let t0 = Instant::now();
+            let tensor = self
+                .engine
+                .input_slot_mut(k)
+                .ok_or(PreprocessError::TensorSize {
+                    expected: self.pre.spec().len(),
+                    got: 0,
+                })?;
+            let lb = self.pre.run_slot(&f.view, f.image_size, tensor, k)?;
+            slots[k] = (i, lb, t0.elapsed());
+            k += 1;
+        }
+        let t1 = Instant::now();
+        let post = &mut self.post;
+        let frame_len = post.output_len();
+        self.engine.run_frames(k, timeout, |output| {
+            let inference = t1.elapsed();
+            for (j, &(i, letterbox, preprocess)) in slots[..k].iter().enumerate() {
+                let t2 = Instant::now();
+                let out = output
+                    .get(j * frame_len..(j + 1) * frame_len)
+                    .unwrap_or(&[]);
+                post.run(out, &letterbox);
+                let postprocess = t2.elapsed();
+                each(
+                    i,
+                    FrameResult {
+                        detections: post.detections(),
+                        letterbox,
+                        times: StageTimes {
+                            preprocess,
+                            inference,
+                            postprocess,
+                        },
+                    },
+                );
+            }
+        })?;
+        Ok(k)
     }
 }

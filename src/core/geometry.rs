@@ -11,7 +11,7 @@
 use nalgebra::{Matrix3, Point2};
 
 /// The placement of one image inside the input tensor.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Letterbox {
     /// Source image width in pixels.
     pub image_width: u32,

@@ -125,6 +125,18 @@ pub struct InputSpec {
     pub resize: ResizeMode,
     /// 8-bit value of padding pixels (before scaling); 114 is the YOLO grey.
     pub pad_value: u8,
+    /// Most frames one inference run may take (1..=[`MAX_BATCH`]; default 1). Above 1 the ONNX
+    /// graph's first input and output dimension must be dynamic; `shape` stays the shape of one
+    /// frame (batch 1).
+    #[serde(default = "one_frame")]
+    pub max_batch: usize,
+}
+
+/// Largest `input.max_batch` (and `engine.max_batch`).
+pub const MAX_BATCH: usize = 8;
+
+fn one_frame() -> usize {
+    1
 }
 
 impl InputSpec {
@@ -377,6 +389,12 @@ impl Manifest {
             return Err(bad(
                 "input.shape",
                 format!("batch must be 1, got {}", input.shape[0]),
+            ));
+        }
+        if !(1..=MAX_BATCH).contains(&input.max_batch) {
+            return Err(bad(
+                "input.max_batch",
+                format!("must be within 1..={MAX_BATCH}, got {}", input.max_batch),
             ));
         }
         if channels != 3 {

@@ -185,7 +185,10 @@ impl OnnxInfo {
 pub fn check_manifest(manifest: &Manifest, info: &OnnxInfo) -> Vec<String> {
     let mut findings = Vec::new();
     match info.inputs.iter().find(|i| i.name == manifest.input.name) {
-        Some(t) => check_shape(&mut findings, "input.shape", &manifest.input.shape, t),
+        Some(t) => {
+            check_shape(&mut findings, "input.shape", &manifest.input.shape, t);
+            check_batch(&mut findings, manifest.input.max_batch, t);
+        }
         None => findings.push(format!(
             "input.name: no input {} in the ONNX file (it has: {})",
             manifest.input.name,
@@ -195,6 +198,7 @@ pub fn check_manifest(manifest: &Manifest, info: &OnnxInfo) -> Vec<String> {
     match info.outputs.iter().find(|o| o.name == manifest.output.name) {
         Some(t) => {
             check_shape(&mut findings, "output.shape", &manifest.output.shape, t);
+            check_batch(&mut findings, manifest.input.max_batch, t);
             match info.decoder_fit(Some(&t.name)) {
                 Ok(fit) if fit.decoder != manifest.output.decoder => findings.push(format!(
                     "output.decoder: the manifest says {}, the output's shape and graph fit {}",
@@ -241,6 +245,20 @@ fn check_shape(findings: &mut Vec<String>, key: &str, want: &[usize], t: &Tensor
             want.join(", "),
             t.name,
             join(&t.shape)
+        ));
+    }
+}
+
+/// With `input.max_batch` above 1, the tensor's first dimension must be dynamic (named): one run
+/// then takes several frames.
+fn check_batch(findings: &mut Vec<String>, max_batch: usize, t: &TensorInfo) {
+    if max_batch <= 1 {
+        return;
+    }
+    if let Some(Dim::Fixed(n)) = t.shape.first() {
+        findings.push(format!(
+            "input.max_batch: the manifest asks for up to {max_batch} frames per run, but {} has a fixed batch dimension of {n} (convert the model with a dynamic first dimension, e.g. scripts/darknet2onnx.py --dynamic-batch)",
+            t.name
         ));
     }
 }

@@ -111,18 +111,22 @@ impl Postprocessor {
         &self.detections
     }
 
+    /// Values of one frame's output ([`Self::run`] takes exactly this many).
+    pub fn output_len(&self) -> usize {
+        match self.decoder {
+            DecoderKind::Yolov5 => self.rows * (5 + self.num_classes),
+            DecoderKind::Yolov8 => self.rows * (4 + self.num_classes),
+            DecoderKind::End2end => self.rows * 6,
+        }
+    }
+
     /// Decodes `output` (the whole output tensor, row-major) for a frame placed by `letterbox`.
     /// Returns the detections, best score first. An output of the wrong length gives no
     /// detections (the engine checks the length; this is a second guard).
     pub fn run(&mut self, output: &[f32], letterbox: &Letterbox) -> &[Detection] {
         self.candidates.clear();
         self.detections.clear();
-        let expected = match self.decoder {
-            DecoderKind::Yolov5 => self.rows * (5 + self.num_classes),
-            DecoderKind::Yolov8 => self.rows * (4 + self.num_classes),
-            DecoderKind::End2end => self.rows * 6,
-        };
-        if output.len() != expected {
+        if output.len() != self.output_len() {
             return &self.detections;
         }
         match self.decoder {

@@ -211,6 +211,9 @@ pub struct Replay {
     next_diagnostics_ns: u64,
     period_ns: u64,
     last_log_ns: u64,
+    /// Max speed: per camera, the log time of its frame pushed but not yet inferred (frames of
+    /// different cameras wait to share one run of a batching engine).
+    pending_log_ns: Vec<Option<u64>>,
 }
 
 fn topic_types(bags: &[Bag]) -> Result<Vec<(String, String)>, BagError> {
@@ -407,6 +410,7 @@ impl Replay {
             next_diagnostics_ns: 0,
             period_ns,
             last_log_ns: 0,
+            pending_log_ns: Vec::new(),
             options,
         })
     }
@@ -465,6 +469,11 @@ impl Replay {
         go_ahead: &mut dyn FnMut(&StepView<'_>) -> bool,
     ) -> Result<bool, ReplayError> {
         let step = self.options.pace == Pace::Step;
+        // A batching engine infers consecutive frames of different cameras in one run: a frame
+        // waits while the run can still take the next one. The grouping depends on the bag's
+        // message order only. Step mode shows every frame alone.
+        let batch = if step { 1 } else { self.runtime.batch() };
+        self.pending_log_ns = vec![None; self.cameras.len()];
         let mut interrupted = false;
         let mut failure: Option<ReplayError> = None;
         let mut frames = 0u64;
@@ -500,15 +509,19 @@ impl Replay {
                             i64::try_from(log_time_ns).unwrap_or(i64::MAX),
                             Ordering::Relaxed,
                         );
-                        if let Some(c) = camera {
-                            self.push_swapped(c, prefetched.buffer_mut());
-                            self.infer_all();
-                            frames += 1;
-                            progress(frames);
-                            self.drain(Some(log_time_ns), step.then_some(&mut last_view))
-                        } else {
-                            Ok(())
+                        let Some(c) = camera else { return Ok(()) };
+                        if self.pending_log_ns[c].is_some() {
+                            self.infer_pending(step.then_some(&mut last_view))?;
                         }
+                        self.push_swapped(c, prefetched.buffer_mut());
+                        self.pending_log_ns[c] = Some(log_time_ns);
+                        frames += 1;
+                        progress(frames);
+                        let waiting = self.pending_log_ns.iter().flatten().count();
+                        if waiting >= batch {
+                            self.infer_pending(step.then_some(&mut last_view))?;
+                        }
+                        Ok(())
                     });
                 if let Err(e) = result {
                     failure = Some(e);
@@ -517,6 +530,10 @@ impl Replay {
                 ControlFlow::Continue(())
             })?;
             self.note_damage(damage);
+            // Frames pushed are inferred and written, also before stopping.
+            if let Err(e) = self.infer_pending(step.then_some(&mut last_view)) {
+                failure.get_or_insert(e);
+            }
             if failure.is_some() || interrupted {
                 break;
             }
@@ -546,8 +563,18 @@ impl Replay {
         }
     }
 
-    fn infer_all(&mut self) {
+    /// Infers every frame pushed and writes the results, each at its frame's log time.
+    fn infer_pending(
+        &mut self,
+        keep: Option<&mut Option<(String, Vec<u8>)>>,
+    ) -> Result<(), ReplayError> {
+        if self.pending_log_ns.iter().all(Option::is_none) {
+            return Ok(());
+        }
         self.runtime.step_until_idle();
+        let result = self.drain(None, keep);
+        self.pending_log_ns.iter_mut().for_each(|p| *p = None);
+        result
     }
 }
 

@@ -116,6 +116,12 @@ pub struct Report {
     pub fallback_reason: String,
     /// Where the input and output tensors lived: `cuda_pinned` or `cpu`.
     pub io_memory: String,
+    /// Most frames one inference run took (one per camera at most).
+    #[serde(default)]
+    pub max_batch: usize,
+    /// Inference runs (fewer than frames processed when runs were batched).
+    #[serde(default)]
+    pub inference_runs: u64,
     /// sha256 of the ONNX file.
     pub model_sha256: String,
     /// ONNX Runtime sessions rebuilt after `engine.rebuild_after_failures` runs in a row failed.

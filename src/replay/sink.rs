@@ -65,7 +65,9 @@ impl Replay {
             out.detections(),
             &self.runtime.model().class_names,
         );
-        let t = log_time_ns
+        let pending = self.pending_log_ns.get(out.camera).copied().flatten();
+        let t = pending
+            .or(log_time_ns)
             .unwrap_or_else(|| u64::try_from(self.clock_ns.load(Ordering::Relaxed)).unwrap_or(0));
         if let Some(w) = self.writer.as_mut() {
             w.write(camera.out_topic, t, &self.buf)?;
@@ -162,6 +164,9 @@ impl Replay {
 
     pub(super) fn finish(mut self, interrupted: bool) -> Result<Report, ReplayError> {
         let wall_s = self.started.elapsed().as_secs_f64();
+        if interrupted && let Some(delay) = crate::runtime::supervise::fault_finish_delay() {
+            std::thread::sleep(delay);
+        }
         if let Err(e) = self.emit_diagnostics_final() {
             if let Some(w) = self.writer.take() {
                 let _ = w.finish();
@@ -179,6 +184,12 @@ impl Replay {
             execution_provider: engine.execution_provider.to_string(),
             fallback_reason: engine.fallback_reason.clone(),
             io_memory: engine.io_memory.to_string(),
+            max_batch: engine.max_batch,
+            inference_runs: self
+                .runtime
+                .engine_counters()
+                .inference_runs
+                .load(Ordering::Relaxed),
             model_sha256: model.sha256.clone(),
             session_rebuilds: self
                 .runtime

@@ -75,6 +75,8 @@ pub struct EngineCounters {
     pub session_rebuilds: AtomicU64,
     /// Rebuilds that failed (the old session stayed).
     pub rebuild_failures: AtomicU64,
+    /// Inference runs that completed; with a batching engine one run serves several frames.
+    pub inference_runs: AtomicU64,
 }
 
 /// Counters of one camera, shared by the transport and inference threads (relaxed atomics).

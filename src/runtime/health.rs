@@ -278,6 +278,8 @@ pub struct EngineInput<'a> {
     pub fallback_reason: &'a str,
     /// Where the input and output tensors live (`cuda_pinned`, `cpu`).
     pub io_memory: &'a str,
+    /// Most frames one inference run takes.
+    pub max_batch: usize,
     /// Model name.
     pub model: &'a str,
     /// ONNX sha256.
@@ -360,6 +362,7 @@ pub fn engine_status(e: &EngineInput<'_>) -> Status {
         ),
         ("fallback_reason".to_string(), e.fallback_reason.to_string()),
         ("io_memory".to_string(), e.io_memory.to_string()),
+        ("max_batch".to_string(), e.max_batch.to_string()),
         ("model".to_string(), e.model.to_string()),
         ("model_sha256".to_string(), e.sha256.to_string()),
         ("ort_library".to_string(), e.ort_library.to_string()),
@@ -397,6 +400,8 @@ pub struct EngineInfo {
     pub fallback_reason: String,
     /// Where the input and output tensors live (`cuda_pinned`, `cpu`).
     pub io_memory: &'static str,
+    /// Most frames one inference run takes.
+    pub max_batch: usize,
     /// Model name.
     pub model: String,
     /// ONNX sha256.
@@ -498,6 +503,7 @@ impl Health {
             execution_provider: self.engine.execution_provider,
             fallback_reason: &self.engine.fallback_reason,
             io_memory: self.engine.io_memory,
+            max_batch: self.engine.max_batch,
             rss_mb: resident_mb(),
             model: &self.engine.model,
             sha256: &self.engine.sha256,

@@ -13,7 +13,8 @@
 //! waits for it.
 //!
 //! Contract: [`InferenceLoop::new`] takes an already built [`Detector`] and allocates the decoders
-//! and output buffers. [`InferenceLoop::step`] processes at most one frame and allocates nothing
+//! and output buffers. [`InferenceLoop::step`] processes at most one inference run (one frame, or
+//! one frame per camera with a batching engine) and allocates nothing
 //! for raw frames (compressed frames allocate inside the codec); it blocks only for the
 //! inference. Bad input and inference errors are counted, logged once per camera and kind, and
 //! the loop goes on.
@@ -25,8 +26,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::core::decode::Decoder;
-use crate::core::detector::{DetectError, Detector, StageTimes};
+use crate::core::detector::{BatchFrame, DetectError, Detector, StageTimes};
 use crate::core::engine::{EngineError, RunControl};
+use crate::core::image::{FrameError, ImageView};
+use crate::core::model::MAX_BATCH;
 use crate::core::postprocess::Detection;
 use crate::runtime::counters::{BadInputKind, CameraCounters, EngineCounters};
 use crate::runtime::deadline::{
@@ -371,148 +374,241 @@ impl InferenceLoop {
         }
     }
 
-    /// Processes the next frame the [`Scheduler`] picks, if any.
+    /// Most frames one step infers together (the engine's batch, at most one per camera).
+    pub fn batch(&self) -> usize {
+        self.detector
+            .batch()
+            .min(self.cameras.len())
+            .clamp(1, MAX_BATCH)
+    }
+
+    /// Processes the next frames the [`Scheduler`] picks, if any: one frame, or with a batching
+    /// engine up to [`Self::batch`] frames of different cameras in one inference run.
     pub fn step(&mut self) -> Step {
-        let Some(frame) = self.scheduler.next_frame(&mut self.cameras) else {
+        let mut frames: [Option<Frame>; MAX_BATCH] = Default::default();
+        let batch = self.batch();
+        let taken = self
+            .scheduler
+            .next_batch(&mut self.cameras, &mut frames[..batch]);
+        if taken == 0 {
             return Step::Idle;
-        };
-        self.frames_taken += 1;
-        if self.fault_after_frames == Some(self.frames_taken) {
+        }
+        let before = self.frames_taken;
+        self.frames_taken += taken as u64;
+        if let Some(n) = self.fault_after_frames
+            && before < n
+            && self.frames_taken >= n
+        {
             // Injected fault (LOOKOUT_FAULT_INFER_PANIC_AFTER): tests that a dead inference
             // thread stops the node instead of leaving it running headless.
-            panic!(
-                "injected fault: inference thread panics after {} frames",
-                self.frames_taken
-            );
+            panic!("injected fault: inference thread panics after {n} frames");
         }
         let dequeued = Instant::now();
-        let camera = frame.camera;
-        let result = self.process(&frame, dequeued);
-        self.cameras[camera].recycle(frame);
+        let result = self.process(&frames[..taken], dequeued);
+        for frame in frames.iter_mut().filter_map(Option::take) {
+            self.cameras[frame.camera].recycle(frame);
+        }
         result
     }
 
-    fn process(&mut self, frame: &Frame, dequeued: Instant) -> Step {
-        let camera = frame.camera;
-        let counters = &self.counters[camera];
-        // Age in ROS time; unknown (sim time before the first /clock) admits the frame.
-        let mut age = Duration::ZERO;
-        if let Some(now) = self.clock.now_ns() {
-            let (a, anomaly) = frame_age(now, frame.stamp.as_nanos());
-            age = a;
-            if anomaly {
-                counters.clock_anomalies.fetch_add(1, Ordering::Relaxed);
+    /// Admits, decodes and infers `frames` (one per camera) in one run, and sends each result.
+    fn process(&mut self, frames: &[Option<Frame>], dequeued: Instant) -> Step {
+        let mut inputs: [Option<BatchFrame<'_>>; MAX_BATCH] = [None; MAX_BATCH];
+        let mut ages = [Duration::ZERO; MAX_BATCH];
+        let mut decode_times = [Duration::ZERO; MAX_BATCH];
+        let mut timeout: Option<Duration> = None;
+        // One decoder per camera and at most one frame per camera: each frame borrows its own.
+        for (camera, decoder) in self.decoders.iter_mut().enumerate() {
+            let Some((i, frame)) = frames
+                .iter()
+                .enumerate()
+                .find_map(|(i, f)| f.as_ref().filter(|f| f.camera == camera).map(|f| (i, f)))
+            else {
+                continue;
+            };
+            let counters = &self.counters[camera];
+            // Age in ROS time; unknown (sim time before the first /clock) admits the frame.
+            if let Some(now) = self.clock.now_ns() {
+                let (age, anomaly) = frame_age(now, frame.stamp.as_nanos());
+                ages[i] = age;
+                if anomaly {
+                    counters.clock_anomalies.fetch_add(1, Ordering::Relaxed);
+                }
+                if self.monitors[camera].admit(age) == Admission::TooOld {
+                    counters.dropped_too_old.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
             }
-            if self.monitors[camera].admit(age) == Admission::TooOld {
-                counters.dropped_too_old.fetch_add(1, Ordering::Relaxed);
-                return Step::Failed;
+            // Decoding a compressed frame is part of its pre-processing stage.
+            let decode_started = Instant::now();
+            match view_of(frame, decoder.as_mut()) {
+                Ok((view, image_size)) => {
+                    inputs[i] = Some(BatchFrame { view, image_size });
+                    decode_times[i] = decode_started.elapsed();
+                    if let Some(t) = self.hard_timeouts[camera] {
+                        timeout = Some(timeout.map_or(t, |u| u.min(t)));
+                    }
+                }
+                Err(e) => {
+                    let first = counters.bad(BadInputKind::of(&e));
+                    crate::runtime::counters::warn_bad_input(&self.names[camera], &e, first);
+                }
             }
         }
-        // Decoding a compressed frame is part of its pre-processing stage.
-        let decode_started = Instant::now();
-        let view = match (frame.format, &mut self.decoders[camera]) {
-            (FrameFormat::Compressed(format), Some(decoder)) => {
-                decoder.decode_sized(frame.data(), format)
-            }
-            // The transports never put a compressed frame on a raw camera's ring.
-            (FrameFormat::Compressed(_), None) => {
-                Err(crate::core::image::FrameError::UnsupportedFormat)
-            }
-            (FrameFormat::Raw { .. }, _) => match frame.raw_view() {
-                Some(v) => v.map(|v| (v, (v.width(), v.height()))),
-                None => Err(crate::core::image::FrameError::UnsupportedEncoding),
-            },
-        };
-        let (view, image_size) = match view {
-            Ok(v) => v,
-            Err(e) => {
-                let first = counters.bad(BadInputKind::of(&e));
-                crate::runtime::counters::warn_bad_input(&self.names[camera], &e, first);
-                return Step::Failed;
-            }
-        };
-        let (width, height) = image_size;
-        let decoded = decode_started.elapsed();
+        let runnable = &inputs[..frames.len()];
+        if runnable.iter().all(Option::is_none) {
+            return Step::Failed;
+        }
+        let mut processed = false;
         let detected = if self.fault_run_failures > 0 {
             self.fault_run_failures -= 1;
             Err(DetectError::Engine(EngineError::Run {
                 reason: "injected fault (LOOKOUT_FAULT_RUN_FAILURES)".into(),
             }))
         } else {
-            self.detector
-                .detect_sized(&view, image_size, self.hard_timeouts[camera])
+            let (counters, sink) = (&self.counters, &self.sink);
+            self.detector.detect_batch(runnable, timeout, |i, result| {
+                let (Some(frame), Some(input)) = (frames[i].as_ref(), runnable[i].as_ref()) else {
+                    return;
+                };
+                let mut times = result.times;
+                times.preprocess += decode_times[i];
+                let sent = Sent {
+                    frame,
+                    image_size: input.image_size,
+                    times,
+                    age: ages[i],
+                    dequeued,
+                };
+                send(&counters[frame.camera], sink, &sent, result.detections);
+                processed = true;
+            })
         };
         let mut run_failed = false;
-        let step = match detected {
-            Ok(result) => {
+        match detected {
+            Ok(_) => {
                 self.rebuild.succeeded();
-                let mut times = result.times;
-                times.preprocess += decoded;
-                counters.processed.fetch_add(1, Ordering::Relaxed);
-                let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-                counters
-                    .preprocess_ns
-                    .fetch_add(nanos(times.preprocess), Ordering::Relaxed);
-                counters
-                    .inference_ns
-                    .fetch_add(nanos(result.times.inference), Ordering::Relaxed);
-                counters
-                    .postprocess_ns
-                    .fetch_add(nanos(result.times.postprocess), Ordering::Relaxed);
-                let Some(mut out) = self.sink.free.try_recv().ok() else {
-                    counters.dropped_output.fetch_add(1, Ordering::Relaxed);
-                    return Step::Processed;
-                };
-                out.camera = camera;
-                out.seq = frame.seq;
-                out.stamp = frame.stamp;
-                out.image_width = width;
-                out.image_height = height;
-                out.times = times;
-                out.received = frame.received;
-                out.enqueued = frame.enqueued;
-                out.dequeued = dequeued;
-                out.age = age;
-                out.frame_id.clear();
-                out.frame_id.push_str(frame.frame_id());
-                out.detections.clear();
-                let room = out.detections.capacity();
-                out.detections
-                    .extend_from_slice(&result.detections[..result.detections.len().min(room)]);
-                out.finished = Instant::now();
-                // Cannot be full (as many places as buffers); a disconnected publisher counts as a drop.
-                if self.sink.tx.try_send(out).is_err() {
-                    counters.dropped_output.fetch_add(1, Ordering::Relaxed);
-                }
-                Step::Processed
+                self.rebuild
+                    .counters
+                    .inference_runs
+                    .fetch_add(1, Ordering::Relaxed);
             }
             Err(DetectError::Engine(e @ EngineError::Timeout { .. })) => {
-                counters.timeouts.fetch_add(1, Ordering::Relaxed);
-                if counters.first_timeout() {
-                    tracing::error!(camera = %self.names[camera], error = %e, "inference terminated (further timeouts are counted, not logged)");
+                for camera in runnable_cameras(frames, runnable) {
+                    let counters = &self.counters[camera];
+                    counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                    if counters.first_timeout() {
+                        tracing::error!(camera = %self.names[camera], error = %e, "inference terminated (further timeouts are counted, not logged)");
+                    }
                 }
-                Step::Failed
             }
             Err(e) => {
                 run_failed = true;
-                counters.inference_errors.fetch_add(1, Ordering::Relaxed);
-                if counters.first_inference_error() {
-                    tracing::error!(camera = %self.names[camera], error = %e, "inference failed (further failures are counted, not logged)");
+                for camera in runnable_cameras(frames, runnable) {
+                    let counters = &self.counters[camera];
+                    counters.inference_errors.fetch_add(1, Ordering::Relaxed);
+                    if counters.first_inference_error() {
+                        tracing::error!(camera = %self.names[camera], error = %e, "inference failed (further failures are counted, not logged)");
+                    }
                 }
-                Step::Failed
             }
-        };
+        }
         // A run that failed. Not a hard timeout: that is the camera's budget, which a new
         // session would not change (the count stays as it is); nor bad input or age drops.
         if run_failed && self.rebuild.failed() {
             self.rebuild.rebuild(&mut self.detector);
         }
-        step
+        if processed {
+            Step::Processed
+        } else {
+            Step::Failed
+        }
     }
 
     /// Whether every ring is empty (used by replay to know when it is done).
     pub fn is_drained(&mut self) -> bool {
         self.cameras.iter().all(|c| c.queued() == 0)
+    }
+}
+
+/// A frame's pixels: its raw view, or the view its camera's decoder decoded, with the size of
+/// the image it shows.
+fn view_of<'a>(
+    frame: &'a Frame,
+    decoder: Option<&'a mut Decoder>,
+) -> Result<(ImageView<'a>, (u32, u32)), FrameError> {
+    match (frame.format, decoder) {
+        (FrameFormat::Compressed(format), Some(decoder)) => {
+            decoder.decode_sized(frame.data(), format)
+        }
+        // The transports never put a compressed frame on a raw camera's ring.
+        (FrameFormat::Compressed(_), None) => Err(FrameError::UnsupportedFormat),
+        (FrameFormat::Raw { .. }, _) => match frame.raw_view() {
+            Some(v) => v.map(|v| (v, (v.width(), v.height()))),
+            None => Err(FrameError::UnsupportedEncoding),
+        },
+    }
+}
+
+/// The cameras of the frames that went into a run.
+fn runnable_cameras<'a>(
+    frames: &'a [Option<Frame>],
+    runnable: &'a [Option<BatchFrame<'_>>],
+) -> impl Iterator<Item = usize> + 'a {
+    frames
+        .iter()
+        .zip(runnable)
+        .filter_map(|(f, r)| r.and(f.as_ref()).map(|f| f.camera))
+}
+
+/// What is sent with one frame's detections.
+struct Sent<'a> {
+    frame: &'a Frame,
+    image_size: (u32, u32),
+    times: StageTimes,
+    age: Duration,
+    dequeued: Instant,
+}
+
+/// Counts a processed frame and sends its result in a free output buffer (dropped and counted
+/// when the publisher holds every buffer or has gone).
+fn send(counters: &CameraCounters, sink: &OutputSink, sent: &Sent<'_>, detections: &[Detection]) {
+    let times = sent.times;
+    counters.processed.fetch_add(1, Ordering::Relaxed);
+    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    counters
+        .preprocess_ns
+        .fetch_add(nanos(times.preprocess), Ordering::Relaxed);
+    counters
+        .inference_ns
+        .fetch_add(nanos(times.inference), Ordering::Relaxed);
+    counters
+        .postprocess_ns
+        .fetch_add(nanos(times.postprocess), Ordering::Relaxed);
+    let Some(mut out) = sink.free.try_recv().ok() else {
+        counters.dropped_output.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let frame = sent.frame;
+    out.camera = frame.camera;
+    out.seq = frame.seq;
+    out.stamp = frame.stamp;
+    (out.image_width, out.image_height) = sent.image_size;
+    out.times = times;
+    out.received = frame.received;
+    out.enqueued = frame.enqueued;
+    out.dequeued = sent.dequeued;
+    out.age = sent.age;
+    out.frame_id.clear();
+    out.frame_id.push_str(frame.frame_id());
+    out.detections.clear();
+    let room = out.detections.capacity();
+    out.detections
+        .extend_from_slice(&detections[..detections.len().min(room)]);
+    out.finished = Instant::now();
+    // Cannot be full (as many places as buffers); a disconnected publisher counts as a drop.
+    if sink.tx.try_send(out).is_err() {
+        counters.dropped_output.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -154,7 +154,9 @@ impl Runtime {
             class_names: model.manifest.classes.clone(),
             max_detections: thresholds.max_detections,
         };
-        let detector = Detector::new(model, &config.engine, Some(thresholds))?;
+        // A run takes at most one frame per camera: no tensors for larger batches.
+        let cameras = config.camera_list().count();
+        let detector = Detector::with_batch_cap(model, &config.engine, Some(thresholds), cameras)?;
         let engine = detector.engine_info();
 
         let mut inputs = Vec::new();
@@ -246,6 +248,12 @@ impl Runtime {
     /// Results as the loop finishes them (`None` once a sink thread took them).
     pub fn results(&self) -> Option<&OutputSource> {
         self.results.as_ref()
+    }
+
+    /// Most frames one inference run takes (one per camera at most); 1 once the loop runs on
+    /// its own thread.
+    pub fn batch(&self) -> usize {
+        self.inference.as_ref().map_or(1, InferenceLoop::batch)
     }
 
     /// The deadline tracker, for a sink on the caller's thread (`None` once a sink thread took

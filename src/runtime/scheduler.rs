@@ -20,8 +20,11 @@
 //! weights, never of stamps or thread timing, so a replay reproduces it. Which frame of a camera
 //! is taken (newest or oldest) is the camera's queue policy ([`crate::runtime::queue`]).
 //!
-//! Contract: [`Scheduler::new`] allocates one entry per camera; [`Scheduler::next_frame`]
-//! allocates nothing, never blocks and cannot fail.
+//! With a batching engine ([`Scheduler::next_batch`]) one run takes at most one frame per
+//! camera, chosen by the same turns, so the weights share frame slots as they share runs.
+//!
+//! Contract: [`Scheduler::new`] allocates one entry per camera; [`Scheduler::next_frame`] and
+//! [`Scheduler::next_batch`] allocate nothing, never block and cannot fail.
 
 use crate::runtime::queue::{Frame, FrameConsumer};
 
@@ -67,8 +70,49 @@ impl Scheduler {
     /// has a frame waiting. `cameras` are in configuration order, one per weight given to
     /// [`Self::new`] (cameras past the weights are never served).
     pub fn next_frame(&mut self, cameras: &mut [FrameConsumer]) -> Option<Frame> {
+        self.next_excluding(cameras, 0)
+    }
+
+    /// Fills `out` (one inference run's frames) with at most one frame per camera, taking turns
+    /// as [`Self::next_frame`] does: each frame is the waiting camera with the smallest pass
+    /// among those not yet in the run, and its pass grows by its stride. So the weights set the
+    /// shares of frame slots exactly as they set the shares of runs, and with at least as many
+    /// slots as cameras every camera with a frame waiting is served in every run. Returns how
+    /// many frames it took (the first slots of `out`; the others are left `None`). Cameras past
+    /// the 64th are never batched with others.
+    pub fn next_batch(
+        &mut self,
+        cameras: &mut [FrameConsumer],
+        out: &mut [Option<Frame>],
+    ) -> usize {
+        let mut taken = 0u64;
+        let mut n = 0;
+        for slot in out.iter_mut() {
+            let Some(frame) = self.next_excluding(cameras, taken) else {
+                break;
+            };
+            if frame.camera < 64 {
+                taken |= 1 << frame.camera;
+            } else {
+                // A mask cannot name it: end the run with it.
+                *slot = Some(frame);
+                n += 1;
+                break;
+            }
+            *slot = Some(frame);
+            n += 1;
+        }
+        n
+    }
+
+    /// As [`Self::next_frame`], skipping the cameras whose bit is set in `excluded` (their state
+    /// is left as it is).
+    fn next_excluding(&mut self, cameras: &mut [FrameConsumer], excluded: u64) -> Option<Frame> {
         let mut best: Option<(u64, usize)> = None;
         for (i, (cam, lane)) in cameras.iter_mut().zip(&mut self.lanes).enumerate() {
+            if i < 64 && excluded & (1 << i) != 0 {
+                continue;
+            }
             if cam.has_candidate() {
                 if !lane.waiting {
                     lane.pass = lane.pass.max(self.now);
@@ -209,6 +253,57 @@ mod tests {
         }
         let ones = order.iter().filter(|&&c| c == 1).count();
         assert!((4..=6).contains(&ones), "{order:?}");
+    }
+
+    /// As [`shares`] with runs of up to `batch` frames (one per camera): every camera delivers
+    /// a frame per round and one run happens per round. Returns frames per camera and the
+    /// largest run.
+    fn batched_shares(weights: &[u32], rounds: i32, batch: usize) -> (Vec<u32>, usize) {
+        let (mut producers, mut consumers): (Vec<_>, Vec<_>) = (0..weights.len())
+            .map(|i| {
+                let (p, c, _) = camera_ring(i, 2, 4, 4, QueuePolicy::KeepNewest);
+                (p, c)
+            })
+            .unzip();
+        let mut s = Scheduler::new(weights.iter().copied());
+        let mut got = vec![0u32; weights.len()];
+        let mut largest = 0;
+        for round in 0..rounds {
+            for p in producers.iter_mut() {
+                push(p, round);
+            }
+            let mut run: [Option<Frame>; 8] = Default::default();
+            let n = s.next_batch(&mut consumers, &mut run[..batch]);
+            largest = largest.max(n);
+            let mut seen = Vec::new();
+            for f in run.iter_mut().filter_map(Option::take) {
+                assert!(!seen.contains(&f.camera), "one frame per camera and run");
+                seen.push(f.camera);
+                got[f.camera] += 1;
+                consumers[f.camera].recycle(f);
+            }
+            assert_eq!(seen.len(), n);
+        }
+        (got, largest)
+    }
+
+    #[test]
+    fn batched_runs_share_slots_by_weight_and_take_one_frame_per_camera() {
+        // Three equal cameras, two slots per run: each gets two thirds of the runs.
+        let (got, largest) = batched_shares(&[1, 1, 1], 300, 2);
+        assert_eq!(largest, 2);
+        assert!(got.iter().all(|g| within(*g, 200.0, 0.05)), "{got:?}");
+        // Weights 2:1:1 over two slots: the heavy camera is in every run (half the slots, as
+        // its weight says), the others alternate.
+        let (got, _) = batched_shares(&[2, 1, 1], 300, 2);
+        assert!(within(got[0], 300.0, 0.02), "{got:?}");
+        assert!(
+            within(got[1], 150.0, 0.05) && within(got[2], 150.0, 0.05),
+            "{got:?}"
+        );
+        // As many slots as cameras: every waiting frame is served in every run.
+        let (got, largest) = batched_shares(&[1, 3], 100, 4);
+        assert_eq!((got, largest), (vec![100, 100], 2));
     }
 
     #[test]

@@ -43,6 +43,17 @@ pub fn fault_infer_panic_after() -> Option<u64> {
         .ok()
 }
 
+/// How long an interrupted replay waits before finishing its output, from
+/// `LOOKOUT_FAULT_FINISH_DELAY_MS` (tests of a second Ctrl-C only: the finish is otherwise too
+/// quick for a test to signal into it reliably).
+pub fn fault_finish_delay() -> Option<std::time::Duration> {
+    let ms: u64 = std::env::var("LOOKOUT_FAULT_FINISH_DELAY_MS")
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(std::time::Duration::from_millis(ms.min(60_000)))
+}
+
 /// The worker threads of a node, by name.
 #[derive(Default)]
 pub struct Workers {

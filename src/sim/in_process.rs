@@ -166,6 +166,11 @@ impl Sim {
             execution_provider: engine.execution_provider.to_string(),
             fallback_reason: engine.fallback_reason.clone(),
             io_memory: engine.io_memory.to_string(),
+            max_batch: engine.max_batch,
+            inference_runs: runtime
+                .engine_counters()
+                .inference_runs
+                .load(Ordering::Relaxed),
             model_sha256: model.sha256.clone(),
             session_rebuilds: runtime
                 .engine_counters()

@@ -485,6 +485,7 @@ impl Sim {
                     execution_provider: "",
                     fallback_reason: String::new(),
                     io_memory: "",
+                    max_batch: 0,
                     model: String::new(),
                     sha256: String::new(),
                     ort_library: String::new(),

@@ -110,6 +110,12 @@ pub fn default_manifest() -> PathBuf {
     repo().join("models/yolov3-tiny/manifest.yaml")
 }
 
+/// The default model with a dynamic batch dimension (`input.max_batch: 4`), converted by set-up.
+pub fn batch_manifest() -> PathBuf {
+    must_exist(repo().join("models/yolov3-tiny-batch/yolov3-tiny-batch.onnx"));
+    repo().join("models/yolov3-tiny-batch/manifest.yaml")
+}
+
 /// The set-up's Python (rclpy, onnx, numpy, rosbags).
 pub fn python() -> PathBuf {
     must_exist(lookout_home().join("venv/bin/python"))

@@ -18,12 +18,18 @@ static ARMED_EVERYWHERE: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     static ARMED_HERE: Cell<bool> = const { Cell::new(false) };
+    /// This thread's allocations while armed here: its own count, so that tests running at
+    /// the same time (the positive control allocates while armed) do not add to each other's.
+    static HERE: Cell<u64> = const { Cell::new(0) };
 }
 
 fn note() {
-    // `try_with`: the allocator may run while thread-locals are being torn down.
-    if ARMED_EVERYWHERE.load(Ordering::Relaxed) || ARMED_HERE.try_with(Cell::get).unwrap_or(false) {
+    if ARMED_EVERYWHERE.load(Ordering::Relaxed) {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+    // `try_with`: the allocator may run while thread-locals are being torn down.
+    if ARMED_HERE.try_with(Cell::get).unwrap_or(false) {
+        let _ = HERE.try_with(|n| n.set(n.get() + 1));
     }
 }
 
@@ -53,11 +59,11 @@ unsafe impl GlobalAlloc for Counting {
 
 /// Allocations made by `f` on this thread.
 pub fn allocations_in(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = HERE.with(Cell::get);
     ARMED_HERE.with(|a| a.set(true));
     f();
     ARMED_HERE.with(|a| a.set(false));
-    ALLOCATIONS.load(Ordering::Relaxed) - before
+    HERE.with(Cell::get) - before
 }
 
 /// Allocations made by any thread while `f` runs.

@@ -57,6 +57,13 @@ pub struct EngineConfig {
     /// second thread shares each frame's rows; results are bit-identical either way.
     #[serde(default)]
     pub preprocess_threads: usize,
+    /// Most frames one inference run takes: 0 (default) as many as the model's
+    /// `input.max_batch` allows on a GPU provider and 1 on the CPU (where a run of `k` frames
+    /// takes about `k` times one, so batching only adds latency); 1 one frame per run; else at
+    /// most this many on any provider. The node and replay also cap it at their number of
+    /// cameras: a run takes at most one frame per camera.
+    #[serde(default)]
+    pub max_batch: usize,
     /// With a GPU provider, put the input tensor in pinned (page-locked) host memory, so that
     /// its copy to the GPU is one direct DMA transfer instead of a staged copy.
     #[serde(default = "default_true")]
@@ -76,6 +83,23 @@ impl EngineConfig {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(2)),
             n => n.min(2),
         }
+    }
+
+    /// Frames per run on `provider` for a model whose manifest allows `model_max_batch`.
+    pub fn batch_on(&self, model_max_batch: usize, provider: Provider) -> usize {
+        if self.max_batch == 0 && !provider.is_gpu() {
+            return 1;
+        }
+        self.batch_for(model_max_batch)
+    }
+
+    /// Frames per run for a model whose manifest allows `model_max_batch`, on a GPU provider.
+    pub fn batch_for(&self, model_max_batch: usize) -> usize {
+        match self.max_batch {
+            0 => model_max_batch,
+            n => n.min(model_max_batch),
+        }
+        .max(1)
     }
 
     /// The providers' options, for validation and registration.
@@ -98,6 +122,7 @@ impl Default for EngineConfig {
             warmup_runs: default_warmup_runs(),
             rebuild_after_failures: default_rebuild_after_failures(),
             preprocess_threads: 0,
+            max_batch: 0,
             pinned_memory: true,
             tensorrt: TensorRtOptions::default(),
             cuda: CudaOptions::default(),

@@ -7,13 +7,15 @@ use std::time::Instant;
 
 use ort::session::{HasSelectedOutputs, RunOptions};
 
-/// Run options shared with the hard-timeout watchdog.
-pub(super) struct SharedRunOptions(RunOptions<HasSelectedOutputs>);
+/// Run options shared with the hard-timeout watchdog: one per batch size (index `k - 1` runs
+/// `k` frames; each holds its preallocated output of that size).
+pub(super) struct SharedRunOptions(Vec<RunOptions<HasSelectedOutputs>>);
 
 impl SharedRunOptions {
-    /// The options, for the engine's own thread.
-    pub(super) fn get(&self) -> &RunOptions<HasSelectedOutputs> {
-        &self.0
+    /// The options of a run of `frames` frames (1..=the engine's batch), for the engine's own
+    /// thread.
+    pub(super) fn get(&self, frames: usize) -> Option<&RunOptions<HasSelectedOutputs>> {
+        self.0.get(frames.wrapping_sub(1))
     }
 }
 
@@ -29,6 +31,8 @@ struct RunState {
     active: u64,
     /// When the run in progress must be terminated.
     deadline: Option<Instant>,
+    /// Frames in the run in progress (which run options it uses).
+    frames: usize,
     /// The watchdog terminated the run in progress.
     terminated: bool,
 }
@@ -48,8 +52,8 @@ pub struct RunControl {
 }
 
 impl RunControl {
-    /// Shares `options` (those every run uses) with the watchdog.
-    pub(super) fn new(options: RunOptions<HasSelectedOutputs>) -> Self {
+    /// Shares `options` (one per batch size, those every run uses) with the watchdog.
+    pub(super) fn new(options: Vec<RunOptions<HasSelectedOutputs>>) -> Self {
         Self {
             options: Arc::new(Mutex::new(Arc::new(SharedRunOptions(options)))),
             state: Arc::new(Mutex::new(RunState::default())),
@@ -93,13 +97,16 @@ impl RunControl {
         if s.active != seq || s.terminated {
             return false;
         }
-        s.terminated = self.run_options().is_some_and(|o| o.0.terminate().is_ok());
+        s.terminated = self
+            .run_options()
+            .is_some_and(|o| o.get(s.frames).is_some_and(|r| r.terminate().is_ok()));
         s.terminated
     }
 
-    pub(super) fn begin(&self, seq: u64, deadline: Option<Instant>) {
+    pub(super) fn begin(&self, seq: u64, frames: usize, deadline: Option<Instant>) {
         if let Ok(mut s) = self.state.lock() {
             s.active = seq;
+            s.frames = frames;
             s.deadline = deadline;
             s.terminated = false;
         }
@@ -121,8 +128,8 @@ impl RunControl {
         if terminated {
             // Clear the flag before the next run starts (under the lock, so the watchdog cannot
             // set it again for this run).
-            if let Some(o) = self.run_options() {
-                let _ = o.0.unterminate();
+            if let Some(o) = self.run_options().as_deref().and_then(|o| o.get(s.frames)) {
+                let _ = o.unterminate();
             }
             s.terminated = false;
         }

@@ -20,6 +20,7 @@
 //! inference, allocates nothing on the Rust heap (ONNX Runtime's own arena serves its
 //! intermediates) and fails only if ONNX Runtime reports an error.
 
+mod batch;
 mod config;
 mod control;
 mod library;
@@ -35,9 +36,7 @@ pub use providers::{ConvAlgoSearch, CudaOptions, Provider, TensorRtOptions};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
-use ort::session::{OutputSelector, RunOptions, Session};
-use ort::value::Tensor;
+use ort::session::Session;
 
 use crate::core::engine::providers::tensorrt_cache;
 use crate::core::model::Model;
@@ -98,26 +97,20 @@ pub enum EngineError {
     },
 }
 
-/// An ONNX Runtime session for one model with its input and output tensors.
+/// An ONNX Runtime session for one model with its input and output tensors (for every batch
+/// size up to [`Engine::batch`]).
 pub struct Engine {
-    session: Session,
-    input: Tensor<f32>,
-    input_len: usize,
-    control: RunControl,
-    /// The run options in force, kept from `control` (no lock per run).
+    /// The run options in force, kept from `control` (no lock per run). Declared before `io`
+    /// and `session`: dropped first.
     run_options: std::sync::Arc<control::SharedRunOptions>,
+    control: RunControl,
+    io: batch::BatchIo,
+    session: Session,
     next_seq: u64,
     input_name: String,
-    output_len: usize,
     provider: Provider,
     fallback_reason: Option<String>,
-    io_memory: &'static str,
 }
-
-/// Where the input and output tensors live: `cuda_pinned` (page-locked host memory the GPU
-/// copies by DMA) or `cpu` (ordinary memory).
-const IO_MEMORY_PINNED: &str = "cuda_pinned";
-const IO_MEMORY_CPU: &str = "cpu";
 
 /// Why a session with a given first provider could not be built.
 enum Attempt {
@@ -137,7 +130,38 @@ impl Engine {
     /// A provider later in the list than the first is a fall-back: logged once as WARN and given
     /// by [`Self::fallback_reason`]; with `require_first_provider` it is an error instead.
     pub fn new(model: &Model, config: &EngineConfig) -> Result<Self, EngineError> {
+        Self::with_batch_cap(model, config, crate::core::model::MAX_BATCH)
+    }
+
+    /// As [`Self::new`], with runs of at most `max_frames` frames whatever the model and
+    /// `engine.max_batch` allow (a front end with fewer cameras needs no larger tensors).
+    pub fn with_batch_cap(
+        model: &Model,
+        config: &EngineConfig,
+        max_frames: usize,
+    ) -> Result<Self, EngineError> {
         let env = environment(config.ort_library.as_deref())?;
+        let cap = max_frames.max(1);
+        let wanted = config.batch_for(model.manifest.input.max_batch).min(cap);
+        let batched_config;
+        let config = if wanted > 1 && config.tensorrt.min_shapes.is_empty() {
+            // TensorRT builds for one input shape unless given a profile: runs of 1 to `batch`
+            // frames, optimised for full runs.
+            let mut c = config.clone();
+            let m = &model.manifest.input;
+            let dims = |frames: usize| {
+                let mut d = vec![frames.to_string()];
+                d.extend(m.shape[1..].iter().map(ToString::to_string));
+                format!("{}:{}", m.name, d.join("x"))
+            };
+            c.tensorrt.min_shapes = dims(1);
+            c.tensorrt.opt_shapes = dims(wanted);
+            c.tensorrt.max_shapes = dims(wanted);
+            batched_config = c;
+            &batched_config
+        } else {
+            config
+        };
         let session_err = |e: ort::Error| EngineError::Session {
             model: model.onnx_path.clone(),
             reason: e.to_string(),
@@ -200,35 +224,34 @@ impl Engine {
         })?;
         let m = &model.manifest;
         check_graph(&session, &m.input.name, &m.output.name)?;
+        let batch = config
+            .batch_on(model.manifest.input.max_batch, provider)
+            .min(cap);
+        check_batch(&session, &m.input.name, &m.output.name, batch)?;
         let device_id = provider.device_id(&config.provider_options());
         let pinned = config.pinned_memory && provider.is_gpu();
-        let (input, output, io_memory) =
-            io_tensors(&session, model, pinned, device_id).map_err(session_err)?;
-        let run_options = RunOptions::new().map_err(session_err)?.with_outputs(
-            OutputSelector::no_default()
-                .with(m.output.name.clone())
-                .preallocate(m.output.name.clone(), output),
-        );
-        let control = RunControl::new(run_options);
+        let (io, options) =
+            batch::BatchIo::new(&session, model, batch, pinned, device_id).map_err(session_err)?;
+        let control = RunControl::new(options);
         let run_options = control.run_options().ok_or_else(|| EngineError::Session {
             model: model.onnx_path.clone(),
             reason: "run options unavailable".into(),
         })?;
         let mut engine = Self {
-            session,
-            input,
-            input_len: m.input.shape.iter().product(),
-            control,
             run_options,
+            control,
+            io,
+            session,
             next_seq: 0,
             input_name: m.input.name.clone(),
-            output_len: m.output.shape.iter().product(),
             provider,
             fallback_reason,
-            io_memory,
         };
-        for _ in 0..config.warmup_runs {
-            engine.run(|_| ())?;
+        // Every batch size is warmed up: ONNX Runtime plans memory per input shape.
+        for frames in 1..=batch {
+            for _ in 0..config.warmup_runs {
+                engine.run_frames(frames, None, |_| ())?;
+            }
         }
         Ok(engine)
     }
@@ -239,17 +262,21 @@ impl Engine {
     /// a hard-timeout watchdog registered on [`Self::run_control`] goes on working with the new
     /// session. On error the old session stays. Allocates and blocks like [`Self::new`]; never
     /// called on the per-frame path of a healthy engine.
-    pub fn rebuild(&mut self, model: &Model, config: &EngineConfig) -> Result<(), EngineError> {
-        let fresh = Self::new(model, config)?;
+    /// `max_frames` caps the batch as in [`Self::with_batch_cap`].
+    pub fn rebuild(
+        &mut self,
+        model: &Model,
+        config: &EngineConfig,
+        max_frames: usize,
+    ) -> Result<(), EngineError> {
+        let fresh = Self::with_batch_cap(model, config, max_frames)?;
         self.control.adopt_options(&fresh.control);
+        // The old run options (with their outputs), buffers and session go, in that order.
         self.run_options = fresh.run_options;
+        self.io = fresh.io;
         self.session = fresh.session;
-        self.input = fresh.input;
-        self.input_len = fresh.input_len;
-        self.output_len = fresh.output_len;
         self.provider = fresh.provider;
         self.fallback_reason = fresh.fallback_reason;
-        self.io_memory = fresh.io_memory;
         Ok(())
     }
 
@@ -261,7 +288,13 @@ impl Engine {
 
     /// Where the input and output tensors live: `cuda_pinned` or `cpu`.
     pub fn io_memory(&self) -> &'static str {
-        self.io_memory
+        self.io.io_memory
+    }
+
+    /// Most frames one run takes (1 unless the model has a dynamic batch dimension and
+    /// `input.max_batch` and `engine.max_batch` allow more).
+    pub fn batch(&self) -> usize {
+        self.io.batch()
     }
 
     /// The execution provider the session runs on.
@@ -274,17 +307,16 @@ impl Engine {
         &self.input_name
     }
 
-    /// The input tensor's data, to be filled by the pre-processor before [`Self::run`].
+    /// The input tensor's data (frame slot 0), to be filled by the pre-processor before
+    /// [`Self::run`].
     pub fn input_mut(&mut self) -> &mut [f32] {
-        // ort's own accessors refuse pinned memory (not "CPU" to them), so the slice is made
-        // from the tensor's data pointer.
-        let data = self.input.data_ptr_mut().cast::<f32>();
-        // SAFETY: the tensor was allocated in `new` with the manifest's input shape, i.e.
-        // `input_len` f32 values, by the CPU allocator or CUDA's pinned host allocator: both
-        // return host-addressable memory aligned for f32, valid while `self.input` lives. The
-        // `&mut self` borrow makes this the only reference to it; ONNX Runtime reads it only
-        // inside `run`, which also takes `&mut self`.
-        unsafe { std::slice::from_raw_parts_mut(data, self.input_len) }
+        self.io.slot_mut(0).unwrap_or_default()
+    }
+
+    /// Frame slot `slot`'s input (`slot < batch`; else `None`), to be filled before
+    /// [`Self::run_frames`].
+    pub fn input_slot_mut(&mut self, slot: usize) -> Option<&mut [f32]> {
+        self.io.slot_mut(slot)
     }
 
     /// The handle a watchdog uses to terminate runs that pass their deadline.
@@ -305,12 +337,32 @@ impl Engine {
         timeout: Option<Duration>,
         read: impl FnOnce(&[f32]) -> R,
     ) -> Result<R, EngineError> {
+        self.run_frames(1, timeout, read)
+    }
+
+    /// Runs one inference on frame slots `0..frames` (`1..=batch`) and hands the output
+    /// (`frames` outputs, one after the other) to `read`. Blocks for the inference; allocates
+    /// nothing on the Rust heap.
+    pub fn run_frames<R>(
+        &mut self,
+        frames: usize,
+        timeout: Option<Duration>,
+        read: impl FnOnce(&[f32]) -> R,
+    ) -> Result<R, EngineError> {
+        let (Some(input), Some(options)) = (self.io.input(frames), self.run_options.get(frames))
+        else {
+            return Err(EngineError::Run {
+                reason: format!(
+                    "a run of {frames} frames, the engine takes 1 to {}",
+                    self.io.batch()
+                ),
+            });
+        };
         self.next_seq += 1;
         let seq = self.next_seq;
-        self.control.begin(seq, timeout.map(|t| Instant::now() + t));
-        let result = self
-            .session
-            .run_with_options(ort::inputs![&self.input], self.run_options.get());
+        self.control
+            .begin(seq, frames, timeout.map(|t| Instant::now() + t));
+        let result = self.session.run_with_options(ort::inputs![input], options);
         let terminated = self.control.end();
         if terminated {
             return Err(EngineError::Timeout {
@@ -325,12 +377,12 @@ impl Engine {
             .map_err(|e| EngineError::Run {
                 reason: e.to_string(),
             })?;
-        if data.len() != self.output_len {
+        let expected = frames * self.io.output_frame_len;
+        if data.len() != expected {
             return Err(EngineError::Run {
                 reason: format!(
-                    "output has {} values, the manifest says {}",
-                    data.len(),
-                    self.output_len
+                    "output has {} values, the manifest says {expected} ({frames} frames)",
+                    data.len()
                 ),
             });
         }
@@ -408,46 +460,6 @@ fn build_session(
         .map_err(|e| Attempt::Commit(e.to_string()))
 }
 
-/// The input and output tensors. With `pinned`, the input is in pinned host memory from the
-/// session's CUDA allocator (its copy to the device is then one direct DMA transfer, with no
-/// staging copy in the driver), falling back to ordinary memory with a warning if pinned memory
-/// cannot be had. The output is always in ordinary memory: ONNX Runtime 1.31 writes a CUDA
-/// node's output straight into a pinned fetch and then fails its own copy step
-/// (`GPUDataTransfer::CopyTensorAsync: dst_data != src_data`), seen on an H200.
-fn io_tensors(
-    session: &Session,
-    model: &Model,
-    pinned: bool,
-    device_id: i32,
-) -> Result<(Tensor<f32>, Tensor<f32>, &'static str), ort::Error> {
-    let m = &model.manifest;
-    let output = Tensor::<f32>::new(&Allocator::default(), m.output.shape.map(|d| d as i64))?;
-    let make =
-        |allocator: &Allocator| Tensor::<f32>::new(allocator, m.input.shape.map(|d| d as i64));
-    if pinned {
-        let mut errors = Vec::new();
-        for memory_type in [MemoryType::CPUOutput, MemoryType::CPUInput] {
-            let pinned = MemoryInfo::new(
-                AllocationDevice::CUDA_PINNED,
-                device_id,
-                AllocatorType::Device,
-                memory_type,
-            )
-            .and_then(|info| Allocator::new(session, info))
-            .and_then(|a| make(&a));
-            match pinned {
-                Ok(input) => return Ok((input, output, IO_MEMORY_PINNED)),
-                Err(e) => errors.push(format!("{memory_type:?}: {e}")),
-            }
-        }
-        tracing::warn!(
-            errors = %errors.join("; "),
-            "no pinned host memory from ONNX Runtime: frames are copied to the GPU from ordinary memory"
-        );
-    }
-    Ok((make(&Allocator::default())?, output, IO_MEMORY_CPU))
-}
-
 fn check_graph(session: &Session, input: &str, output: &str) -> Result<(), EngineError> {
     let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
     if !inputs.contains(&input) {
@@ -460,6 +472,38 @@ fn check_graph(session: &Session, input: &str, output: &str) -> Result<(), Engin
         return Err(EngineError::GraphMismatch {
             reason: format!("no output named `{output}` (graph outputs: {outputs:?})"),
         });
+    }
+    Ok(())
+}
+
+/// With `batch` above 1, the graph's input and output must have a dynamic first dimension
+/// (ONNX Runtime reports it as -1).
+fn check_batch(
+    session: &Session,
+    input: &str,
+    output: &str,
+    batch: usize,
+) -> Result<(), EngineError> {
+    if batch <= 1 {
+        return Ok(());
+    }
+    let first_dim = |ty: &ort::value::ValueType| match ty {
+        ort::value::ValueType::Tensor { shape, .. } => shape.first().copied(),
+        _ => None,
+    };
+    let inputs = session.inputs().iter().map(|i| (i.name(), i.dtype()));
+    let outputs = session.outputs().iter().map(|o| (o.name(), o.dtype()));
+    for (name, ty) in inputs
+        .filter(|(n, _)| *n == input)
+        .chain(outputs.filter(|(n, _)| *n == output))
+    {
+        if let Some(d) = first_dim(ty).filter(|d| *d >= 0) {
+            return Err(EngineError::GraphMismatch {
+                reason: format!(
+                    "input.max_batch asks for {batch} frames per run, but `{name}` has a fixed batch dimension of {d}"
+                ),
+            });
+        }
     }
     Ok(())
 }

@@ -33,7 +33,7 @@ pub mod yuv;
 
 use crate::core::geometry::Letterbox;
 use crate::core::image::{ImageView, PixelEncoding};
-use crate::core::model::{ColorOrder, InputSpec, Layout, ResizeMode};
+use crate::core::model::{ColorOrder, InputSpec, Layout, MAX_BATCH, ResizeMode};
 use helper::Helper;
 use resample::Kernels;
 use rows::{Ctx, Out, Scratch};
@@ -77,8 +77,9 @@ pub struct Preprocessor {
     helper: Option<Helper>,
     /// Normalisation per tensor channel (with its 8-bit lookup tables).
     norm: Norm,
-    /// Geometry whose padding is currently in the tensor (None: tensor not yet padded).
-    padded_for: Option<Letterbox>,
+    /// Per frame slot of a batched input: the geometry whose padding is currently there (None:
+    /// not yet padded).
+    padded_for: [Option<Letterbox>; MAX_BATCH],
 }
 
 impl Preprocessor {
@@ -105,7 +106,7 @@ impl Preprocessor {
             scratch: [Scratch::default(), Scratch::default()],
             helper: if threads >= 2 { Helper::start() } else { None },
             norm: Norm::new(spec.scale, spec.mean, spec.std),
-            padded_for: None,
+            padded_for: [None; MAX_BATCH],
         }
     }
 
@@ -117,6 +118,12 @@ impl Preprocessor {
     /// The SIMD kernels in use (`avx2+ssse3`, ..., `portable`).
     pub fn kernels(&self) -> &'static str {
         self.kernels.name()
+    }
+
+    /// Forgets which padding each slot holds (the tensor memory was replaced, e.g. by a new
+    /// session): the next frame of each slot writes its padding again.
+    pub fn forget_padding(&mut self) {
+        self.padded_for = [None; MAX_BATCH];
     }
 
     /// The input specification this pre-processor serves.
@@ -154,6 +161,19 @@ impl Preprocessor {
         image_size: (u32, u32),
         tensor: &mut [f32],
     ) -> Result<Letterbox, PreprocessError> {
+        self.run_slot(view, image_size, tensor, 0)
+    }
+
+    /// As [`Self::run_sized`] into frame slot `slot` (`< MAX_BATCH`) of a batched input: each
+    /// slot is its own tensor memory, whose padding is remembered separately. Callers keep
+    /// slot `i` on the same memory from frame to frame, or call [`Self::forget_padding`].
+    pub fn run_slot(
+        &mut self,
+        view: &ImageView,
+        image_size: (u32, u32),
+        tensor: &mut [f32],
+        slot: usize,
+    ) -> Result<Letterbox, PreprocessError> {
         if tensor.len() != self.spec.len() {
             return Err(PreprocessError::TensorSize {
                 expected: self.spec.len(),
@@ -161,9 +181,12 @@ impl Preprocessor {
             });
         }
         let lb = self.letterbox_for(image_size.0, image_size.1);
-        if self.padded_for.is_none_or(|p| !same_placement(&p, &lb)) {
+        let padded = self.padded_for.get(slot).copied().flatten();
+        if padded.is_none_or(|p| !same_placement(&p, &lb)) {
             self.fill_padding(&lb, tensor);
-            self.padded_for = Some(lb);
+            if let Some(p) = self.padded_for.get_mut(slot) {
+                *p = Some(lb);
+            }
         }
         let direct = view.encoding().is_direct();
         if direct && lb.resized_width == view.width() && lb.resized_height == view.height() {

@@ -16,6 +16,7 @@ fn spec(w: usize, h: usize, layout: Layout, color_order: ColorOrder) -> InputSpe
         std: [1.0; 3],
         resize: ResizeMode::Letterbox,
         pad_value: 114,
+        max_batch: 1,
     }
 }
 
