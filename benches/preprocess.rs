@@ -8,6 +8,8 @@
 //! - `preprocess_cold[_2_threads]/<W>x<H>_bgr8`: the same with every cache emptied first (64 MB
 //!   written, outside the timed part), as in a running node where an inference runs between two
 //!   frames;
+//! - `input_health/<W>x<H>`: the input-health measurement on the tensor of such a frame (the
+//!   letterboxed image, every second point);
 //! - `preprocess_portable/<W>x<H>_bgr8`: the same with the portable kernels (what a CPU without
 //!   SSSE3/AVX2, or another architecture, gets);
 //! - `jpeg/<W>x<H>`: JPEG decode (at a reduced scale where the frame is at least twice the
@@ -97,6 +99,12 @@ fn benches(c: &mut Criterion) {
         }
         let data = frame(w, h, PixelEncoding::Bgr8);
         let view = ImageView::packed(w as u32, h as u32, PixelEncoding::Bgr8, &data).unwrap();
+        // Input health, measured on the tensor the frame was pre-processed into.
+        let lb = pre.run(&view, &mut tensor).unwrap();
+        let mut meter = lookout::core::input_health::InputMeter::new(&spec);
+        c.bench_function(&format!("input_health/{w}x{h}"), |b| {
+            b.iter(|| meter.measure(std::hint::black_box(&tensor), &lb))
+        });
         two.run(&view, &mut tensor).unwrap();
         c.bench_function(&format!("preprocess_2_threads/{w}x{h}_bgr8"), |b| {
             b.iter(|| two.run(std::hint::black_box(&view), &mut tensor).unwrap())

@@ -4,7 +4,7 @@ examples/data/vtest.avi: 768x576, 10 frames/s, 795 frames) with the `rosbags` pa
 implementation of rosbag2 independent of lookout's reader.
 
     make_vtest_bag.py AVI OUT_DIR [--frames N] [--size WxH] [--storage mcap|sqlite3|both]
-                      [--name NAME]
+                      [--name NAME] [--black FROM:TO] [--gain G]
 
 Writes two rosbag2 bags (metadata.yaml version 9, ROS 2 Jazzy types) with the same messages:
 - OUT_DIR/vtest        storage mcap, zstd-compressed chunks (rosbag2's `zstd_fast`-like preset);
@@ -16,7 +16,9 @@ header.stamp = 1700000000 s + frame_time (from the video's timestamps: 100 ms ap
 header.frame_id = "camera_optical_frame"; receive (log) time = stamp + 5 ms for the raw image and
 + 6 ms for the compressed one. With --size every frame is first resized to WxH (Pillow, bilinear), e.g. 1280x720 for
 the HD figures; --storage writes one storage only (the sqlite3 bag is named NAME_sqlite3); --name
-replaces `vtest` in the bag folders' names. The output depends only on the video file, the
+replaces `vtest` in the bag folders' names; --black FROM:TO writes frames FROM to TO-1 all black
+(a taped-over or covered camera, for the input-health monitor); --gain G multiplies every pixel
+by G (0.2: a street at dusk, for the drift monitor). The output depends only on the video file, the
 arguments and the packages pinned by set-up.
 """
 import argparse
@@ -66,6 +68,17 @@ def frames(avi, limit, size):
         yield t_ns, bgr
 
 
+def parse_range(text):
+    """`FROM:TO` -> range(FROM, TO)."""
+    try:
+        a, b = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FROM:TO, got {text!r}") from None
+    if not 0 <= a < b:
+        raise argparse.ArgumentTypeError(f"empty or negative range: {text}")
+    return range(a, b)
+
+
 def parse_size(text):
     """`WxH` -> (W, H)."""
     try:
@@ -85,6 +98,8 @@ def main():
     ap.add_argument("--size", type=parse_size, default=None, help="resize every frame to WxH")
     ap.add_argument("--storage", choices=("mcap", "sqlite3", "both"), default="both")
     ap.add_argument("--name", default="vtest", help="bag folder name (default vtest)")
+    ap.add_argument("--black", type=parse_range, default=range(0), help="FROM:TO: these frames all black")
+    ap.add_argument("--gain", type=float, default=1.0, help="multiply every pixel by G (0 < G <= 1)")
     args = ap.parse_args()
 
     ts = get_typestore(Stores.ROS2_JAZZY)
@@ -95,7 +110,11 @@ def main():
 
     # Encode once, write both storages with the same bytes.
     messages = []
-    for t_ns, bgr in frames(args.avi, args.frames, args.size):
+    for k, (t_ns, bgr) in enumerate(frames(args.avi, args.frames, args.size)):
+        if k in args.black:
+            bgr = np.zeros_like(bgr)
+        elif args.gain != 1.0:
+            bgr = np.clip(np.rint(bgr.astype(np.float32) * args.gain), 0, 255).astype(np.uint8)
         stamp_ns = BASE_NS + t_ns
         header = Header(stamp=Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000),
                         frame_id=FRAME_ID)

@@ -108,8 +108,10 @@ fn a_fleet_run_reports_the_damaged_bag_and_matches_single_replays_byte_for_byte(
     common::truncated_bag_copy(&clips.join("vtest"), &bags.join("damaged"));
     let params = common::raw_camera_params(&dir);
     let out = dir.join("out");
+    let profile = dir.join("profile.json");
 
-    // The folder of bags is searched: four bags, one of them damaged.
+    // The folder of bags is searched: four bags, one of them damaged. The ok bags' detections
+    // are summed into one drift profile.
     let o = run_fleet(&[
         "replay",
         bags.to_str().unwrap(),
@@ -121,6 +123,8 @@ fn a_fleet_run_reports_the_damaged_bag_and_matches_single_replays_byte_for_byte(
         "1",
         "--retries",
         "1",
+        "--profile",
+        profile.to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(1), "one bag failed: {}", text(&o));
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -193,6 +197,12 @@ fn a_fleet_run_reports_the_damaged_bag_and_matches_single_replays_byte_for_byte(
         serde_json::from_value(t["detections_by_class"].clone()).unwrap();
     assert_eq!(classes, by_class);
     assert!(!classes.is_empty());
+    // The profile: the ok bags' frames and detections, per class as in the totals.
+    let p = json(&profile);
+    assert_eq!(p["frames"], frames, "{p}");
+    let p_classes: BTreeMap<String, u64> = serde_json::from_value(p["classes"].clone()).unwrap();
+    assert_eq!(p_classes, by_class);
+    assert_eq!(p["model_sha256"], reports[0]["model_sha256"]);
     for stage in ["preprocess", "inference", "postprocess", "e2e"] {
         let all = samples(&reports, stage);
         let merged = &t["latency_ms"][stage];

@@ -208,11 +208,19 @@ fn raw_frame(dir: &Path, name: &str, size: Option<(u32, u32)>) -> PathBuf {
 const LOSSLESS: &str = "qos: {reliability: reliable}, queue_policy: fifo";
 
 /// Writes a parameters file: CPU only, one ONNX Runtime thread (the tests run two at a time on
-/// two cores, each with its rclpy peer), plus `body`.
+/// two cores, each with its rclpy peer), plus `body`. The peers publish one still image over and
+/// over, which a real camera never does (sensor noise): the frozen-camera check waits for 100000
+/// repeats here, so that it does not turn these tests' cameras to ERROR (`tests/input_health.rs`
+/// tests it).
 fn params_file(dir: &Path, body: &str) -> PathBuf {
     let path = dir.join("params.yaml");
+    let monitor = if body.contains("monitor:") {
+        ""
+    } else {
+        "    monitor: {input_health: {frozen_frames: 100000}}\n"
+    };
     let text = format!(
-        "/**:\n  ros__parameters:\n    engine: {{execution_providers: [cpu], intra_op_threads: 1}}\n{body}"
+        "/**:\n  ros__parameters:\n    engine: {{execution_providers: [cpu], intra_op_threads: 1}}\n{monitor}{body}"
     );
     std::fs::write(&path, text).unwrap();
     path

@@ -63,6 +63,9 @@ def parser():
                    help="keep /diagnostics in the detections bags (their timing differs run to "
                         "run; without it each bag is the same bytes for the same inputs)")
     r.add_argument("--json", action="store_true", help="print the fleet report instead of the table")
+    r.add_argument("--profile", metavar="FILE.json",
+                   help="also write the drift profile of every bag's detections, summed "
+                        "(for the node's monitor.profile)")
     _common(r)
     c = sub.add_parser("compare", help="lookout diff per bag between two fleet runs")
     c.add_argument("--baseline", required=True, metavar="DIR")
@@ -206,6 +209,8 @@ def _replay_locked(args, cluster, started, bags, params, out):
     }
     rep = report.fleet_report(bags, out, run, {b.name for b in records})
     layout.write_json_atomically(out / "fleet_report.json", rep)
+    if args.profile:
+        _write_profile(Path(args.profile), bags, out)
     table = report.fleet_table(rep)
     _write_text(out / "fleet_summary.txt", table + "\n")
     print(report_json(rep) if args.json else table)
@@ -300,6 +305,25 @@ def compare(args, cluster):
 
 def report_json(rep):
     return json.dumps(rep, indent=2, sort_keys=True)
+
+
+def _write_profile(path, bags, out):
+    """``--profile``: the bags' profiles summed, written whole."""
+    try:
+        merged, missing = report.merge_profiles(bags, out)
+    except ValueError as e:
+        print(f"lookout-fleet: no profile written: {e}", file=sys.stderr)
+        return
+    if missing:
+        print(f"lookout-fleet: {len(missing)} bags have no profile (replayed by an older "
+              f"lookout-fleet; replay them again without --resume): {', '.join(missing)}",
+              file=sys.stderr)
+    if merged is None:
+        print("lookout-fleet: no bag replayed ok: no profile written", file=sys.stderr)
+        return
+    layout.write_json_atomically(path, merged)
+    print(f"lookout-fleet: profile {path}: {merged['frames']} frames, {merged['detections']} "
+          f"detections", file=sys.stderr)
 
 
 def _write_text(path, text):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 TASK_FILE = "fleet_task.json"
 REPORT_FILE = "report.json"
+PROFILE_FILE = "profile.json"
 BAG_DIR = "detections"
 LOG_FILE = "replay.log"
 #: Which run owns the folder now (written by the driver at its start). A task of an earlier run

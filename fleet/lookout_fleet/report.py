@@ -37,6 +37,39 @@ def bag_row(bag, out, ran_now):
     return row, report
 
 
+def merge_profiles(bags, out):
+    """The drift profiles of the bags replayed ok (``lookout replay --profile``, one per bag
+    folder), summed into one profile of the whole set. Returns (profile or None, names of ok bags
+    without a profile: replayed by an older lookout-fleet). Raises ValueError when the bags'
+    profiles come from different models."""
+    merged, missing = None, []
+    for bag in bags:
+        folder = out / bag.name
+        task = layout.read_json(folder / layout.TASK_FILE) or {}
+        if task.get("status") != "ok":
+            continue
+        p = layout.read_json(folder / layout.PROFILE_FILE)
+        if not isinstance(p, dict):
+            missing.append(bag.name)
+            continue
+        if merged is None:
+            merged = {k: p[k] for k in ("lookout_version", "model", "model_sha256")}
+            merged.update(frames=0, detections=0, classes={},
+                          score_bins=[0] * len(p["score_bins"]), size_bins=[0] * len(p["size_bins"]))
+        elif p["model_sha256"] != merged["model_sha256"]:
+            raise ValueError(f"bag {bag.name}: profile of model sha256 {p['model_sha256']}, the "
+                             f"others' is {merged['model_sha256']}")
+        merged["frames"] += int(p["frames"])
+        merged["detections"] += int(p["detections"])
+        for cls, n in p["classes"].items():
+            merged["classes"][cls] = merged["classes"].get(cls, 0) + int(n)
+        for key in ("score_bins", "size_bins"):
+            merged[key] = [a + int(b) for a, b in zip(merged[key], p[key])]
+    if merged is not None:
+        merged["classes"] = dict(sorted(merged["classes"].items()))
+    return merged, missing
+
+
 def fleet_report(bags, out, run, ran_now):
     """``run``: what describes the run (key, versions, wall time, Ray resources, interrupted)."""
     rows, ok_reports = [], []

@@ -179,6 +179,7 @@ def replay(spec):
             "--params-file", spec["params_file"],
             "--out", partial / layout.BAG_DIR,
             "--report", partial / layout.REPORT_FILE,
+            "--profile", partial / layout.PROFILE_FILE,
             *spec["replay_args"],
         ]
         rc = _run(cmd, partial / layout.LOG_FILE, spec.get("timeout_s"), _cwd(spec.get("cwd")),

@@ -203,6 +203,11 @@ pub(crate) struct ReplayArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) report: Option<PathBuf>,
 
+    /// Also write the run's detections as a drift profile (JSON) for `monitor.profile`: frames,
+    /// detections per class, score and box size histograms, the model's sha256.
+    #[arg(long, value_name = "FILE.json")]
+    pub(crate) profile: Option<PathBuf>,
+
     /// Every frame, in order, as fast as inference runs (the default).
     #[arg(long, conflicts_with_all = ["rate", "step"])]
     pub(crate) max_speed: bool,

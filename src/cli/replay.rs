@@ -108,6 +108,10 @@ pub(crate) fn replay(args: &ReplayArgs) -> Result<ExitCode> {
     bar.finish_and_clear();
     let json = serde_json::to_string_pretty(&report)?;
     lookout::replay::write_file_atomically(&report_path, format!("{json}\n").as_bytes())?;
+    if let (Some(path), Some(profile)) = (&args.profile, &report.profile) {
+        let json = serde_json::to_string_pretty(profile)?;
+        lookout::replay::write_file_atomically(path, format!("{json}\n").as_bytes())?;
+    }
     if let Some(path) = &args.html {
         lookout::replay::write_file_atomically(path, report.html().as_bytes())?;
     }

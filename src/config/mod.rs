@@ -214,6 +214,25 @@ pub struct Config {
     /// CPU affinity and scheduling of lookout's threads.
     #[serde(default)]
     pub realtime: RealtimeConfig,
+    /// Monitors of what the model is given.
+    #[serde(default)]
+    pub monitor: MonitorConfig,
+}
+
+/// `monitor.*`: whether the model still sees.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorConfig {
+    /// Each camera's picture: blocked, dark, frozen, overexposed, low contrast, blurred.
+    #[serde(default)]
+    pub input_health: crate::runtime::input_health::InputHealthConfig,
+    /// A reference profile of the model's detections (`lookout replay --profile`); each
+    /// camera's detections are compared with it (unset: no drift monitor).
+    #[serde(default)]
+    pub profile: Option<PathBuf>,
+    /// When a camera's detections have drifted from the profile.
+    #[serde(default)]
+    pub drift: crate::runtime::drift::DriftConfig,
 }
 
 /// A parameter value, as in a ROS 2 parameters file.

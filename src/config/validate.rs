@@ -140,6 +140,14 @@ impl Config {
                 ),
             ));
         }
+        self.monitor
+            .drift
+            .validate()
+            .map_err(|(key, reason)| param_err(format!("monitor.drift.{key}"), reason))?;
+        self.monitor
+            .input_health
+            .validate()
+            .map_err(|(key, reason)| param_err(format!("monitor.input_health.{key}"), reason))?;
         if self.engine.max_batch > crate::core::model::MAX_BATCH {
             return Err(param_err(
                 "engine.max_batch",

@@ -13,6 +13,7 @@ pub mod detector;
 pub mod engine;
 pub mod geometry;
 pub mod image;
+pub mod input_health;
 pub mod model;
 pub mod onnx_info;
 pub mod postprocess;

@@ -207,6 +207,8 @@ pub struct Replay {
     annotations_buf: Vec<u8>,
     /// Detections written, per class id (sized to the model's classes in `new`).
     class_counts: Vec<u64>,
+    /// Every result written, as drift-profile counts.
+    profile_counts: crate::runtime::drift::DetectionCounts,
     started: Instant,
     next_diagnostics_ns: u64,
     period_ns: u64,
@@ -406,6 +408,7 @@ impl Replay {
             buf: Vec::with_capacity(64 * 1024),
             annotations_buf: Vec::with_capacity(64 * 1024),
             class_counts: vec![0; classes],
+            profile_counts: crate::runtime::drift::DetectionCounts::new(classes),
             started: Instant::now(),
             next_diagnostics_ns: 0,
             period_ns,

@@ -94,6 +94,31 @@ pub struct Counts {
     pub model_sha256: String,
     /// Stage latencies.
     pub latency_ms: LatencyMs,
+    /// Frames whose picture had each input-health condition (`dark`, `frozen`, `overexposed`,
+    /// `low_contrast`, `blurred`), counted frame by frame whether or not reported yet.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub input_health_frames: BTreeMap<String, u64>,
+    /// The detections of the last `monitor.drift.window_frames` frames against the profile
+    /// (`monitor.profile`; absent without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftReport>,
+}
+
+/// A camera's drift at the end of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DriftReport {
+    /// Frames in the window.
+    pub window_frames: u64,
+    /// Detections per frame in the window.
+    pub detections_per_frame: f64,
+    /// Detections per frame in the profile.
+    pub profile_detections_per_frame: f64,
+    /// Population stability index of the class mix.
+    pub class_psi: f64,
+    /// Population stability index of the scores.
+    pub score_psi: f64,
+    /// Why the camera is WARN (empty: no drift).
+    pub reasons: Vec<String>,
 }
 
 /// The replay report (JSON). Its keys are an interface: scripts and CI read them.
@@ -159,6 +184,9 @@ pub struct Report {
     pub first_frame_ms: StageMs,
     /// Peak resident memory of the process, MB (getrusage).
     pub peak_rss_mb: f64,
+    /// The run's detections as a drift profile (every camera; written by `--profile`).
+    #[serde(skip)]
+    pub profile: Option<crate::runtime::drift::Profile>,
     /// Detections written, per class name, all cameras.
     pub detections_by_class: BTreeMap<String, u64>,
     /// Every non-empty latency bucket per stage (`e2e`, `preprocess`, `inference`,
@@ -289,6 +317,24 @@ impl Counts {
                 inference: stats.inference_total.into(),
                 postprocess: stats.postprocess_total.into(),
             },
+            drift: (stats.drift.frames > 0).then(|| {
+                let d = &stats.drift;
+                let r3 = |v: f64| (v * 1000.0).round() / 1000.0;
+                DriftReport {
+                    window_frames: d.frames,
+                    detections_per_frame: r3(d.rate),
+                    profile_detections_per_frame: r3(d.profile_rate),
+                    class_psi: r3(d.class_psi),
+                    score_psi: r3(d.score_psi),
+                    reasons: d.reasons().collect(),
+                }
+            }),
+            input_health_frames: crate::runtime::input_health::Condition::ALL
+                .iter()
+                .zip(stats.input.frames_with)
+                .filter(|(_, n)| *n > 0)
+                .map(|(c, n)| (c.name().to_string(), n))
+                .collect(),
         }
     }
 }

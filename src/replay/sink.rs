@@ -81,6 +81,8 @@ impl Replay {
                 w.write(topic, t, &self.annotations_buf)?;
             }
             camera.written += 1;
+            self.profile_counts
+                .add_frame(out.detections(), out.image_width, out.image_height);
             for d in out.detections() {
                 if let Some(n) = self.class_counts.get_mut(d.class_id as usize) {
                     *n += 1;
@@ -234,6 +236,12 @@ impl Replay {
                 Some(t)
             },
             peak_rss_mb: peak_rss_mb(),
+            profile: Some(crate::runtime::drift::Profile::from_counts(
+                &self.profile_counts,
+                &model.name,
+                &model.sha256,
+                &model.class_names,
+            )),
             ..Report::default()
         };
         let mut inference_ns = 0u64;

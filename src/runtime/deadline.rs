@@ -323,6 +323,12 @@ pub struct StatsSnapshot {
     pub preprocess_total: Percentiles,
     /// Post-processing since start.
     pub postprocess_total: Percentiles,
+    /// The camera's picture now ([`crate::runtime::input_health`]).
+    #[serde(skip)]
+    pub input: crate::runtime::input_health::InputHealthSnapshot,
+    /// The camera's detections against the drift profile (`frames == 0`: no profile).
+    #[serde(skip)]
+    pub drift: crate::runtime::drift::DriftSnapshot,
 }
 
 #[cfg(test)]

@@ -198,6 +198,18 @@ pub fn camera_status(c: &CameraInput<'_>) -> Status {
             &mut level,
         );
     }
+    let input = &c.stats.input;
+    for condition in input.active() {
+        let l = if condition.is_error() {
+            Level::Error
+        } else {
+            Level::Warn
+        };
+        flag(l, input.reason(condition), &mut level);
+    }
+    for why in c.stats.drift.reasons() {
+        flag(Level::Warn, why, &mut level);
+    }
     if c.qos_incompatible > 0 {
         flag(
             Level::Warn,
@@ -247,6 +259,47 @@ pub fn camera_status(c: &CameraInput<'_>) -> Status {
             format!("{:.2}", silent_for.as_secs_f64()),
         ),
     ];
+    if input.last.points > 0 {
+        let s = &input.last;
+        values.push(("input_brightness".into(), format!("{:.1}", s.brightness)));
+        values.push(("input_contrast".into(), format!("{:.1}", s.contrast)));
+        values.push(("input_sharpness".into(), format!("{:.3}", s.sharpness)));
+        values.push((
+            "input_dark_fraction".into(),
+            format!("{:.3}", s.dark_fraction),
+        ));
+        values.push((
+            "input_saturated_fraction".into(),
+            format!("{:.3}", s.saturated_fraction),
+        ));
+        values.push((
+            "input_same_picture_frames".into(),
+            input.same_picture_frames.to_string(),
+        ));
+        let active: Vec<&str> = input.active().map(|c| c.name()).collect();
+        values.push((
+            "input_health".into(),
+            if active.is_empty() {
+                "ok".into()
+            } else {
+                active.join(",")
+            },
+        ));
+    }
+    let drift = &c.stats.drift;
+    if drift.frames > 0 {
+        values.push(("drift_window_frames".into(), drift.frames.to_string()));
+        values.push((
+            "drift_detections_per_frame".into(),
+            format!("{:.2}", drift.rate),
+        ));
+        values.push((
+            "drift_profile_detections_per_frame".into(),
+            format!("{:.2}", drift.profile_rate),
+        ));
+        values.push(("drift_class_psi".into(), format!("{:.3}", drift.class_psi)));
+        values.push(("drift_score_psi".into(), format!("{:.3}", drift.score_psi)));
+    }
     push_percentiles(&mut values, "e2e", &c.stats.e2e, true);
     values.push((
         "e2e_ms_p99_since_start".into(),

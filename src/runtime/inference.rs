@@ -29,6 +29,7 @@ use crate::core::decode::Decoder;
 use crate::core::detector::{BatchFrame, DetectError, Detector, StageTimes};
 use crate::core::engine::{EngineError, RunControl};
 use crate::core::image::{FrameError, ImageView};
+use crate::core::input_health::InputStats;
 use crate::core::model::MAX_BATCH;
 use crate::core::postprocess::Detection;
 use crate::runtime::counters::{BadInputKind, CameraCounters, EngineCounters};
@@ -36,6 +37,8 @@ use crate::runtime::deadline::{
     Admission, DeadlineMonitor, DeadlineSettings, LatencyStats, RosClock, StatsSnapshot, Verdict,
     frame_age,
 };
+use crate::runtime::drift::{DetectionCounts, DriftConfig, DriftMonitor};
+use crate::runtime::input_health::{InputHealthConfig, InputMonitor};
 use crate::runtime::queue::{Frame, FrameConsumer, FrameFormat, Stamp};
 use crate::runtime::scheduler::Scheduler;
 
@@ -64,6 +67,8 @@ pub struct Output {
     pub finished: Instant,
     /// Age of the frame (ROS time, now - stamp) when the loop took it.
     pub age: Duration,
+    /// What the picture looked like (measured on the input tensor).
+    pub input: InputStats,
     frame_id: String,
     detections: Vec<Detection>,
 }
@@ -83,6 +88,7 @@ impl Output {
             dequeued: now,
             finished: now,
             age: Duration::ZERO,
+            input: InputStats::default(),
             frame_id: String::with_capacity(crate::runtime::queue::FRAME_ID_CAPACITY),
             detections: Vec::with_capacity(max_detections),
         }
@@ -477,6 +483,7 @@ impl InferenceLoop {
                     frame,
                     image_size: input.image_size,
                     times,
+                    input: result.input,
                     age: ages[i],
                     dequeued,
                 };
@@ -566,6 +573,7 @@ struct Sent<'a> {
     frame: &'a Frame,
     image_size: (u32, u32),
     times: StageTimes,
+    input: InputStats,
     age: Duration,
     dequeued: Instant,
 }
@@ -599,6 +607,7 @@ fn send(counters: &CameraCounters, sink: &OutputSink, sent: &Sent<'_>, detection
     out.enqueued = frame.enqueued;
     out.dequeued = sent.dequeued;
     out.age = sent.age;
+    out.input = sent.input;
     out.frame_id.clear();
     out.frame_id.push_str(frame.frame_id());
     out.detections.clear();
@@ -658,6 +667,10 @@ pub struct ResultTracker {
     counters: Vec<Arc<CameraCounters>>,
     /// Per camera: queue, preprocess, inference, postprocess, age, e2e.
     stats: Vec<[LatencyStats; 6]>,
+    /// Per camera: the picture's conditions.
+    inputs: Vec<InputMonitor>,
+    /// Per camera: the detections against the drift profile (empty: no profile).
+    drifts: Vec<DriftMonitor>,
 }
 
 impl ResultTracker {
@@ -683,11 +696,28 @@ impl ResultTracker {
             ];
             stats.push(s);
         }
+        let inputs = vec![InputMonitor::new(InputHealthConfig::default()); stats.len()];
         Ok(Self {
             monitors,
             counters,
             stats,
+            inputs,
+            drifts: Vec::new(),
         })
+    }
+
+    /// Compares every camera's detections with `profile` (counts by class id) under `config`.
+    pub fn with_drift(mut self, config: DriftConfig, profile: &DetectionCounts) -> Self {
+        self.drifts = vec![DriftMonitor::new(config, profile.clone()); self.stats.len()];
+        self
+    }
+
+    /// Judges every camera's picture with `config` (default: [`InputHealthConfig::default`]).
+    pub fn with_input_health(mut self, config: InputHealthConfig) -> Self {
+        self.inputs
+            .iter_mut()
+            .for_each(|m| *m = InputMonitor::new(config));
+        self
     }
 
     /// Records `out`'s timings and decides, at `now` (just before publishing), whether it is on
@@ -707,6 +737,12 @@ impl ResultTracker {
             e2e,
         ]) {
             s.record(now, v);
+        }
+        if let Some(m) = self.inputs.get_mut(out.camera) {
+            m.update(&out.input);
+        }
+        if let Some(d) = self.drifts.get_mut(out.camera) {
+            d.update(&out.detections, out.image_width, out.image_height);
         }
         let verdict = self.monitors[out.camera].verdict(e2e);
         let c = &self.counters[out.camera];
@@ -743,6 +779,16 @@ impl ResultTracker {
             inference_total: inf.total(),
             preprocess_total: pre.total(),
             postprocess_total: post.total(),
+            input: self
+                .inputs
+                .get(camera)
+                .map(InputMonitor::snapshot)
+                .unwrap_or_default(),
+            drift: self
+                .drifts
+                .get_mut(camera)
+                .map(DriftMonitor::snapshot)
+                .unwrap_or_default(),
         }
     }
 

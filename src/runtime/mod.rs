@@ -24,8 +24,10 @@
 
 pub mod counters;
 pub mod deadline;
+pub mod drift;
 pub mod health;
 pub mod inference;
+pub mod input_health;
 pub mod queue;
 pub mod realtime;
 pub mod scheduler;
@@ -55,6 +57,9 @@ pub enum RuntimeError {
     /// The model package is unusable.
     #[error(transparent)]
     Model(#[from] crate::core::model::ModelError),
+    /// The drift profile (`monitor.profile`) is unusable.
+    #[error(transparent)]
+    Profile(#[from] crate::runtime::drift::ProfileError),
     /// ONNX Runtime could not start.
     #[error(transparent)]
     Engine(#[from] crate::core::engine::EngineError),
@@ -156,7 +161,9 @@ impl Runtime {
         };
         // A run takes at most one frame per camera: no tensors for larger batches.
         let cameras = config.camera_list().count();
-        let detector = Detector::with_batch_cap(model, &config.engine, Some(thresholds), cameras)?;
+        let mut detector =
+            Detector::with_batch_cap(model, &config.engine, Some(thresholds), cameras)?;
+        detector.set_input_health(config.monitor.input_health.enabled);
         let engine = detector.engine_info();
 
         let mut inputs = Vec::new();
@@ -197,10 +204,20 @@ impl Runtime {
                 Arc::clone(&engine_counters),
             );
         let window = Duration::from_secs_f64(config.diagnostics.window_s);
-        let tracker = ResultTracker::new(tracked, window).map_err(|e| RuntimeError::Start {
-            what: "latency statistics",
-            reason: e.to_string(),
-        })?;
+        let tracker = ResultTracker::new(tracked, window)
+            .map_err(|e| RuntimeError::Start {
+                what: "latency statistics",
+                reason: e.to_string(),
+            })?
+            .with_input_health(config.monitor.input_health);
+        let tracker = match &config.monitor.profile {
+            Some(path) => {
+                let profile = drift::Profile::load(path, &info.name, &info.sha256)?;
+                tracing::info!(profile = %path.display(), frames = profile.frames, "drift monitor: comparing every camera's detections with the profile");
+                tracker.with_drift(config.monitor.drift, &profile.counts(&info.class_names))
+            }
+            None => tracker,
+        };
         let health = Health::new(Instant::now(), health_cameras, engine.clone());
         Ok(Self {
             model: info,

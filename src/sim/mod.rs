@@ -246,6 +246,11 @@ impl Sim {
             }
         }
         config.validate()?;
+        // A still source shows one picture again and again by design: the frozen-camera check
+        // would only say so (the other input-health checks stay).
+        if cameras.iter().any(|c| c.frames.len() < 2) {
+            config.monitor.input_health.frozen_frames = 100_000;
+        }
         Ok(Self {
             config,
             cameras,
