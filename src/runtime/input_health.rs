@@ -2,7 +2,8 @@
 //! the detector) into conditions a vehicle must know about, each with a level and a reason on
 //! /diagnostics: the camera is blocked or dark (ERROR), frozen (the same picture again and again,
 //! ERROR), overexposed, low in contrast (fog, mud, a lens cap that lets light through) or
-//! blurred (WARN).
+//! blurred (WARN). A flat picture (dark, overexposed or low in contrast) is never called frozen:
+//! it is the same picture again by nature.
 //!
 //! A condition is reported once it held for `min_frames` frames in a row (`frozen_frames` for a
 //! frozen camera), and clears on the first frame without it, so one odd frame neither raises nor
@@ -217,7 +218,12 @@ impl InputMonitor {
             return;
         }
         let c = &self.config;
-        let same = self.previous_fingerprint == Some(stats.fingerprint);
+        let dark = f64::from(stats.brightness) <= c.dark_brightness_max;
+        let overexposed = f64::from(stats.saturated_fraction) >= c.saturated_fraction_min;
+        let flat = dark || overexposed || f64::from(stats.contrast) <= c.low_contrast_max;
+        // A flat picture (black, white, uniform) is the same picture again by nature: frozen
+        // means a picture with content that does not change.
+        let same = !flat && self.previous_fingerprint == Some(stats.fingerprint);
         self.previous_fingerprint = Some(stats.fingerprint);
         let snap = &mut self.snapshot;
         snap.same_picture_frames = if same {
@@ -225,8 +231,6 @@ impl InputMonitor {
         } else {
             1
         };
-        let dark = f64::from(stats.brightness) <= c.dark_brightness_max;
-        let overexposed = f64::from(stats.saturated_fraction) >= c.saturated_fraction_min;
         let low_contrast = !dark && !overexposed && f64::from(stats.contrast) <= c.low_contrast_max;
         let blurred = !dark
             && !overexposed
@@ -303,6 +307,18 @@ mod tests {
         let s = m.snapshot();
         assert_eq!(s.active().collect::<Vec<_>>(), vec![Condition::Frozen]);
         assert!(s.reason(Condition::Frozen).contains("10 frames"));
+    }
+
+    #[test]
+    fn a_flat_picture_repeated_is_not_frozen() {
+        let mut m = InputMonitor::new(InputHealthConfig::default());
+        for _ in 0..20 {
+            m.update(&stats(0.0, 0.0, 0.0, 7));
+        }
+        assert_eq!(
+            m.snapshot().active().collect::<Vec<_>>(),
+            vec![Condition::Dark]
+        );
     }
 
     #[test]
