@@ -235,7 +235,8 @@ impl Bag {
 
     /// As [`Self::for_each_readable`], with the reading (file I/O, chunk decompression) on a thread of
     /// its own (`lookout-bag-read`) running up to `depth` messages ahead, so it overlaps with
-    /// whatever `f` does. Same messages, same order. Each payload is copied into a buffer that
+    /// whatever `f` does. The first message is handed over once `depth` messages are read (or
+    /// the bag ended). Same messages, same order. Each payload is copied into a buffer that
     /// comes back to the reader once `f` has seen it (`depth + 1` buffers in all, grown to the
     /// largest message, so a steady stream allocates nothing); `f` may swap the buffer for
     /// another one of its own ([`Prefetched::buffer_mut`], e.g. a frame slot's), which then goes
@@ -297,6 +298,16 @@ impl Bag {
                     });
                 }
             };
+            // The read-ahead fills before the first message is handed over (at most 5 s, or until
+            // the reader ends): the reader's start-up (opening, the first chunk) then does not
+            // share the cores with the first frame's inference.
+            let started = std::time::Instant::now();
+            while !rx.is_full()
+                && !reader.is_finished()
+                && started.elapsed() < std::time::Duration::from_secs(5)
+            {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
             for (topic, log_time_ns, data) in &rx {
                 let mut p = Prefetched {
                     topic,
