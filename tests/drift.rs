@@ -53,31 +53,9 @@ fn replay(
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    let read = r#"
-import sys
-from pathlib import Path
-from rosbags.highlevel import AnyReader
-with AnyReader([Path(sys.argv[1])]) as r:
-    conns = [c for c in r.connections if c.topic == "/diagnostics"]
-    for c, t, raw in r.messages(connections=conns):
-        m = r.deserialize(raw, c.msgtype)
-        for s in m.status:
-            if s.name == "lookout: camera raw":
-                level = s.level if isinstance(s.level, int) else int.from_bytes(s.level, "little")
-                print(f"{(t - 1_700_000_000_000_000_000) / 1e9:.3f}\t{level}\t{s.message}")
-"#;
-    let o = common::output(Command::new(common::python()).args(["-c", read]).arg(&out));
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let rows = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| {
-            let mut f = l.splitn(3, '\t');
-            (
-                f.next().unwrap().parse().unwrap(),
-                f.next().unwrap().parse().unwrap(),
-                f.next().unwrap_or_default().to_string(),
-            )
-        })
+    let rows = common::camera_diagnostics(&out, "raw")
+        .into_iter()
+        .map(|d| (d.t_s, d.level, d.message))
         .collect();
     (r, rows)
 }

@@ -187,33 +187,11 @@ fn a_replay_reports_the_taped_over_section_at_its_bag_times() {
     assert_eq!(r["per_camera"]["raw"]["input_health_frames"]["dark"], 10);
 
     // The camera's status in every /diagnostics message: seconds into the bag, level, message.
-    let read = r#"
-import sys
-from pathlib import Path
-from rosbags.highlevel import AnyReader
-with AnyReader([Path(sys.argv[1])]) as r:
-    conns = [c for c in r.connections if c.topic == "/diagnostics"]
-    for c, t, raw in r.messages(connections=conns):
-        m = r.deserialize(raw, c.msgtype)
-        for s in m.status:
-            if s.name == "lookout: camera raw":
-                level = s.level if isinstance(s.level, int) else int.from_bytes(s.level, "little")
-                print(f"{(t - 1_700_000_000_000_000_000) / 1e9:.3f}\t{level}\t{s.message}")
-"#;
-    let o = common::output(Command::new(common::python()).args(["-c", read]).arg(&out));
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let text = String::from_utf8_lossy(&o.stdout);
-    let rows: Vec<(f64, u8, String)> = text
-        .lines()
-        .map(|l| {
-            let mut f = l.splitn(3, '\t');
-            (
-                f.next().unwrap().parse().unwrap(),
-                f.next().unwrap().parse().unwrap(),
-                f.next().unwrap_or_default().to_string(),
-            )
-        })
+    let rows: Vec<(f64, u8, String)> = common::camera_diagnostics(&out, "raw")
+        .into_iter()
+        .map(|d| (d.t_s, d.level, d.message))
         .collect();
+    let text = format!("{rows:?}");
     assert!(rows.len() >= 10, "{text}");
     let blocked = |m: &str| m.contains("camera blocked or dark");
     let mut during = 0;

@@ -137,7 +137,7 @@ impl Scheduler {
 mod tests {
     use super::*;
     use crate::config::QueuePolicy;
-    use crate::runtime::queue::{FrameProducer, RawHeader, Stamp, camera_ring};
+    use crate::runtime::queue::{FrameConsumer, FrameProducer, RawHeader, Stamp, camera_ring};
     use std::time::Instant;
 
     fn push(p: &mut FrameProducer, sec: i32) {
@@ -157,18 +157,23 @@ mod tests {
     /// `weights.len()` cameras, each delivering one frame per round with `stamp(camera, round)`;
     /// `served` frames inferred per round on average (overload: fewer than the cameras).
     /// Returns the frames each camera got.
+    /// One small keep-newest ring per camera: the producers and the consumers.
+    fn rings(cameras: usize) -> (Vec<FrameProducer>, Vec<FrameConsumer>) {
+        (0..cameras)
+            .map(|i| {
+                let (p, c, _) = camera_ring(i, 2, 4, 4, QueuePolicy::KeepNewest);
+                (p, c)
+            })
+            .unzip()
+    }
+
     fn shares(
         weights: &[u32],
         rounds: i32,
         per_round: f64,
         stamp: fn(usize, i32) -> i32,
     ) -> Vec<u32> {
-        let (mut producers, mut consumers): (Vec<_>, Vec<_>) = (0..weights.len())
-            .map(|i| {
-                let (p, c, _) = camera_ring(i, 2, 4, 4, QueuePolicy::KeepNewest);
-                (p, c)
-            })
-            .unzip();
+        let (mut producers, mut consumers) = rings(weights.len());
         let mut s = Scheduler::new(weights.iter().copied());
         let mut got = vec![0u32; weights.len()];
         let mut credit = 0.0;
@@ -259,12 +264,7 @@ mod tests {
     /// a frame per round and one run happens per round. Returns frames per camera and the
     /// largest run.
     fn batched_shares(weights: &[u32], rounds: i32, batch: usize) -> (Vec<u32>, usize) {
-        let (mut producers, mut consumers): (Vec<_>, Vec<_>) = (0..weights.len())
-            .map(|i| {
-                let (p, c, _) = camera_ring(i, 2, 4, 4, QueuePolicy::KeepNewest);
-                (p, c)
-            })
-            .unzip();
+        let (mut producers, mut consumers) = rings(weights.len());
         let mut s = Scheduler::new(weights.iter().copied());
         let mut got = vec![0u32; weights.len()];
         let mut largest = 0;

@@ -251,3 +251,61 @@ pub fn truncated_bag_copy(src: &Path, to: &Path) {
         }
     }
 }
+
+/// One camera status of a /diagnostics message in a bag.
+#[allow(dead_code)]
+#[derive(Debug, Clone)]
+pub struct DiagnosticRow {
+    /// Seconds into the bag (log time after 1_700_000_000 s, where make_vtest_bag.py starts).
+    pub t_s: f64,
+    /// Level byte.
+    pub level: u8,
+    /// Message.
+    pub message: String,
+    /// Key/values.
+    pub values: std::collections::BTreeMap<String, String>,
+}
+
+/// Every status named `lookout: camera <camera>` in the /diagnostics messages of `bag`, in
+/// log-time order, read with rosbags.
+#[allow(dead_code)]
+pub fn camera_diagnostics(bag: &Path, camera: &str) -> Vec<DiagnosticRow> {
+    let read = r#"
+import json, sys
+from pathlib import Path
+from rosbags.highlevel import AnyReader
+with AnyReader([Path(sys.argv[1])]) as r:
+    conns = [c for c in r.connections if c.topic == "/diagnostics"]
+    for c, t, raw in r.messages(connections=conns):
+        m = r.deserialize(raw, c.msgtype)
+        for s in m.status:
+            if s.name == "lookout: camera " + sys.argv[2]:
+                level = s.level if isinstance(s.level, int) else int.from_bytes(s.level, "little")
+                values = {kv.key: kv.value for kv in s.values}
+                print(json.dumps([(t - 1_700_000_000_000_000_000) / 1e9, level, s.message, values]))
+"#;
+    let o = output(
+        Command::new(python())
+            .args(["-c", read])
+            .arg(bag)
+            .arg(camera),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            DiagnosticRow {
+                t_s: v[0].as_f64().unwrap(),
+                level: v[1].as_u64().unwrap() as u8,
+                message: v[2].as_str().unwrap().to_string(),
+                values: v[3]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect(),
+            }
+        })
+        .collect()
+}
