@@ -84,6 +84,11 @@ def main():
 
     for f in ["config/lookout.yaml", "config/vtest.yaml"]:
         put("params_file", Path(f).stem, (ROOT / f).read_bytes())
+    # The documented parameters with a shadow model set (its keys are commented out there).
+    documented = (ROOT / "config/lookout.yaml").read_text()
+    put("params_file", "shadow", documented
+        .replace("# model: /path/to/candidate/manifest.yaml", "model: models/yolov3-tiny/manifest.yaml")
+        .replace("# thresholds: {confidence: 0.5}", "thresholds: {confidence: 0.5}").encode())
     put("model_manifest", "yolov3_tiny", (ROOT / "models/yolov3-tiny/manifest.yaml").read_bytes())
     onnx_seeds()
 

@@ -1361,3 +1361,73 @@ fn a_dead_inference_thread_reports_error_and_exits_non_zero() {
         "no ERROR on /diagnostics: {errors:?}"
     );
 }
+
+#[test]
+fn a_shadow_model_publishes_beside_the_primary_and_reports_its_agreement() {
+    let domain = 63;
+    let dir = tmp_dir("shadow");
+    let model = common::default_manifest();
+    let params = params_file(
+        &dir,
+        &format!(
+            "    shadow: {{model: {}, publish: true, thresholds: {{confidence: 0.6}}, min_frames: 1}}\n    cameras: [front]\n    camera:\n      front: {{topic: /cam/compressed, type: compressed, budget_ms: 5000, {LOSSLESS}}}\n",
+            model.display()
+        ),
+    );
+    let (report, _) = scenario(
+        domain,
+        &dir,
+        &params,
+        &[],
+        &compressed_args(
+            &["/cam/compressed"],
+            6,
+            2,
+            &[
+                "--sub",
+                "/front/detections",
+                "--sub",
+                "/front/shadow/detections",
+                "--linger",
+                "2",
+            ],
+        ),
+    );
+    // The primary: every frame, with its weaker detections too.
+    let primary = assert_round_trip(&report, "/cam/compressed", "/front/detections");
+    let scores = |m: &Value| -> Vec<f64> {
+        m["detections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["score"].as_f64().unwrap())
+            .collect()
+    };
+    assert!(primary.iter().flat_map(scores).any(|s| s < 0.6));
+    // The shadow: frames of the same stamps, nothing under its own threshold.
+    let shadow = received_on(&report, "/front/shadow/detections");
+    assert!(!shadow.is_empty(), "no shadow detections");
+    let stamps: Vec<&Value> = primary.iter().map(|m| &m["stamp_ns"]).collect();
+    for m in &shadow {
+        assert!(stamps.contains(&&m["stamp_ns"]), "{m}");
+        assert!(scores(m).iter().all(|s| *s >= 0.6), "{m}");
+        assert!(!scores(m).is_empty(), "bus.jpg has a confident bus: {m}");
+    }
+    // /diagnostics: the camera's agreement (the stricter shadow drops the weaker persons: WARN),
+    // the engine's shadow model.
+    let cam = statuses(&report, "lookout: camera front");
+    let (_, level, message, values) = cam
+        .iter()
+        .rev()
+        .find(|(_, _, _, v)| v["shadow_frames"] != "0")
+        .expect("a status after a shadowed frame");
+    assert!(
+        *level >= 1 && message.contains("shadow model disagrees"),
+        "{message}"
+    );
+    assert!(values["shadow_primary_only"].as_str().unwrap() != "0");
+    assert_eq!(values["shadow_only"], "0");
+    let engine = statuses(&report, "lookout: inference engine");
+    let (_, _, _, values) = engine.last().unwrap();
+    assert_eq!(values["shadow_model_sha256"], values["model_sha256"]);
+}

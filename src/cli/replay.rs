@@ -154,8 +154,22 @@ pub(crate) fn replay(args: &ReplayArgs) -> Result<ExitCode> {
                 "camera {name}: {} in, {} processed, {} messages written",
                 c.frames_in, c.frames_processed, c.messages_written
             );
+            if let Some(s) = &c.shadow {
+                println!(
+                    "camera {name} shadow: {} frames compared ({} skipped), {} disagreeing; detections {} in both, {} primary only, {} shadow only",
+                    s.frames,
+                    s.skipped,
+                    s.disagreeing_frames,
+                    s.matched,
+                    s.primary_only,
+                    s.shadow_only
+                );
+            }
         }
         println!("model {} sha256 {}", report.model, report.model_sha256);
+        if let (Some(name), Some(sha)) = (&report.shadow_model, &report.shadow_model_sha256) {
+            println!("shadow model {name} sha256 {sha}");
+        }
         println!(
             "output bag: {} ({} messages); report: {}",
             report.output_bag,

@@ -75,7 +75,10 @@ impl Config {
                     let frame = u64::from(c.max_width) * u64::from(c.max_height) * 4;
                     CameraBudget {
                         name: name.to_string(),
-                        slots_bytes: frame.saturating_mul(c.ring_capacity as u64 + 2),
+                        // One more slot for the frame a shadow model holds.
+                        slots_bytes: frame.saturating_mul(
+                            c.ring_capacity as u64 + 2 + u64::from(self.shadow.model.is_some()),
+                        ),
                         decoder_bytes: if c.kind == ImageKind::Compressed {
                             frame
                         } else {

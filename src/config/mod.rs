@@ -217,6 +217,9 @@ pub struct Config {
     /// Monitors of what the model is given.
     #[serde(default)]
     pub monitor: MonitorConfig,
+    /// A second model compared with this one on the frames there is time for.
+    #[serde(default)]
+    pub shadow: crate::runtime::shadow::ShadowConfig,
 }
 
 /// `monitor.*`: whether the model still sees.

@@ -24,6 +24,15 @@ pub fn resolve_replay_topic(topic: &str) -> String {
     resolve_topic("/", "lookout", topic)
 }
 
+/// The shadow model's detections topic beside a camera's detections topic `topic`:
+/// `<its namespace>/shadow/detections` (`front/detections` -> `front/shadow/detections`).
+pub fn shadow_detections_topic(topic: &str) -> String {
+    match topic.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/shadow/detections"),
+        None => "shadow/detections".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 use super::{
     Config, ConfigError, MAX_AGE_MS, MAX_BUDGET_MS, MAX_CAMERAS, MAX_DETECTIONS,
     MAX_HARD_TIMEOUT_MS, MAX_PERIOD_MS, MAX_RATE_HZ, MAX_REBUILD_AFTER_FAILURES, MAX_THREADS,
-    MAX_WARMUP_RUNS, MAX_WINDOW_S, param_err,
+    MAX_WARMUP_RUNS, MAX_WINDOW_S, ThresholdOverrides, param_err,
 };
 
 impl Config {
@@ -160,17 +160,11 @@ impl Config {
         }
         crate::core::engine::providers::validate(&self.engine.provider_options())
             .map_err(|e| param_err(format!("engine.{}", e.key), e.reason))?;
-        let t = self.thresholds;
-        for (k, v) in [("confidence", t.confidence), ("nms_iou", t.nms_iou)] {
-            if let Some(v) = v
-                && !(0.0..=1.0).contains(&v)
-            {
-                return Err(param_err(
-                    format!("thresholds.{k}"),
-                    format!("must be within 0..1, got {v}"),
-                ));
-            }
-        }
+        validate_thresholds("thresholds", &self.thresholds)?;
+        validate_thresholds("shadow.thresholds", &self.shadow.thresholds)?;
+        self.shadow
+            .validate()
+            .map_err(|(key, reason)| param_err(format!("shadow.{key}"), reason))?;
         let d = self.diagnostics;
         if !(d.period_ms.is_finite() && (10.0..=MAX_PERIOD_MS).contains(&d.period_ms)) {
             return Err(param_err(
@@ -237,14 +231,29 @@ impl Config {
                 ));
             }
         }
-        if let Some(n) = t.max_detections
-            && !(1..=MAX_DETECTIONS).contains(&n)
-        {
-            return Err(param_err(
-                "thresholds.max_detections",
-                format!("must be within 1..{MAX_DETECTIONS}, got {n}"),
-            ));
-        }
         Ok(())
     }
+}
+
+/// Range checks of threshold overrides under `prefix` (`thresholds`, `shadow.thresholds`).
+fn validate_thresholds(prefix: &str, t: &ThresholdOverrides) -> Result<(), ConfigError> {
+    for (k, v) in [("confidence", t.confidence), ("nms_iou", t.nms_iou)] {
+        if let Some(v) = v
+            && !(0.0..=1.0).contains(&v)
+        {
+            return Err(param_err(
+                format!("{prefix}.{k}"),
+                format!("must be within 0..1, got {v}"),
+            ));
+        }
+    }
+    if let Some(n) = t.max_detections
+        && !(1..=MAX_DETECTIONS).contains(&n)
+    {
+        return Err(param_err(
+            format!("{prefix}.max_detections"),
+            format!("must be within 1..{MAX_DETECTIONS}, got {n}"),
+        ));
+    }
+    Ok(())
 }

@@ -44,7 +44,7 @@ use std::time::Instant;
 
 use crate::bag::schema;
 use crate::bag::{Bag, BagError, BagWriter, offered_qos_yaml};
-use crate::config::names::resolve_replay_topic;
+use crate::config::names::{resolve_replay_topic, shadow_detections_topic};
 use crate::config::{Config, ImageKind};
 use crate::runtime::counters::CameraCounters;
 use crate::runtime::deadline::RosClock;
@@ -57,7 +57,9 @@ mod report;
 mod sink;
 mod source;
 pub use output::{OutputError, OutputPlan, write_file_atomically};
-pub use report::{Counts, LatencyMs, PercentilesMs, Report, StageMs, Totals, peak_rss_mb};
+pub use report::{
+    Counts, LatencyMs, PercentilesMs, Report, ShadowReport, StageMs, Totals, peak_rss_mb,
+};
 
 /// How frames are paced.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -177,6 +179,8 @@ struct Camera {
     /// `--copy-all`: the camera's `foxglove_msgs/ImageAnnotations` topic (its boxes, drawn over
     /// its images by Foxglove).
     annotations_topic: Option<usize>,
+    /// `shadow.publish`: the camera's `<namespace>/shadow/detections` topic.
+    shadow_topic: Option<usize>,
     frames_in: u64,
     written: u64,
     /// The last message's `frame_id` and encoding (or format), copied out of its buffer so the
@@ -351,6 +355,20 @@ impl Replay {
             } else {
                 None
             };
+            let shadow_topic = if runtime.shadow_results().is_some() {
+                Some(writer.add_topic(
+                    &shadow_detections_topic(&out_name),
+                    schema::DETECTION2D_ARRAY.name,
+                    Some(("ros2msg", schema::DETECTION2D_ARRAY.definition().as_bytes())),
+                    schema::DETECTION2D_ARRAY.type_hash,
+                    &offered_qos_yaml(
+                        qos.reliability == crate::config::Reliability::Reliable,
+                        qos.depth,
+                    ),
+                )?)
+            } else {
+                None
+            };
             let out_topic = writer.add_topic(
                 &out_name,
                 schema::DETECTION2D_ARRAY.name,
@@ -369,6 +387,7 @@ impl Replay {
                 counters: Arc::clone(&runtime.counters()[index]),
                 out_topic,
                 annotations_topic,
+                shadow_topic,
                 frames_in: 0,
                 written: 0,
                 frame_id: String::with_capacity(crate::runtime::queue::FRAME_ID_CAPACITY),

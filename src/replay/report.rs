@@ -102,6 +102,46 @@ pub struct Counts {
     /// (`monitor.profile`; absent without one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drift: Option<DriftReport>,
+    /// The shadow model against this one (`shadow.model`; absent without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowReport>,
+}
+
+/// A camera's shadow-model agreement over the whole run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ShadowReport {
+    /// Frames both models saw.
+    pub frames: u64,
+    /// Frames the shadow had no time for.
+    pub skipped: u64,
+    /// Frames on which they disagreed (a detection of either without a partner).
+    pub disagreeing_frames: u64,
+    /// Detections both made (same class, IoU at least `shadow.match_iou`).
+    pub matched: u64,
+    /// Detections of the primary only.
+    pub primary_only: u64,
+    /// Detections of the shadow only.
+    pub shadow_only: u64,
+    /// Frames the shadow failed on.
+    pub errors: u64,
+    /// Shadow results lost because the sink held every buffer.
+    pub dropped_output: u64,
+}
+
+impl ShadowReport {
+    /// From a camera's counters.
+    pub fn from_counters(s: &CounterSnapshot) -> Self {
+        Self {
+            frames: s.shadow_frames,
+            skipped: s.shadow_skipped,
+            disagreeing_frames: s.shadow_disagreeing,
+            matched: s.shadow_matched,
+            primary_only: s.shadow_primary_only,
+            shadow_only: s.shadow_only,
+            errors: s.shadow_errors,
+            dropped_output: s.shadow_dropped_output,
+        }
+    }
 }
 
 /// A camera's drift at the end of a run.
@@ -151,6 +191,12 @@ pub struct Report {
     pub model_sha256: String,
     /// ONNX Runtime sessions rebuilt after `engine.rebuild_after_failures` runs in a row failed.
     pub session_rebuilds: u64,
+    /// The shadow model's name (`shadow.model`; absent without one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_model: Option<String>,
+    /// The shadow model's ONNX sha256.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_model_sha256: Option<String>,
     /// Per camera, by name: the same keys.
     pub per_camera: BTreeMap<String, Counts>,
     /// Stage latencies over all cameras.
@@ -335,6 +381,7 @@ impl Counts {
                 .filter(|(_, n)| *n > 0)
                 .map(|(c, n)| (c.name().to_string(), n))
                 .collect(),
+            shadow: None,
         }
     }
 }

@@ -26,6 +26,43 @@ impl Replay {
             }
             result?;
         }
+        while let Some(out) = self.runtime.shadow_results().and_then(|r| r.try_recv()) {
+            let result = self.write_shadow_result(&out, log_time_ns);
+            if let Some(r) = self.runtime.shadow_results() {
+                r.recycle(out);
+            }
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Writes a shadow model's result on the camera's `shadow/detections` topic (at its
+    /// primary result's time when that is pending, else as [`Self::write_result`] would).
+    fn write_shadow_result(
+        &mut self,
+        out: &Output,
+        log_time_ns: Option<u64>,
+    ) -> Result<(), ReplayError> {
+        let Some(topic) = self.cameras.get(out.camera).and_then(|c| c.shadow_topic) else {
+            return Ok(());
+        };
+        cdr::encode_detection_array(
+            &mut self.buf,
+            out.stamp,
+            out.frame_id(),
+            out.detections(),
+            self.runtime
+                .shadow_model()
+                .map_or(&[][..], |m| m.class_names.as_slice()),
+        );
+        let pending = self.pending_log_ns.get(out.camera).copied().flatten();
+        let t = pending
+            .or(log_time_ns)
+            .unwrap_or_else(|| u64::try_from(self.clock_ns.load(Ordering::Relaxed)).unwrap_or(0));
+        if let Some(w) = self.writer.as_mut() {
+            w.write(topic, t, &self.buf)?;
+        }
+        self.last_log_ns = self.last_log_ns.max(t);
         Ok(())
     }
 
@@ -253,9 +290,16 @@ impl Replay {
                 .map(|t| t.snapshot(i, now))
                 .unwrap_or_default();
             inference_ns = inference_ns.saturating_add(s.inference_ns);
-            let counts =
+            let mut counts =
                 Counts::from_run(c.frames_in, &s, &stats, c.written, &engine, &model.sha256);
+            if self.runtime.shadow_model().is_some() {
+                counts.shadow = Some(super::report::ShadowReport::from_counters(&s));
+            }
             report.add_camera(&c.name, counts);
+        }
+        if let Some(shadow) = self.runtime.shadow_model() {
+            report.shadow_model = Some(shadow.name.clone());
+            report.shadow_model_sha256 = Some(shadow.sha256.clone());
         }
         if wall_s > 0.0 {
             report.frames_per_s = round2(report.frames_processed as f64 / wall_s);

@@ -294,8 +294,36 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
     let period = Duration::from_secs_f64(config.diagnostics.period_ms / 1000.0);
     let (stats_tx, stats_rx) =
         crossbeam_channel::bounded::<(usize, StatsSnapshot)>(4 * inputs.len().max(1));
+    // The shadow model's detections (`shadow.publish`), beside each camera's.
+    let shadow = match runtime.take_shadow_results() {
+        Some(source) => {
+            let mut shadow_publishers = Vec::new();
+            for (name, cam) in config.camera_list() {
+                let topic =
+                    crate::config::names::shadow_detections_topic(&config.detections_topic(name));
+                shadow_publishers.push(
+                    node.create_publisher::<r2r::vision_msgs::msg::Detection2DArray>(
+                        &topic,
+                        qos_profile(&cam.detections_qos()),
+                    )
+                    .map_err(ros_err(format!("advertise {topic}")))?,
+                );
+            }
+            let class_names = runtime
+                .shadow_model()
+                .map(|m| m.class_names.clone())
+                .unwrap_or_default();
+            Some(publish::ShadowTopics {
+                source,
+                publishers: shadow_publishers,
+                class_names,
+            })
+        }
+        None => None,
+    };
     let publisher = Publisher {
         publishers,
+        shadow,
         debug: debug_pubs,
         counters: runtime.counters().to_vec(),
         class_names: model.class_names.clone(),

@@ -53,9 +53,20 @@ pub(super) struct DebugTopics {
     pub(super) shown: std::cell::Cell<usize>,
 }
 
+/// The shadow model's results and topics (`shadow.publish`).
+pub(super) struct ShadowTopics {
+    pub(super) source: OutputSource,
+    pub(super) publishers: Vec<r2r::Publisher<r2r::vision_msgs::msg::Detection2DArray>>,
+    pub(super) class_names: Vec<String>,
+}
+
+/// How long the publisher waits for a primary result before looking at the shadow's.
+const SHADOW_POLL: Duration = Duration::from_millis(10);
+
 /// The publishing thread's state.
 pub(super) struct Publisher {
     pub(super) publishers: Vec<r2r::Publisher<r2r::vision_msgs::msg::Detection2DArray>>,
+    pub(super) shadow: Option<ShadowTopics>,
     pub(super) debug: Vec<DebugTopics>,
     pub(super) counters: Vec<Arc<CameraCounters>>,
     pub(super) class_names: Vec<String>,
@@ -71,10 +82,18 @@ impl Publisher {
         let mut msgs: Vec<r2r::vision_msgs::msg::Detection2DArray> =
             self.publishers.iter().map(|_| Default::default()).collect();
         let mut next_stats = Instant::now() + self.period;
+        let mut shadow_msg = r2r::vision_msgs::msg::Detection2DArray::default();
         loop {
-            let wait = next_stats
+            let mut wait = next_stats
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_millis(1));
+            if let Some(shadow) = &self.shadow {
+                wait = wait.min(SHADOW_POLL);
+                while let Some(out) = shadow.source.try_recv() {
+                    shadow.publish(&mut shadow_msg, &out, &self.counters);
+                    shadow.source.recycle(out);
+                }
+            }
             match source.recv_timeout(wait) {
                 Ok(out) => {
                     self.publish(&mut msgs, &mut tracker, &out);
@@ -141,6 +160,27 @@ impl Publisher {
                     .publish(&r2r::std_msgs::msg::Float64 { data: age_ms });
             }
             publish_markers(debug, msg, out);
+        }
+    }
+}
+
+impl ShadowTopics {
+    /// Publishes one shadow result on its camera's shadow topic (a failure is counted as a
+    /// dropped shadow output).
+    fn publish(
+        &self,
+        msg: &mut r2r::vision_msgs::msg::Detection2DArray,
+        out: &Output,
+        counters: &[Arc<CameraCounters>],
+    ) {
+        let (Some(publisher), Some(c)) =
+            (self.publishers.get(out.camera), counters.get(out.camera))
+        else {
+            return;
+        };
+        fill_message(msg, out, &self.class_names);
+        if publisher.publish(msg).is_err() {
+            c.shadow_dropped_output.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -120,6 +120,26 @@ pub struct CameraCounters {
     pub qos_incompatible: AtomicU64,
     /// Incompatible publishers seen since start.
     pub qos_incompatible_events: AtomicU64,
+    /// Frames the shadow model compared with the primary.
+    pub shadow_frames: AtomicU64,
+    /// Frames the shadow model had no time for (it was still busy).
+    pub shadow_skipped: AtomicU64,
+    /// Compared frames on which the two models disagreed.
+    pub shadow_disagreeing: AtomicU64,
+    /// Detections the two models agree on (pairs).
+    pub shadow_matched: AtomicU64,
+    /// Detections of the primary the shadow did not make.
+    pub shadow_primary_only: AtomicU64,
+    /// Detections of the shadow the primary did not make.
+    pub shadow_only: AtomicU64,
+    /// Frames the shadow model failed on (decode or inference).
+    pub shadow_errors: AtomicU64,
+    /// Shadow results not published: the publishing side held every buffer.
+    pub shadow_dropped_output: AtomicU64,
+    /// Frames in the shadow's sliding window (`shadow.window_frames`).
+    pub shadow_window_frames: AtomicU64,
+    /// Frames of that window on which the models disagreed.
+    pub shadow_window_disagreeing: AtomicU64,
     logged: AtomicU32,
 }
 
@@ -170,6 +190,16 @@ impl CameraCounters {
             preprocess_ns: g(&self.preprocess_ns),
             inference_ns: g(&self.inference_ns),
             postprocess_ns: g(&self.postprocess_ns),
+            shadow_frames: g(&self.shadow_frames),
+            shadow_skipped: g(&self.shadow_skipped),
+            shadow_disagreeing: g(&self.shadow_disagreeing),
+            shadow_matched: g(&self.shadow_matched),
+            shadow_primary_only: g(&self.shadow_primary_only),
+            shadow_only: g(&self.shadow_only),
+            shadow_errors: g(&self.shadow_errors),
+            shadow_dropped_output: g(&self.shadow_dropped_output),
+            shadow_window_frames: g(&self.shadow_window_frames),
+            shadow_window_disagreeing: g(&self.shadow_window_disagreeing),
         }
     }
 }
@@ -211,6 +241,26 @@ pub struct CounterSnapshot {
     pub inference_ns: u64,
     /// Sum of post-processing times, ns.
     pub postprocess_ns: u64,
+    /// Frames the shadow model compared with the primary.
+    pub shadow_frames: u64,
+    /// Frames the shadow model had no time for (it was still busy).
+    pub shadow_skipped: u64,
+    /// Compared frames on which the two models disagreed.
+    pub shadow_disagreeing: u64,
+    /// Detections the two models agree on (pairs).
+    pub shadow_matched: u64,
+    /// Detections of the primary the shadow did not make.
+    pub shadow_primary_only: u64,
+    /// Detections of the shadow the primary did not make.
+    pub shadow_only: u64,
+    /// Frames the shadow model failed on (decode or inference).
+    pub shadow_errors: u64,
+    /// Shadow results not published: the publishing side held every buffer.
+    pub shadow_dropped_output: u64,
+    /// Frames in the shadow's sliding window (`shadow.window_frames`).
+    pub shadow_window_frames: u64,
+    /// Frames of that window on which the models disagreed.
+    pub shadow_window_disagreeing: u64,
 }
 
 impl CounterSnapshot {

@@ -27,6 +27,7 @@ use std::sync::atomic::Ordering;
 use crate::config::CameraConfig;
 use crate::runtime::counters::{CameraCounters, CounterSnapshot, EngineCounters, process_epoch};
 use crate::runtime::deadline::{Percentiles, StatsSnapshot};
+use crate::runtime::shadow::health::ShadowRule;
 
 /// `diagnostic_msgs/DiagnosticStatus` levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -476,9 +477,17 @@ pub struct Health {
     engine: EngineInfo,
     /// Session rebuilds and failed rebuilds at the last report.
     previous_rebuilds: (u64, u64),
+    /// The shadow model's rule (None: no shadow model).
+    shadow: Option<ShadowRule>,
 }
 
 impl Health {
+    /// Reports the shadow model's agreement per camera, and names it in the engine's status.
+    pub fn with_shadow(mut self, rule: ShadowRule) -> Self {
+        self.shadow = Some(rule);
+        self
+    }
+
     /// Starts at `started` with `cameras` (name, settings, counters now).
     pub fn new(
         started: Instant,
@@ -494,6 +503,7 @@ impl Health {
             cameras: Vec::with_capacity(cameras.len()),
             engine,
             previous_rebuilds: (0, 0),
+            shadow: None,
         };
         for (name, config, counters) in cameras {
             h.names.push(name);
@@ -527,7 +537,7 @@ impl Health {
         for (i, ((name, cam), c)) in cameras.enumerate() {
             let snapshot = c.snapshot();
             let last = c.last_received_ns.load(Ordering::Relaxed);
-            statuses.push(camera_status(&CameraInput {
+            let mut status = camera_status(&CameraInput {
                 name,
                 now,
                 started: self.started,
@@ -540,7 +550,11 @@ impl Health {
                 budget_ms: cam.budget_ms,
                 input_timeout: Duration::from_secs_f64(cam.input_timeout_ms / 1000.0),
                 min_output_rate_hz: cam.min_output_rate_hz,
-            }));
+            });
+            if let Some(rule) = &self.shadow {
+                rule.annotate_camera(&mut status, &snapshot);
+            }
+            statuses.push(status);
             timeouts.0 += snapshot.timeouts;
             timeouts.1 += self.previous[i].timeouts;
             errors.0 += snapshot.inference_errors;
@@ -552,7 +566,7 @@ impl Health {
         }
         let rebuilds = engine.session_rebuilds.load(Ordering::Relaxed);
         let rebuild_failures = engine.rebuild_failures.load(Ordering::Relaxed);
-        statuses.push(engine_status(&EngineInput {
+        let mut status = engine_status(&EngineInput {
             execution_provider: self.engine.execution_provider,
             fallback_reason: &self.engine.fallback_reason,
             io_memory: self.engine.io_memory,
@@ -566,7 +580,11 @@ impl Health {
             session_rebuilds: (rebuilds, self.previous_rebuilds.0),
             rebuild_failures: (rebuild_failures, self.previous_rebuilds.1),
             inference,
-        }));
+        });
+        if let Some(rule) = &self.shadow {
+            rule.annotate_engine(&mut status);
+        }
+        statuses.push(status);
         self.previous_rebuilds = (rebuilds, rebuild_failures);
         statuses
     }

@@ -41,6 +41,7 @@ use crate::runtime::drift::{DetectionCounts, DriftConfig, DriftMonitor};
 use crate::runtime::input_health::{InputHealthConfig, InputMonitor};
 use crate::runtime::queue::{Frame, FrameConsumer, FrameFormat, Stamp};
 use crate::runtime::scheduler::Scheduler;
+use crate::runtime::shadow::ShadowLink;
 
 /// One frame's detections on their way to the publisher (a recycled, preallocated buffer).
 #[derive(Debug)]
@@ -186,6 +187,8 @@ pub struct InferenceLoop {
     fault_run_failures: u64,
     frames_taken: u64,
     rebuild: SessionRebuild,
+    /// The shadow model's hand-over (None: no shadow model).
+    shadow: Option<ShadowLink>,
 }
 
 /// When to rebuild the ONNX Runtime session: after `after` runs in a row failed (an error from
@@ -350,6 +353,7 @@ impl InferenceLoop {
             fault_run_failures: crate::runtime::supervise::fault_run_failures(),
             frames_taken: 0,
             rebuild: SessionRebuild::new(0, Arc::default()),
+            shadow: None,
         }
     }
 
@@ -357,6 +361,13 @@ impl InferenceLoop {
     /// never), counting rebuilds in `counters`.
     pub fn with_session_rebuild(mut self, after: u32, counters: Arc<EngineCounters>) -> Self {
         self.rebuild = SessionRebuild::new(after, counters);
+        self
+    }
+
+    /// Hands the frames there is time for to a shadow model after their primary results are
+    /// sent ([`crate::runtime::shadow`]).
+    pub fn with_shadow(mut self, link: ShadowLink) -> Self {
+        self.shadow = Some(link);
         self
     }
 
@@ -392,6 +403,9 @@ impl InferenceLoop {
     /// engine up to [`Self::batch`] frames of different cameras in one inference run.
     pub fn step(&mut self) -> Step {
         let mut frames: [Option<Frame>; MAX_BATCH] = Default::default();
+        if let Some(shadow) = self.shadow.as_mut() {
+            shadow.begin(&mut self.cameras);
+        }
         let batch = self.batch();
         let taken = self
             .scheduler
@@ -411,6 +425,9 @@ impl InferenceLoop {
         }
         let dequeued = Instant::now();
         let result = self.process(&frames[..taken], dequeued);
+        if let Some(shadow) = self.shadow.as_mut() {
+            shadow.offer(&mut frames[..taken], &self.counters);
+        }
         for frame in frames.iter_mut().filter_map(Option::take) {
             self.cameras[frame.camera].recycle(frame);
         }
@@ -472,7 +489,7 @@ impl InferenceLoop {
                 reason: "injected fault (LOOKOUT_FAULT_RUN_FAILURES)".into(),
             }))
         } else {
-            let (counters, sink) = (&self.counters, &self.sink);
+            let (counters, sink, shadow) = (&self.counters, &self.sink, &mut self.shadow);
             self.detector.detect_batch(runnable, timeout, |i, result| {
                 let (Some(frame), Some(input)) = (frames[i].as_ref(), runnable[i].as_ref()) else {
                     return;
@@ -488,6 +505,9 @@ impl InferenceLoop {
                     dequeued,
                 };
                 send(&counters[frame.camera], sink, &sent, result.detections);
+                if let Some(shadow) = shadow.as_mut() {
+                    shadow.copy(i, result.detections);
+                }
                 processed = true;
             })
         };
@@ -540,7 +560,7 @@ impl InferenceLoop {
 
 /// A frame's pixels: its raw view, or the view its camera's decoder decoded, with the size of
 /// the image it shows.
-fn view_of<'a>(
+pub(crate) fn view_of<'a>(
     frame: &'a Frame,
     decoder: Option<&'a mut Decoder>,
 ) -> Result<(ImageView<'a>, (u32, u32)), FrameError> {
@@ -569,13 +589,13 @@ fn runnable_cameras<'a>(
 }
 
 /// What is sent with one frame's detections.
-struct Sent<'a> {
-    frame: &'a Frame,
-    image_size: (u32, u32),
-    times: StageTimes,
-    input: InputStats,
-    age: Duration,
-    dequeued: Instant,
+pub(crate) struct Sent<'a> {
+    pub(crate) frame: &'a Frame,
+    pub(crate) image_size: (u32, u32),
+    pub(crate) times: StageTimes,
+    pub(crate) input: InputStats,
+    pub(crate) age: Duration,
+    pub(crate) dequeued: Instant,
 }
 
 /// Counts a processed frame and sends its result in a free output buffer (dropped and counted
@@ -593,16 +613,23 @@ fn send(counters: &CameraCounters, sink: &OutputSink, sent: &Sent<'_>, detection
     counters
         .postprocess_ns
         .fetch_add(nanos(times.postprocess), Ordering::Relaxed);
-    let Some(mut out) = sink.free.try_recv().ok() else {
+    if !deliver(sink, sent, detections) {
         counters.dropped_output.fetch_add(1, Ordering::Relaxed);
-        return;
+    }
+}
+
+/// Sends one frame's result in a free output buffer of `sink`; false when none was free or the
+/// receiving side has gone (the caller counts the drop).
+pub(crate) fn deliver(sink: &OutputSink, sent: &Sent<'_>, detections: &[Detection]) -> bool {
+    let Ok(mut out) = sink.free.try_recv() else {
+        return false;
     };
     let frame = sent.frame;
     out.camera = frame.camera;
     out.seq = frame.seq;
     out.stamp = frame.stamp;
     (out.image_width, out.image_height) = sent.image_size;
-    out.times = times;
+    out.times = sent.times;
     out.received = frame.received;
     out.enqueued = frame.enqueued;
     out.dequeued = sent.dequeued;
@@ -615,10 +642,8 @@ fn send(counters: &CameraCounters, sink: &OutputSink, sent: &Sent<'_>, detection
     out.detections
         .extend_from_slice(&detections[..detections.len().min(room)]);
     out.finished = Instant::now();
-    // Cannot be full (as many places as buffers); a disconnected publisher counts as a drop.
-    if sink.tx.try_send(out).is_err() {
-        counters.dropped_output.fetch_add(1, Ordering::Relaxed);
-    }
+    // Cannot be full (as many places as buffers); a disconnected receiver is a drop.
+    sink.tx.try_send(out).is_ok()
 }
 
 /// The hard-timeout watchdog: sleeps until the current run's deadline and terminates the run if

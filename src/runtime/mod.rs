@@ -31,6 +31,7 @@ pub mod input_health;
 pub mod queue;
 pub mod realtime;
 pub mod scheduler;
+pub mod shadow;
 pub mod supervise;
 
 use std::sync::Arc;
@@ -46,7 +47,7 @@ use counters::{CameraCounters, EngineCounters};
 use deadline::{LatePolicy, RosClock};
 use health::{EngineInfo, Health, Status};
 use inference::{InferenceLoop, LoopCamera, OutputSource, ResultTracker, output_channel};
-use queue::{FrameProducer, camera_ring};
+use queue::{FrameProducer, camera_ring_with_spares};
 
 /// Why the runtime cannot start, or a thread of it died.
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +128,16 @@ pub struct Runtime {
     health: Health,
     clock: RosClock,
     hard_timeouts: bool,
+    shadow: Option<Shadow>,
     running: Option<Running>,
+}
+
+/// The shadow model's parts the runtime keeps: its thread's side until [`Runtime::start`], its
+/// results until a sink takes them, and its name.
+struct Shadow {
+    thread: Option<shadow::ShadowThread>,
+    results: Option<OutputSource>,
+    model: ModelInfo,
 }
 
 impl Runtime {
@@ -143,15 +153,7 @@ impl Runtime {
         tracing::info!(%budget, "memory budget");
         // A relative path still here was not found where the user's rule looks (or is lookout's
         // default): the data directories only, never the working directory.
-        let manifest = locate(&config.model, Origin::Default);
-        if manifest.is_relative() {
-            return Err(ModelError::NotFound {
-                path: manifest.clone(),
-                searched: searched(Origin::Default),
-            }
-            .into());
-        }
-        let model = Model::load(&manifest)?;
+        let model = load_model(&config.model)?;
         let thresholds = config.thresholds.apply(model.manifest.thresholds);
         let info = ModelInfo {
             name: model.manifest.name.clone(),
@@ -176,9 +178,10 @@ impl Runtime {
                 Timing::Live => cam.queue_policy,
                 Timing::Deterministic => QueuePolicy::Fifo,
             };
-            let (producer, consumer, c) = camera_ring(
+            let (producer, consumer, c) = camera_ring_with_spares(
                 index,
                 cam.ring_capacity,
+                usize::from(config.shadow.model.is_some()),
                 cam.max_width,
                 cam.max_height,
                 policy,
@@ -218,7 +221,16 @@ impl Runtime {
             }
             None => tracker,
         };
-        let health = Health::new(Instant::now(), health_cameras, engine.clone());
+        let mut health = Health::new(Instant::now(), health_cameras, engine.clone());
+        let (inference, shadow) = match &config.shadow.model {
+            Some(path) => {
+                let (link, shadow, rule) =
+                    build_shadow(config, path, timing, &counters, info.max_detections)?;
+                health = health.with_shadow(rule);
+                (inference.with_shadow(link), Some(shadow))
+            }
+            None => (inference, None),
+        };
         Ok(Self {
             model: info,
             engine,
@@ -231,8 +243,24 @@ impl Runtime {
             clock,
             hard_timeouts,
             engine_counters,
+            shadow,
             running: None,
         })
+    }
+
+    /// The shadow model (name and sha256), if one is configured.
+    pub fn shadow_model(&self) -> Option<&ModelInfo> {
+        self.shadow.as_ref().map(|s| &s.model)
+    }
+
+    /// The shadow model's results, with `shadow.publish` (`None` without, or once taken).
+    pub fn shadow_results(&self) -> Option<&OutputSource> {
+        self.shadow.as_ref().and_then(|s| s.results.as_ref())
+    }
+
+    /// Takes the shadow model's results, for a sink thread.
+    pub fn take_shadow_results(&mut self) -> Option<OutputSource> {
+        self.shadow.as_mut().and_then(|s| s.results.take())
     }
 
     /// The loaded model.
@@ -354,11 +382,25 @@ impl Runtime {
         for input in &mut self.inputs {
             input.set_wake(thread.clone());
         }
+        let mut sinks = supervise::Workers::default();
+        if let Some(mut part) = self.shadow.as_mut().and_then(|s| s.thread.take()) {
+            let s = Arc::clone(&stop);
+            let handle = std::thread::Builder::new()
+                .name("lookout-shadow".into())
+                .spawn(move || {
+                    if !shadow::yield_to_everything() {
+                        tracing::warn!("lookout-shadow: SCHED_IDLE refused; the shadow model runs at normal priority");
+                    }
+                    part.worker.run(&part.jobs, &part.back, &s);
+                })
+                .map_err(|e| start("lookout-shadow", e))?;
+            sinks.push("lookout-shadow", handle);
+        }
         self.running = Some(Running {
             stop,
             infer: Some(infer),
             watchdog,
-            sinks: supervise::Workers::default(),
+            sinks,
         });
         Ok(thread)
     }
@@ -471,4 +513,89 @@ impl Drop for Runtime {
         // Threads must not outlive the runtime (they hold its queues and the engine).
         let _ = self.stop(None);
     }
+}
+
+/// Finds and loads a model package (its manifest's path as configured): a relative path still
+/// relative after the search was not found where lookout looks (never the working directory).
+fn load_model(path: &std::path::Path) -> Result<Model, RuntimeError> {
+    let manifest = locate(path, Origin::Default);
+    if manifest.is_relative() {
+        return Err(ModelError::NotFound {
+            path: manifest.clone(),
+            searched: searched(Origin::Default),
+        }
+        .into());
+    }
+    Ok(Model::load(&manifest)?)
+}
+
+/// Loads and warms the shadow model at `path` (one frame per run) and connects it to the loop:
+/// inline for [`Timing::Deterministic`], otherwise on its own thread with one ONNX Runtime
+/// thread and one pre-processing thread, so it takes only what the primary leaves.
+fn build_shadow(
+    config: &Config,
+    path: &std::path::Path,
+    timing: Timing,
+    counters: &[Arc<CameraCounters>],
+    primary_max_detections: usize,
+) -> Result<(shadow::ShadowLink, Shadow, shadow::health::ShadowRule), RuntimeError> {
+    let model = load_model(path)?;
+    let thresholds = config.shadow.thresholds.apply(model.manifest.thresholds);
+    let mut engine = config.engine.clone();
+    engine.max_batch = 1;
+    if timing == Timing::Live {
+        // On its own thread beside the primary: one thread for everything, so that it takes
+        // only the time the primary leaves. Inline it blocks the loop anyway: all threads.
+        engine.intra_op_threads = 1;
+        engine.intra_op_spinning = false;
+        engine.preprocess_threads = 1;
+    }
+    let rule = shadow::health::ShadowRule {
+        min_frames: u64::from(config.shadow.min_frames),
+        warn_disagreement: config.shadow.warn_disagreement,
+        model: model.manifest.name.clone(),
+        sha256: model.sha256().to_string(),
+    };
+    let model_info = ModelInfo {
+        name: rule.model.clone(),
+        sha256: rule.sha256.clone(),
+        class_names: model.manifest.classes.clone(),
+        max_detections: thresholds.max_detections,
+    };
+    let mut detector = Detector::with_batch_cap(model, &engine, Some(thresholds), 1)?;
+    detector.set_input_health(false);
+    tracing::info!(model = %rule.model, sha256 = %rule.sha256, execution_provider = detector.execution_provider().as_str(), "shadow model loaded");
+    let cameras = config
+        .camera_list()
+        .zip(counters)
+        .map(|((name, cam), c)| shadow::ShadowCamera {
+            name: name.to_string(),
+            counters: Arc::clone(c),
+            decode_max: (cam.kind == crate::config::ImageKind::Compressed)
+                .then_some((cam.max_width, cam.max_height)),
+        })
+        .collect();
+    let (worker, results) = shadow::ShadowWorker::new(
+        detector,
+        cameras,
+        &config.shadow,
+        primary_max_detections,
+        config.shadow.publish,
+    );
+    let (link, thread) = match timing {
+        Timing::Deterministic => (
+            shadow::ShadowLink::inline(worker, primary_max_detections),
+            None,
+        ),
+        Timing::Live => {
+            let (link, thread) = shadow::ShadowLink::threaded(worker, primary_max_detections);
+            (link, Some(thread))
+        }
+    };
+    let parts = Shadow {
+        thread,
+        results,
+        model: model_info,
+    };
+    Ok((link, parts, rule))
 }

@@ -263,8 +263,21 @@ pub fn camera_ring(
     max_height: u32,
     policy: QueuePolicy,
 ) -> (FrameProducer, FrameConsumer, Arc<CameraCounters>) {
+    camera_ring_with_spares(camera, ring_capacity, 0, max_width, max_height, policy)
+}
+
+/// As [`camera_ring`], with `spare_slots` more slots for frames held elsewhere after inference
+/// (the one a shadow model is comparing), so the queue keeps its full depth meanwhile.
+pub fn camera_ring_with_spares(
+    camera: usize,
+    ring_capacity: usize,
+    spare_slots: usize,
+    max_width: u32,
+    max_height: u32,
+    policy: QueuePolicy,
+) -> (FrameProducer, FrameConsumer, Arc<CameraCounters>) {
     let capacity = ring_capacity.max(1);
-    let slots = capacity + 2;
+    let slots = capacity + 2 + spare_slots;
     let slot_bytes = max_width as usize * max_height as usize * 4;
     let (mut free_tx, free_rx) = rtrb::RingBuffer::new(slots);
     for _ in 0..slots {

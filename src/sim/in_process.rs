@@ -211,7 +211,7 @@ impl Sim {
             let s = counters[i].snapshot();
             let stats = tracker.snapshot(i, now);
             inference_ns = inference_ns.saturating_add(s.inference_ns);
-            let counts = Counts::from_run(
+            let mut counts = Counts::from_run(
                 frames_in[i],
                 &s,
                 &stats,
@@ -219,6 +219,9 @@ impl Sim {
                 &engine,
                 &model.sha256,
             );
+            if runtime.shadow_model().is_some() {
+                counts.shadow = Some(crate::replay::ShadowReport::from_counters(&s));
+            }
             run.add_camera(&cam.name, counts);
             if emitted_s > 0.0 {
                 achieved.insert(cam.name.clone(), round3(s.processed as f64 / emitted_s));
@@ -231,6 +234,10 @@ impl Sim {
         if run.frames_processed > 0 && inference_ns > 0 {
             run.inference_only_frames_per_s =
                 round3(1e9 * run.frames_processed as f64 / inference_ns as f64);
+        }
+        if let Some(shadow) = runtime.shadow_model() {
+            run.shadow_model = Some(shadow.name.clone());
+            run.shadow_model_sha256 = Some(shadow.sha256.clone());
         }
         report.run = run;
         report.achieved_fps = achieved;

@@ -258,6 +258,15 @@ impl SimReport {
                 "camera {name}: {fps:.2} fps out; dropped: ring full {}, superseded {}, too old {}, late {}, timeouts {}, errors {}\n",
                 d.ring_full, d.superseded, d.too_old, d.late, d.timeouts, d.inference_errors
             );
+            if let Some(s) = r.per_camera.get(name).and_then(|c| c.shadow.as_ref()) {
+                t += &format!(
+                    "camera {name} shadow ({}): {} frames compared, {} skipped (no time), {} disagreeing\n",
+                    r.shadow_model.as_deref().unwrap_or("?"),
+                    s.frames,
+                    s.skipped,
+                    s.disagreeing_frames
+                );
+            }
         }
         t += &format!(
             "CPU {:.0} % of one core, RSS {:.1} MB (peak {:.1} MB); inference alone: {:.1} fps\n",
