@@ -84,11 +84,13 @@ def main():
 
     for f in ["config/lookout.yaml", "config/vtest.yaml"]:
         put("params_file", Path(f).stem, (ROOT / f).read_bytes())
-    # The documented parameters with a shadow model set (its keys are commented out there).
+    # The documented parameters with a shadow model and incident capture set (commented out
+    # there).
     documented = (ROOT / "config/lookout.yaml").read_text()
     put("params_file", "shadow", documented
         .replace("# model: /path/to/candidate/manifest.yaml", "model: models/yolov3-tiny/manifest.yaml")
-        .replace("# thresholds: {confidence: 0.5}", "thresholds: {confidence: 0.5}").encode())
+        .replace("# thresholds: {confidence: 0.5}", "thresholds: {confidence: 0.5}")
+        .replace("# dir: /var/lib/lookout/incidents", "dir: /var/lib/lookout/incidents").encode())
     put("model_manifest", "yolov3_tiny", (ROOT / "models/yolov3-tiny/manifest.yaml").read_bytes())
     onnx_seeds()
 

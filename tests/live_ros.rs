@@ -1431,3 +1431,194 @@ fn a_shadow_model_publishes_beside_the_primary_and_reports_its_agreement() {
     let (_, _, _, values) = engine.last().unwrap();
     assert_eq!(values["shadow_model_sha256"], values["model_sha256"]);
 }
+
+#[test]
+fn sigusr1_captures_the_last_seconds_into_an_incident_bag() {
+    let domain = 64;
+    let dir = tmp_dir("capture");
+    let incidents = dir.join("incidents");
+    let params = params_file(
+        &dir,
+        &format!(
+            "    capture: {{dir: {}, before_s: 2.0, after_s: 0.5, max_rate_hz: 4.0, triggers: []}}\n    cameras: [front]\n    camera:\n      front: {{topic: /cam/compressed, type: compressed, budget_ms: 5000, {LOSSLESS}}}\n",
+            incidents.display()
+        ),
+    );
+    let mut node = Lookout::start(domain, &params, &[]);
+    node.wait_running();
+    // 4 Hz for 5 s; SIGUSR1 3 s in.
+    let pid = node.pid();
+    let signal = std::thread::Builder::new()
+        .name("sigusr1".into())
+        .spawn(move || {
+            std::thread::sleep(Duration::from_secs(3));
+            Command::new("kill")
+                .args(["-USR1", &pid.to_string()])
+                .status()
+                .unwrap()
+        })
+        .unwrap();
+    let report = peer(
+        domain,
+        &dir,
+        &compressed_args(&["/cam/compressed"], 20, 4, &[]),
+    );
+    assert!(signal.join().unwrap().success());
+    let (code, _, lines) = node.stop("INT");
+    assert_eq!(code, Some(0), "{}", lines.join("\n"));
+    assert!(
+        lines.iter().any(|l| l.contains("incident captured")),
+        "{}",
+        lines.join("\n")
+    );
+    let names: Vec<String> = std::fs::read_dir(&incidents)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].ends_with("_front_requested"), "{names:?}");
+    // The incident holds JPEG frames as published and their detections: those of the 2 s
+    // before the signal (at most 8 at 4 Hz) and the 0.5 s after.
+    let read = r#"
+import json, sys
+from pathlib import Path
+from rosbags.highlevel import AnyReader
+out = {}
+with AnyReader([Path(sys.argv[1])]) as r:
+    for c, t, raw in r.messages(connections=r.connections):
+        m = r.deserialize(raw, c.msgtype)
+        e = out.setdefault(c.topic, {"type": c.msgtype, "stamps": []})
+        e["stamps"].append(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec)
+        if c.msgtype == "sensor_msgs/msg/CompressedImage":
+            e["format"] = m.format
+            e["jpeg"] = bytes(m.data[:2]).hex()
+print(json.dumps(out))
+"#;
+    let o = common::output(
+        Command::new(common::python())
+            .args(["-c", read])
+            .arg(incidents.join(&names[0])),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bag: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let images = &bag["/cam/compressed"];
+    assert_eq!(images["type"], "sensor_msgs/msg/CompressedImage");
+    assert_eq!(images["format"], "jpeg");
+    assert_eq!(images["jpeg"], "ffd8");
+    let n = images["stamps"].as_array().unwrap().len();
+    assert!((6..=11).contains(&n), "{n} frames: {bag}");
+    assert_eq!(images["stamps"], bag["/front/detections"]["stamps"]);
+    let published: Vec<&Value> = report["published"]["/cam/compressed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["stamp_ns"])
+        .collect();
+    for s in images["stamps"].as_array().unwrap() {
+        assert!(published.contains(&s), "{s} was not published");
+    }
+}
+
+#[test]
+fn sighup_swaps_the_model_between_frames_and_a_corrupt_package_is_refused() {
+    let domain = 65;
+    let dir = tmp_dir("swap");
+    // A corrupt package: the default manifest beside a truncated ONNX file.
+    let corrupt = dir.join("corrupt");
+    std::fs::create_dir_all(&corrupt).unwrap();
+    let manifest = common::default_manifest();
+    std::fs::copy(&manifest, corrupt.join("manifest.yaml")).unwrap();
+    let onnx = std::fs::read(manifest.with_file_name("yolov3-tiny.onnx")).unwrap();
+    std::fs::write(corrupt.join("yolov3-tiny.onnx"), &onnx[..onnx.len() / 2]).unwrap();
+    // Its own parameters file (two ONNX Runtime threads: 15 Hz must be sustainable), rewritten
+    // before each SIGHUP.
+    let params = dir.join("params.yaml");
+    let write_params = |model: &Path| {
+        std::fs::write(
+            &params,
+            format!(
+                "/**:\n  ros__parameters:\n    model: {}\n    engine: {{execution_providers: [cpu]}}\n    monitor: {{input_health: {{frozen_frames: 100000}}}}\n    diagnostics: {{period_ms: 250.0}}\n    cameras: [front]\n    camera:\n      front: {{topic: /cam/compressed, type: compressed, budget_ms: 2000, ring_capacity: 32, {LOSSLESS}}}\n",
+                model.display()
+            ),
+        )
+        .unwrap();
+    };
+    write_params(&manifest);
+    let mut node = Lookout::start(domain, &params, &[]);
+    node.wait_running();
+    let pid = node.pid().to_string();
+    let batch = common::batch_manifest();
+    let corrupt_manifest = corrupt.join("manifest.yaml");
+    let params_for_thread = params.clone();
+    let hup = std::thread::Builder::new()
+        .name("sighup".into())
+        .spawn(move || {
+            let write = |model: &Path| {
+                let text = std::fs::read_to_string(&params_for_thread).unwrap();
+                let start = text.find("model: ").unwrap() + "model: ".len();
+                let end = start + text[start..].find('\n').unwrap();
+                let text = format!("{}{}{}", &text[..start], model.display(), &text[end..]);
+                std::fs::write(&params_for_thread, text).unwrap();
+            };
+            let kill = |pid: &str| {
+                Command::new("kill")
+                    .args(["-HUP", pid])
+                    .status()
+                    .unwrap()
+                    .success()
+            };
+            std::thread::sleep(Duration::from_millis(2500));
+            write(&batch);
+            let first = kill(&pid);
+            std::thread::sleep(Duration::from_millis(3000));
+            write(&corrupt_manifest);
+            first && kill(&pid)
+        })
+        .unwrap();
+    // 15 Hz for 8 s.
+    let report = peer(
+        domain,
+        &dir,
+        &compressed_args(
+            &["/cam/compressed"],
+            120,
+            15,
+            &["--sub", "/front/detections", "--linger", "3"],
+        ),
+    );
+    assert!(hup.join().unwrap());
+    let (code, _, lines) = node.stop("INT");
+    let log = lines.join("\n");
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("model swapped in between two frames"), "{log}");
+    assert!(
+        log.contains("model refused; the running model stays"),
+        "{log}"
+    );
+    // No frame lost: every one came back, bus and persons (both packages are the same network).
+    let got = assert_round_trip(&report, "/cam/compressed", "/front/detections");
+    assert_eq!(got.len(), 120);
+    for msg in &got {
+        assert_bus_and_persons(msg);
+    }
+    // /diagnostics: the first model, then the second, which stays after the corrupt one.
+    let engine = statuses(&report, "lookout: inference engine");
+    let shas: Vec<&str> = engine
+        .iter()
+        .map(|(_, _, _, v)| v["model_sha256"].as_str().unwrap())
+        .collect();
+    let first = shas.first().copied().unwrap();
+    let last = shas.last().copied().unwrap();
+    assert_eq!(
+        first,
+        "c3f76206ab58243902925be003da40227234a158a42eea1405977eab0b7b6d5f"
+    );
+    assert_ne!(first, last, "{shas:?}");
+    let switches = shas.windows(2).filter(|w| w[0] != w[1]).count();
+    assert_eq!(switches, 1, "{shas:?}");
+    // No deadline missed, nothing dropped.
+    let cam = statuses(&report, "lookout: camera front");
+    let (_, _, _, values) = cam.last().unwrap();
+    assert_eq!(values["deadline_misses"], "0", "{values}");
+    assert_eq!(values["dropped_ring_full"], "0", "{values}");
+}

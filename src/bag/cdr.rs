@@ -343,6 +343,10 @@ impl<'a> Writer<'a> {
         self.u32(u32::try_from(n).unwrap_or(u32::MAX));
     }
 
+    fn raw(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
     fn string(&mut self, s: &str) {
         self.len(s.len() + 1);
         self.buf.extend_from_slice(s.as_bytes());
@@ -395,6 +399,44 @@ pub fn encode_detection_array(
         w.f64(f64::from(sh));
         w.string("");
     }
+}
+
+/// Encodes a `sensor_msgs/msg/Image`: `size` is `(width, height, step in bytes)` and `data` the
+/// rows (with their padding), as received.
+pub fn encode_image(
+    buf: &mut Vec<u8>,
+    stamp: Stamp,
+    frame_id: &str,
+    size: (u32, u32, usize),
+    encoding: &str,
+    big_endian: bool,
+    data: &[u8],
+) {
+    let (width, height, step) = size;
+    let mut w = Writer::new(buf);
+    w.header(stamp, frame_id);
+    w.u32(height);
+    w.u32(width);
+    w.string(encoding);
+    w.u8(u8::from(big_endian));
+    w.u32(u32::try_from(step).unwrap_or(u32::MAX));
+    w.len(data.len());
+    w.raw(data);
+}
+
+/// Encodes a `sensor_msgs/msg/CompressedImage` (`format`: `jpeg`, `png`).
+pub fn encode_compressed_image(
+    buf: &mut Vec<u8>,
+    stamp: Stamp,
+    frame_id: &str,
+    format: &str,
+    data: &[u8],
+) {
+    let mut w = Writer::new(buf);
+    w.header(stamp, frame_id);
+    w.string(format);
+    w.len(data.len());
+    w.raw(data);
 }
 
 /// Encodes a `foxglove_msgs/msg/ImageAnnotations` drawing `detections` over their image: per

@@ -170,6 +170,9 @@ pub(crate) fn replay(args: &ReplayArgs) -> Result<ExitCode> {
         if let (Some(name), Some(sha)) = (&report.shadow_model, &report.shadow_model_sha256) {
             println!("shadow model {name} sha256 {sha}");
         }
+        if let Some(n) = report.incident_captures {
+            println!("incident bags written: {n}");
+        }
         println!(
             "output bag: {} ({} messages); report: {}",
             report.output_bag,

@@ -17,6 +17,9 @@ pub struct CameraBudget {
     pub slots_bytes: u64,
     /// Decoded-frame buffer of a compressed camera: `max_width x max_height x 4`.
     pub decoder_bytes: u64,
+    /// Incident capture's records: `(ceil(before_s x max_rate_hz) + 2) x max_width x
+    /// max_height x 4` (0 without `capture.dir`).
+    pub capture_bytes: u64,
 }
 
 /// The memory a configuration reserves for frames (pages become resident as frames fill them).
@@ -31,7 +34,11 @@ impl MemoryBudget {
     pub fn total_bytes(&self) -> u64 {
         self.cameras
             .iter()
-            .map(|c| c.slots_bytes.saturating_add(c.decoder_bytes))
+            .map(|c| {
+                c.slots_bytes
+                    .saturating_add(c.decoder_bytes)
+                    .saturating_add(c.capture_bytes)
+            })
             .fold(0, u64::saturating_add)
     }
 }
@@ -49,6 +56,9 @@ impl std::fmt::Display for MemoryBudget {
                 mb(c.slots_bytes),
                 mb(c.decoder_bytes)
             )?;
+            if c.capture_bytes > 0 {
+                write!(f, ", capture {:.0} MB", mb(c.capture_bytes))?;
+            }
         }
         if !self.cameras.is_empty() {
             write!(f, ")")?;
@@ -84,6 +94,11 @@ impl Config {
                         } else {
                             0
                         },
+                        capture_bytes: if self.capture.dir.is_some() {
+                            frame.saturating_mul(self.capture.records_per_camera() as u64)
+                        } else {
+                            0
+                        },
                     }
                 })
                 .collect(),
@@ -96,7 +111,7 @@ impl Config {
         let budget = self.memory_budget();
         if budget.total_bytes() > limit_bytes {
             return Err(param_err(
-                "camera.<name>.max_width, max_height, ring_capacity",
+                "camera.<name>.max_width, max_height, ring_capacity (and capture.before_s, max_rate_hz)",
                 format!(
                     "the cameras would reserve {budget}, over the limit of {:.0} MB (half of this computer's memory); lower them or the number of cameras",
                     limit_bytes as f64 / 1e6

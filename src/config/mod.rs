@@ -220,6 +220,10 @@ pub struct Config {
     /// A second model compared with this one on the frames there is time for.
     #[serde(default)]
     pub shadow: crate::runtime::shadow::ShadowConfig,
+    /// Incident capture: the seconds around a deadline miss, an input-health ERROR, drift or a
+    /// shadow disagreement, written to a bag.
+    #[serde(default)]
+    pub capture: crate::runtime::capture::CaptureConfig,
 }
 
 /// `monitor.*`: whether the model still sees.

@@ -165,6 +165,9 @@ impl Config {
         self.shadow
             .validate()
             .map_err(|(key, reason)| param_err(format!("shadow.{key}"), reason))?;
+        self.capture
+            .validate()
+            .map_err(|(key, reason)| param_err(format!("capture.{key}"), reason))?;
         let d = self.diagnostics;
         if !(d.period_ms.is_finite() && (10.0..=MAX_PERIOD_MS).contains(&d.period_ms)) {
             return Err(param_err(

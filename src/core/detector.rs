@@ -199,6 +199,12 @@ impl Detector {
         self.detect_with_timeout(frame, None)
     }
 
+    /// Takes over the run control of the detector this one replaces (its watchdog then
+    /// terminates this detector's runs).
+    pub fn adopt_run_control(&mut self, control: &crate::core::engine::RunControl) {
+        self.engine.adopt_run_control(control);
+    }
+
     /// The engine's run control (for a hard-timeout watchdog).
     pub fn run_control(&self) -> crate::core::engine::RunControl {
         self.engine.run_control()

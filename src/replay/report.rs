@@ -191,6 +191,9 @@ pub struct Report {
     pub model_sha256: String,
     /// ONNX Runtime sessions rebuilt after `engine.rebuild_after_failures` runs in a row failed.
     pub session_rebuilds: u64,
+    /// Incident bags written into `capture.dir` (absent without capture).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident_captures: Option<u64>,
     /// The shadow model's name (`shadow.model`; absent without one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shadow_model: Option<String>,

@@ -203,6 +203,8 @@ impl Replay {
 
     pub(super) fn finish(mut self, interrupted: bool) -> Result<Report, ReplayError> {
         let wall_s = self.started.elapsed().as_secs_f64();
+        // An incident bag being written ends with the bag's last frame.
+        self.runtime.finish_capture();
         if interrupted && let Some(delay) = crate::runtime::supervise::fault_finish_delay() {
             std::thread::sleep(delay);
         }
@@ -297,6 +299,10 @@ impl Replay {
             }
             report.add_camera(&c.name, counts);
         }
+        report.incident_captures = self
+            .runtime
+            .capture_counters()
+            .map(|c| c.written.load(Ordering::Relaxed));
         if let Some(shadow) = self.runtime.shadow_model() {
             report.shadow_model = Some(shadow.name.clone());
             report.shadow_model_sha256 = Some(shadow.sha256.clone());

@@ -179,6 +179,42 @@ fn load_config(node: &r2r::Node, options: &NodeOptions) -> Result<Config, NodeEr
     Ok(config)
 }
 
+/// SIGHUP: reads the parameters again; a `model` other than the running one is asked for (a
+/// refused package is reported by the runtime's swap outcome). Other changed parameters need a
+/// restart, and say so.
+fn reload_model(
+    node: &r2r::Node,
+    options: &NodeOptions,
+    config: &Config,
+    running_model: &mut PathBuf,
+    runtime: &Runtime,
+) {
+    let fresh = match load_config(node, options) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: the parameters do not load; the running model stays");
+            return;
+        }
+    };
+    let mut others = fresh.clone();
+    others.model.clone_from(&config.model);
+    if others != *config {
+        tracing::warn!(
+            "SIGHUP: parameters other than `model` changed; they take effect at the next start"
+        );
+    }
+    if fresh.model == *running_model {
+        tracing::info!(manifest = %fresh.model.display(), "SIGHUP: `model` unchanged (a package replaced in place is loaded again)");
+    }
+    match runtime.request_model(fresh.model.clone()) {
+        Ok(()) => {
+            tracing::info!(manifest = %fresh.model.display(), "SIGHUP: loading the model in the background");
+            *running_model = fresh.model;
+        }
+        Err(e) => tracing::error!(error = %e, "SIGHUP: the model is not reloaded"),
+    }
+}
+
 /// Runs the node until `stop` is set (SIGINT/SIGTERM), then shuts down in order and returns the
 /// counters. Start-up errors (parameters, model, ONNX Runtime, ROS) are returned before any
 /// thread starts.
@@ -349,8 +385,48 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
     let mut next_graph_check = started;
     let mut next_report = started + period;
     let mut gone = None;
+    // SIGUSR1 asks for an incident capture now (with `capture.dir` set).
+    let capture_asked = Arc::new(AtomicBool::new(false));
+    if runtime.capture_trigger().is_some()
+        && let Err(e) =
+            signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&capture_asked))
+    {
+        tracing::warn!(error = %e, "SIGUSR1 cannot ask for incident captures");
+    }
+    // SIGHUP: the parameters file is read again and a changed `model` is swapped in.
+    let reload_asked = Arc::new(AtomicBool::new(false));
+    if let Err(e) =
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload_asked))
+    {
+        tracing::warn!(error = %e, "SIGHUP cannot reload the model");
+    }
+    let mut running_model = config.model.clone();
     tracing::info!(cameras = inputs.len(), "lookout running");
     while !stop.load(Ordering::Relaxed) {
+        if reload_asked.swap(false, Ordering::Relaxed) {
+            reload_model(&node, options, &config, &mut running_model, &runtime);
+        }
+        while let Some(outcome) = runtime.poll_swap() {
+            match outcome {
+                crate::runtime::swap::SwapOutcome::Swapped {
+                    new,
+                    old_sha256,
+                    load_ms,
+                } => {
+                    tracing::warn!(model = %new.name, sha256 = %new.sha256, old_sha256 = %old_sha256, load_ms = load_ms.round(), "model swapped in between two frames")
+                }
+                crate::runtime::swap::SwapOutcome::Refused { path, reason } => {
+                    tracing::error!(manifest = %path.display(), %reason, "model refused; the running model stays");
+                }
+            }
+        }
+        if capture_asked.swap(false, Ordering::Relaxed)
+            && let Some(trigger) = runtime.capture_trigger()
+        {
+            let now_ns = ros_clock.now_ns().unwrap_or(0);
+            trigger.request(crate::runtime::capture::Reason::Requested, 0, now_ns);
+            tracing::info!("incident capture asked for (SIGUSR1)");
+        }
         // Supervision: a worker that ended while the node runs leaves it headless.
         if let Some(name) = runtime.first_gone() {
             gone = Some(name);

@@ -140,6 +140,8 @@ pub struct CameraCounters {
     pub shadow_window_frames: AtomicU64,
     /// Frames of that window on which the models disagreed.
     pub shadow_window_disagreeing: AtomicU64,
+    /// Finished frames incident capture could not keep (no spare record: it was behind).
+    pub capture_missed: AtomicU64,
     logged: AtomicU32,
 }
 
@@ -200,6 +202,7 @@ impl CameraCounters {
             shadow_dropped_output: g(&self.shadow_dropped_output),
             shadow_window_frames: g(&self.shadow_window_frames),
             shadow_window_disagreeing: g(&self.shadow_window_disagreeing),
+            capture_missed: g(&self.capture_missed),
         }
     }
 }
@@ -261,6 +264,8 @@ pub struct CounterSnapshot {
     pub shadow_window_frames: u64,
     /// Frames of that window on which the models disagreed.
     pub shadow_window_disagreeing: u64,
+    /// Finished frames incident capture could not keep.
+    pub capture_missed: u64,
 }
 
 impl CounterSnapshot {

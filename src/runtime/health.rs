@@ -479,9 +479,26 @@ pub struct Health {
     previous_rebuilds: (u64, u64),
     /// The shadow model's rule (None: no shadow model).
     shadow: Option<ShadowRule>,
+    /// Incident capture's counters (None: no capture).
+    capture: Option<std::sync::Arc<crate::runtime::capture::writer::CaptureCounters>>,
 }
 
 impl Health {
+    /// The model now running (after a hot swap).
+    pub fn set_model(&mut self, name: &str, sha256: &str) {
+        self.engine.model = name.to_string();
+        self.engine.sha256 = sha256.to_string();
+    }
+
+    /// Reports incident captures (written, suppressed, failed) in the engine's status.
+    pub fn with_capture(
+        mut self,
+        counters: std::sync::Arc<crate::runtime::capture::writer::CaptureCounters>,
+    ) -> Self {
+        self.capture = Some(counters);
+        self
+    }
+
     /// Reports the shadow model's agreement per camera, and names it in the engine's status.
     pub fn with_shadow(mut self, rule: ShadowRule) -> Self {
         self.shadow = Some(rule);
@@ -504,6 +521,7 @@ impl Health {
             engine,
             previous_rebuilds: (0, 0),
             shadow: None,
+            capture: None,
         };
         for (name, config, counters) in cameras {
             h.names.push(name);
@@ -583,6 +601,16 @@ impl Health {
         });
         if let Some(rule) = &self.shadow {
             rule.annotate_engine(&mut status);
+        }
+        if let Some(c) = &self.capture {
+            let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed).to_string();
+            status
+                .values
+                .push(("captures_written".into(), g(&c.written)));
+            status
+                .values
+                .push(("captures_suppressed".into(), g(&c.suppressed)));
+            status.values.push(("captures_failed".into(), g(&c.failed)));
         }
         statuses.push(status);
         self.previous_rebuilds = (rebuilds, rebuild_failures);

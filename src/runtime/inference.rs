@@ -32,6 +32,7 @@ use crate::core::image::{FrameError, ImageView};
 use crate::core::input_health::InputStats;
 use crate::core::model::MAX_BATCH;
 use crate::core::postprocess::Detection;
+use crate::runtime::capture::{CaptureTap, CaptureTrigger, Reason};
 use crate::runtime::counters::{BadInputKind, CameraCounters, EngineCounters};
 use crate::runtime::deadline::{
     Admission, DeadlineMonitor, DeadlineSettings, LatencyStats, RosClock, StatsSnapshot, Verdict,
@@ -42,6 +43,7 @@ use crate::runtime::input_health::{InputHealthConfig, InputMonitor};
 use crate::runtime::queue::{Frame, FrameConsumer, FrameFormat, Stamp};
 use crate::runtime::scheduler::Scheduler;
 use crate::runtime::shadow::ShadowLink;
+use crate::runtime::swap::SwapSlot;
 
 /// One frame's detections on their way to the publisher (a recycled, preallocated buffer).
 #[derive(Debug)]
@@ -185,10 +187,21 @@ pub struct InferenceLoop {
     fault_after_frames: Option<u64>,
     /// Test hook: runs still to fail ([`crate::runtime::supervise::fault_run_failures`]).
     fault_run_failures: u64,
+    /// Test hook: a frame held up ([`crate::runtime::supervise::fault_slow_frame`]).
+    fault_slow_frame: Option<(u64, Duration)>,
     frames_taken: u64,
     rebuild: SessionRebuild,
     /// The shadow model's hand-over (None: no shadow model).
     shadow: Option<ShadowLink>,
+    /// Incident capture's tap (None: no capture).
+    capture: Option<CaptureTap>,
+    /// Per frame of the current run: its primary detections, kept for the shadow and the
+    /// capture (empty when neither is on).
+    kept: Vec<Vec<Detection>>,
+    /// Per frame of the current run: whether `kept` holds its result.
+    sent: [bool; MAX_BATCH],
+    /// A new model swapped in between two runs (None: no hot swap).
+    swap: Option<SwapSlot>,
 }
 
 /// When to rebuild the ONNX Runtime session: after `after` runs in a row failed (an error from
@@ -351,9 +364,14 @@ impl InferenceLoop {
             scheduler,
             fault_after_frames: crate::runtime::supervise::fault_infer_panic_after(),
             fault_run_failures: crate::runtime::supervise::fault_run_failures(),
+            fault_slow_frame: crate::runtime::supervise::fault_slow_frame(),
             frames_taken: 0,
             rebuild: SessionRebuild::new(0, Arc::default()),
             shadow: None,
+            capture: None,
+            kept: Vec::new(),
+            sent: [false; MAX_BATCH],
+            swap: None,
         }
     }
 
@@ -368,7 +386,31 @@ impl InferenceLoop {
     /// sent ([`crate::runtime::shadow`]).
     pub fn with_shadow(mut self, link: ShadowLink) -> Self {
         self.shadow = Some(link);
+        self.keep_detections();
         self
+    }
+
+    /// Keeps every finished frame and its detections for incident capture
+    /// ([`crate::runtime::capture`]).
+    pub fn with_capture(mut self, tap: CaptureTap) -> Self {
+        self.capture = Some(tap);
+        self.keep_detections();
+        self
+    }
+
+    /// Takes a new model between two runs when the runtime's loader has one ready
+    /// ([`crate::runtime::swap`]).
+    pub fn with_swap(mut self, slot: SwapSlot) -> Self {
+        self.swap = Some(slot);
+        self
+    }
+
+    /// Allocates the per-run copies of the primary's detections.
+    fn keep_detections(&mut self) {
+        if self.kept.is_empty() {
+            let max = self.detector.postprocessor().thresholds().max_detections;
+            self.kept = (0..MAX_BATCH).map(|_| Vec::with_capacity(max)).collect();
+        }
     }
 
     /// The engine's run control, for [`watchdog`].
@@ -403,9 +445,27 @@ impl InferenceLoop {
     /// engine up to [`Self::batch`] frames of different cameras in one inference run.
     pub fn step(&mut self) -> Step {
         let mut frames: [Option<Frame>; MAX_BATCH] = Default::default();
-        if let Some(shadow) = self.shadow.as_mut() {
-            shadow.begin(&mut self.cameras);
+        if let Some(slot) = self.swap.as_mut()
+            && slot.poll(&mut self.detector)
+        {
+            let input = &self.detector.model().manifest.input;
+            let (w, h) = (input.width() as u32, input.height() as u32);
+            for decoder in self.decoders.iter_mut().flatten() {
+                decoder.retarget(w, h);
+            }
         }
+        if let Some(shadow) = self.shadow.as_mut() {
+            let (cameras, capture) = (&mut self.cameras, &self.capture);
+            shadow.reclaim(|mut frame, detections| {
+                if let Some(tap) = capture {
+                    tap.keep(&mut frame, detections);
+                }
+                if let Some(c) = cameras.get_mut(frame.camera) {
+                    c.recycle(frame);
+                }
+            });
+        }
+        self.sent = [false; MAX_BATCH];
         let batch = self.batch();
         let taken = self
             .scheduler
@@ -424,11 +484,31 @@ impl InferenceLoop {
             panic!("injected fault: inference thread panics after {n} frames");
         }
         let dequeued = Instant::now();
+        if let Some((n, delay)) = self.fault_slow_frame
+            && before < n
+            && self.frames_taken >= n
+        {
+            // Injected fault (LOOKOUT_FAULT_SLOW_FRAME): a deadline miss where a test wants it.
+            std::thread::sleep(delay);
+        }
         let result = self.process(&frames[..taken], dequeued);
         if let Some(shadow) = self.shadow.as_mut() {
-            shadow.offer(&mut frames[..taken], &self.counters);
+            shadow.offer(
+                &mut frames[..taken],
+                &mut self.kept,
+                &self.sent,
+                &self.counters,
+            );
         }
-        for frame in frames.iter_mut().filter_map(Option::take) {
+        for (i, slot) in frames.iter_mut().enumerate() {
+            let Some(mut frame) = slot.take() else {
+                continue;
+            };
+            if self.sent[i]
+                && let (Some(tap), Some(detections)) = (&self.capture, self.kept.get(i))
+            {
+                tap.keep(&mut frame, detections);
+            }
             self.cameras[frame.camera].recycle(frame);
         }
         result
@@ -489,7 +569,8 @@ impl InferenceLoop {
                 reason: "injected fault (LOOKOUT_FAULT_RUN_FAILURES)".into(),
             }))
         } else {
-            let (counters, sink, shadow) = (&self.counters, &self.sink, &mut self.shadow);
+            let (counters, sink) = (&self.counters, &self.sink);
+            let (kept, sent_flags) = (&mut self.kept, &mut self.sent);
             self.detector.detect_batch(runnable, timeout, |i, result| {
                 let (Some(frame), Some(input)) = (frames[i].as_ref(), runnable[i].as_ref()) else {
                     return;
@@ -505,8 +586,11 @@ impl InferenceLoop {
                     dequeued,
                 };
                 send(&counters[frame.camera], sink, &sent, result.detections);
-                if let Some(shadow) = shadow.as_mut() {
-                    shadow.copy(i, result.detections);
+                if let (Some(buf), Some(flag)) = (kept.get_mut(i), sent_flags.get_mut(i)) {
+                    buf.clear();
+                    let room = buf.capacity();
+                    buf.extend_from_slice(&result.detections[..result.detections.len().min(room)]);
+                    *flag = true;
                 }
                 processed = true;
             })
@@ -696,6 +780,10 @@ pub struct ResultTracker {
     inputs: Vec<InputMonitor>,
     /// Per camera: the detections against the drift profile (empty: no profile).
     drifts: Vec<DriftMonitor>,
+    /// Incident capture, asked for on a deadline miss, an input ERROR or drift (None: off).
+    capture: Option<Arc<CaptureTrigger>>,
+    /// Per camera: the stamp of the last result judged, ns.
+    last_stamp_ns: Vec<i64>,
 }
 
 impl ResultTracker {
@@ -726,9 +814,18 @@ impl ResultTracker {
             monitors,
             counters,
             stats,
+            last_stamp_ns: vec![0; inputs.len()],
             inputs,
             drifts: Vec::new(),
+            capture: None,
         })
+    }
+
+    /// Asks `trigger` for an incident capture on a deadline miss, an input-health ERROR and
+    /// drift (each as `capture.triggers` allows).
+    pub fn with_capture(mut self, trigger: Arc<CaptureTrigger>) -> Self {
+        self.capture = Some(trigger);
+        self
     }
 
     /// Compares every camera's detections with `profile` (counts by class id) under `config`.
@@ -763,13 +860,27 @@ impl ResultTracker {
         ]) {
             s.record(now, v);
         }
+        let stamp_ns = out.stamp.as_nanos();
         if let Some(m) = self.inputs.get_mut(out.camera) {
             m.update(&out.input);
+            if let Some(trigger) = &self.capture
+                && m.snapshot().active().any(|c| c.is_error())
+            {
+                trigger.request(Reason::InputError, out.camera, stamp_ns);
+            }
+        }
+        if let Some(last) = self.last_stamp_ns.get_mut(out.camera) {
+            *last = stamp_ns;
         }
         if let Some(d) = self.drifts.get_mut(out.camera) {
             d.update(&out.detections, out.image_width, out.image_height);
         }
         let verdict = self.monitors[out.camera].verdict(e2e);
+        if verdict != Verdict::OnTime
+            && let Some(trigger) = &self.capture
+        {
+            trigger.request(Reason::DeadlineMiss, out.camera, stamp_ns);
+        }
         let c = &self.counters[out.camera];
         match verdict {
             Verdict::OnTime => {}
@@ -793,6 +904,17 @@ impl ResultTracker {
             s.rotate(now);
         }
         let [queue, pre, inf, post, age, e2e] = stats;
+        let drift = self
+            .drifts
+            .get_mut(camera)
+            .map(DriftMonitor::snapshot)
+            .unwrap_or_default();
+        if let Some(trigger) = &self.capture
+            && (drift.collapsed || drift.surged || drift.class_drift || drift.score_drift)
+        {
+            let stamp = self.last_stamp_ns.get(camera).copied().unwrap_or(0);
+            trigger.request(Reason::Drift, camera, stamp);
+        }
         StatsSnapshot {
             queue: queue.window(),
             preprocess: pre.window(),
@@ -809,11 +931,7 @@ impl ResultTracker {
                 .get(camera)
                 .map(InputMonitor::snapshot)
                 .unwrap_or_default(),
-            drift: self
-                .drifts
-                .get_mut(camera)
-                .map(DriftMonitor::snapshot)
-                .unwrap_or_default(),
+            drift,
         }
     }
 

@@ -22,6 +22,7 @@
 //! reports a thread that panicked as [`RuntimeError::WorkerDied`] (data would be lost: an error,
 //! never a warning). Nothing here blocks except the joins in `stop`.
 
+pub mod capture;
 pub mod counters;
 pub mod deadline;
 pub mod drift;
@@ -33,6 +34,7 @@ pub mod realtime;
 pub mod scheduler;
 pub mod shadow;
 pub mod supervise;
+pub mod swap;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -95,7 +97,7 @@ pub enum Timing {
 }
 
 /// The loaded model, as reports and provenance name it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelInfo {
     /// Manifest name.
     pub name: String,
@@ -129,6 +131,10 @@ pub struct Runtime {
     clock: RosClock,
     hard_timeouts: bool,
     shadow: Option<Shadow>,
+    capture: Option<capture::Capture>,
+    /// Hot swap: the handle, and the loader until its thread starts.
+    swap: Option<(swap::ModelSwap, Option<swap::Loader>)>,
+    timing: Timing,
     running: Option<Running>,
 }
 
@@ -222,10 +228,40 @@ impl Runtime {
             None => tracker,
         };
         let mut health = Health::new(Instant::now(), health_cameras, engine.clone());
+        let (inference, tracker, capture) = match &config.capture.dir {
+            Some(_) => {
+                let (tap, capture) = capture::build(
+                    config,
+                    &counters,
+                    (&info.name, &info.sha256),
+                    &info.class_names,
+                    info.max_detections,
+                );
+                health = health.with_capture(Arc::clone(&capture.counters));
+                let tracker = tracker.with_capture(Arc::clone(&capture.trigger));
+                (inference.with_capture(tap), tracker, Some(capture))
+            }
+            None => (inference, tracker, None),
+        };
+        // Live: a new model can be swapped in while running.
+        let (inference, swap) = match timing {
+            Timing::Live => {
+                let (handle, slot, loader) = swap::swap_parts(config, cameras, &info);
+                (inference.with_swap(slot), Some((handle, Some(loader))))
+            }
+            Timing::Deterministic => (inference, None),
+        };
+        let trigger = capture.as_ref().map(|c| Arc::clone(&c.trigger));
         let (inference, shadow) = match &config.shadow.model {
             Some(path) => {
-                let (link, shadow, rule) =
-                    build_shadow(config, path, timing, &counters, info.max_detections)?;
+                let (link, shadow, rule) = build_shadow(
+                    config,
+                    path,
+                    timing,
+                    &counters,
+                    info.max_detections,
+                    trigger,
+                )?;
                 health = health.with_shadow(rule);
                 (inference.with_shadow(link), Some(shadow))
             }
@@ -244,8 +280,53 @@ impl Runtime {
             hard_timeouts,
             engine_counters,
             shadow,
+            capture,
+            swap,
+            timing,
             running: None,
         })
+    }
+
+    /// Asks for the model package at `manifest` to be loaded in the background and swapped in
+    /// between two inference runs ([`swap`]); [`Self::poll_swap`] says what became of it.
+    /// Live timing, once started, only.
+    pub fn request_model(&self, manifest: std::path::PathBuf) -> Result<(), swap::SwapError> {
+        match &self.swap {
+            Some((handle, None)) => handle.request(manifest),
+            _ => Err(swap::SwapError::Stopped),
+        }
+    }
+
+    /// What became of a model request, if anything new: a swap updates the model this runtime
+    /// reports (`model()`, the engine's /diagnostics status).
+    pub fn poll_swap(&mut self) -> Option<swap::SwapOutcome> {
+        let outcome = self.swap.as_ref()?.0.outcome()?;
+        if let swap::SwapOutcome::Swapped { new, .. } = &outcome {
+            self.model = new.clone();
+            self.engine.model.clone_from(&new.name);
+            self.engine.sha256.clone_from(&new.sha256);
+            self.health.set_model(&new.name, &new.sha256);
+        }
+        Some(outcome)
+    }
+
+    /// Incident capture's trigger (SIGUSR1 asks it), if `capture.dir` is set.
+    pub fn capture_trigger(&self) -> Option<&Arc<capture::CaptureTrigger>> {
+        self.capture.as_ref().map(|c| &c.trigger)
+    }
+
+    /// Incident capture's counters, if `capture.dir` is set.
+    pub fn capture_counters(&self) -> Option<&capture::writer::CaptureCounters> {
+        self.capture.as_ref().map(|c| c.counters.as_ref())
+    }
+
+    /// Ends incident capture: a capture being written is completed (it holds the frames up to
+    /// now). Inline capture only; a `lookout-capture` thread does this when stopped.
+    pub fn finish_capture(&mut self) {
+        if let Some(worker) = self.capture.as_mut().and_then(|c| c.worker.as_mut()) {
+            worker.poll();
+            worker.finish();
+        }
     }
 
     /// The shadow model (name and sha256), if one is configured.
@@ -335,6 +416,11 @@ impl Runtime {
         if let Some(inference) = self.inference.as_mut() {
             while inference.step() != inference::Step::Idle {}
         }
+        // Deterministic timing: capture follows on this thread, so which frames an incident
+        // bag holds depends only on the frames.
+        if let Some(worker) = self.capture.as_mut().and_then(|c| c.worker.as_mut()) {
+            worker.poll();
+        }
     }
 
     /// Starts the inference loop on `lookout-infer` with `realtime` settings (parking up to
@@ -395,6 +481,27 @@ impl Runtime {
                 })
                 .map_err(|e| start("lookout-shadow", e))?;
             sinks.push("lookout-shadow", handle);
+        }
+        if let Some(mut loader) = self.swap.as_mut().and_then(|(_, l)| l.take()) {
+            let s = Arc::clone(&stop);
+            let handle = std::thread::Builder::new()
+                .name("lookout-load".into())
+                .spawn(move || loader.run(&s))
+                .map_err(|e| start("lookout-load", e))?;
+            sinks.push("lookout-load", handle);
+        }
+        if self.timing == Timing::Live
+            && let Some(mut worker) = self.capture.as_mut().and_then(|c| c.worker.take())
+        {
+            let s = Arc::clone(&stop);
+            let handle = std::thread::Builder::new()
+                .name("lookout-capture".into())
+                .spawn(move || {
+                    capture::lower_priority();
+                    worker.run(&s);
+                })
+                .map_err(|e| start("lookout-capture", e))?;
+            sinks.push("lookout-capture", handle);
         }
         self.running = Some(Running {
             stop,
@@ -538,6 +645,7 @@ fn build_shadow(
     timing: Timing,
     counters: &[Arc<CameraCounters>],
     primary_max_detections: usize,
+    capture: Option<Arc<capture::CaptureTrigger>>,
 ) -> Result<(shadow::ShadowLink, Shadow, shadow::health::ShadowRule), RuntimeError> {
     let model = load_model(path)?;
     let thresholds = config.shadow.thresholds.apply(model.manifest.thresholds);
@@ -582,11 +690,12 @@ fn build_shadow(
         primary_max_detections,
         config.shadow.publish,
     );
+    let worker = match capture {
+        Some(trigger) => worker.with_capture(trigger),
+        None => worker,
+    };
     let (link, thread) = match timing {
-        Timing::Deterministic => (
-            shadow::ShadowLink::inline(worker, primary_max_detections),
-            None,
-        ),
+        Timing::Deterministic => (shadow::ShadowLink::inline(worker), None),
         Timing::Live => {
             let (link, thread) = shadow::ShadowLink::threaded(worker, primary_max_detections);
             (link, Some(thread))

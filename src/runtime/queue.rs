@@ -209,6 +209,17 @@ impl Frame {
             .unwrap_or(&[])
     }
 
+    /// Swaps the slot's buffer with `other` (a buffer reserved for at least as large a frame),
+    /// returning where the frame's bytes are in the buffer now in `other`; the slot is left
+    /// empty. O(1): incident capture keeps a finished frame this way, without copying it.
+    pub fn swap_buffer(&mut self, other: &mut Vec<u8>) -> (usize, usize) {
+        std::mem::swap(&mut self.data, other);
+        let range = (self.start, self.len);
+        self.start = 0;
+        self.len = 0;
+        range
+    }
+
     /// A view of a raw frame (`None` for a compressed one).
     pub fn raw_view(&self) -> Option<Result<ImageView<'_>, FrameError>> {
         match self.format {

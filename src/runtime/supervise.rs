@@ -54,6 +54,19 @@ pub fn fault_finish_delay() -> Option<std::time::Duration> {
     Some(std::time::Duration::from_millis(ms.min(60_000)))
 }
 
+/// A frame the inference thread holds up, from `LOOKOUT_FAULT_SLOW_FRAME=N:MS` (tests of deadline
+/// misses and incident capture only): the `N`th frame taken (from 1) waits `MS` ms (at most 60 s)
+/// before its inference. Read once at start-up.
+pub fn fault_slow_frame() -> Option<(u64, std::time::Duration)> {
+    let v = std::env::var("LOOKOUT_FAULT_SLOW_FRAME").ok()?;
+    let (n, ms) = v.split_once(':')?;
+    let ms: u64 = ms.parse().ok()?;
+    Some((
+        n.parse().ok()?,
+        std::time::Duration::from_millis(ms.min(60_000)),
+    ))
+}
+
 /// The worker threads of a node, by name.
 #[derive(Default)]
 pub struct Workers {

@@ -40,6 +40,14 @@ pub enum CompressedFormat {
 }
 
 impl CompressedFormat {
+    /// The `sensor_msgs/CompressedImage.format` lookout writes for it (`jpeg`, `png`).
+    pub fn as_ros(self) -> &'static str {
+        match self {
+            Self::Jpeg => "jpeg",
+            Self::Png => "png",
+        }
+    }
+
     /// Parses `sensor_msgs/CompressedImage.format`: `jpeg`, `png`, or the `image_transport` form
     /// `"<encoding>; jpeg compressed <type>"`. Case-insensitive.
     pub fn from_ros(format: &str) -> Result<Self, FrameError> {
@@ -121,6 +129,14 @@ impl Decoder {
     pub fn with_tensor_size(mut self, width: u32, height: u32) -> Self {
         self.tensor_size = Some((width, height));
         self
+    }
+
+    /// A new tensor size for reduced-scale decoding (after a model swap); nothing when this
+    /// decoder does not decode at a reduced scale.
+    pub fn retarget(&mut self, width: u32, height: u32) {
+        if self.tensor_size.is_some() {
+            self.tensor_size = Some((width, height));
+        }
     }
 
     /// Decode each JPEG on `threads` threads (1 or 2): with 2, a `lookout-preprocess` thread

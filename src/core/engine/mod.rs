@@ -280,6 +280,13 @@ impl Engine {
         Ok(())
     }
 
+    /// Takes over `control` (the running engine's, which a hard-timeout watchdog holds) for this
+    /// engine's session, so that the watchdog terminates this engine's runs after a model swap.
+    pub fn adopt_run_control(&mut self, control: &RunControl) {
+        control.adopt_options(&self.control);
+        self.control = control.clone();
+    }
+
     /// Why the first listed provider is not the one in use (each provider tried before it, with
     /// its error); `None` when the first one is in use.
     pub fn fallback_reason(&self) -> Option<&str> {

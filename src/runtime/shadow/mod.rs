@@ -41,11 +41,11 @@ use serde::{Deserialize, Serialize};
 use crate::config::ThresholdOverrides;
 use crate::core::decode::Decoder;
 use crate::core::detector::Detector;
-use crate::core::model::MAX_BATCH;
 use crate::core::postprocess::Detection;
+use crate::runtime::capture::{CaptureTrigger, Reason};
 use crate::runtime::counters::CameraCounters;
 use crate::runtime::inference::{OutputSink, OutputSource, Sent, deliver, output_channel, view_of};
-use crate::runtime::queue::{Frame, FrameConsumer};
+use crate::runtime::queue::Frame;
 use agreement::{DisagreementWindow, Matcher};
 
 /// `shadow.*`: a second model compared with the primary on the frames there is time for.
@@ -140,6 +140,9 @@ pub struct ShadowWorker {
     windows: Vec<DisagreementWindow>,
     cameras: Vec<ShadowCamera>,
     sink: Option<OutputSink>,
+    /// `(min_frames, warn_disagreement)`: when a camera's window disagrees too much.
+    warn: (usize, f64),
+    capture: Option<Arc<CaptureTrigger>>,
 }
 
 impl ShadowWorker {
@@ -177,8 +180,17 @@ impl ShadowWorker {
             windows,
             cameras,
             sink,
+            warn: (config.min_frames as usize, config.warn_disagreement),
+            capture: None,
         };
         (worker, source)
+    }
+
+    /// Asks `trigger` for an incident capture when a camera's window disagrees more than
+    /// `warn_disagreement`.
+    pub fn with_capture(mut self, trigger: Arc<CaptureTrigger>) -> Self {
+        self.capture = Some(trigger);
+        self
     }
 
     /// Runs the shadow model on `frame` and compares its detections with `primary`'s.
@@ -230,6 +242,12 @@ impl ShadowWorker {
         counters
             .shadow_window_disagreeing
             .store(disagreeing as u64, Ordering::Relaxed);
+        if let Some(trigger) = &self.capture
+            && in_window >= self.warn.0
+            && disagreeing as f64 > self.warn.1 * in_window as f64
+        {
+            trigger.request(Reason::ShadowDisagreement, camera, frame.stamp.as_nanos());
+        }
         if let Some(sink) = &self.sink {
             let sent = Sent {
                 frame,
@@ -256,7 +274,7 @@ impl ShadowWorker {
     /// until `stop` is set or the loop's end of the channel is gone.
     pub fn run(&mut self, jobs: &Receiver<ShadowJob>, back: &Sender<ShadowJob>, stop: &AtomicBool) {
         while !stop.load(Ordering::Relaxed) {
-            let mut job = match jobs.recv_timeout(Duration::from_millis(100)) {
+            let job = match jobs.recv_timeout(Duration::from_millis(100)) {
                 Ok(job) => job,
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
@@ -264,7 +282,7 @@ impl ShadowWorker {
             if let Some(frame) = job.frame.as_ref() {
                 self.compare(frame, &job.primary);
             }
-            job.primary.clear();
+            // The primary's detections go back with the frame (incident capture keeps both).
             if back.send(job).is_err() {
                 return;
             }
@@ -291,12 +309,9 @@ enum Place {
     },
 }
 
-/// The inference loop's side of the shadow: copies of the primary's detections for the frames
-/// of the current run, and the hand-over.
+/// The inference loop's side of the shadow: the hand-over of finished frames.
 pub struct ShadowLink {
     place: Place,
-    primary: Vec<Vec<Detection>>,
-    copied: [bool; MAX_BATCH],
 }
 
 /// The thread's side of a [`ShadowLink`] made with [`ShadowLink::threaded`].
@@ -311,17 +326,14 @@ pub struct ShadowThread {
 
 impl ShadowLink {
     /// The shadow runs inline on the loop's thread, on every frame.
-    pub fn inline(worker: ShadowWorker, max_detections: usize) -> Self {
+    pub fn inline(worker: ShadowWorker) -> Self {
         Self {
             place: Place::Inline(Box::new(worker)),
-            primary: (0..MAX_BATCH)
-                .map(|_| Vec::with_capacity(max_detections))
-                .collect(),
-            copied: [false; MAX_BATCH],
         }
     }
 
-    /// The shadow runs on a thread of its own (started by the runtime with the returned part).
+    /// The shadow runs on a thread of its own (started by the runtime with the returned part);
+    /// its job holds up to `max_detections` of the primary's detections.
     pub fn threaded(worker: ShadowWorker, max_detections: usize) -> (Self, ShadowThread) {
         let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(1);
         let (back_tx, back_rx) = crossbeam_channel::bounded(1);
@@ -334,10 +346,6 @@ impl ShadowLink {
                     primary: Vec::with_capacity(max_detections),
                 }),
             },
-            primary: (0..MAX_BATCH)
-                .map(|_| Vec::with_capacity(max_detections))
-                .collect(),
-            copied: [false; MAX_BATCH],
         };
         let thread = ShadowThread {
             worker,
@@ -347,60 +355,56 @@ impl ShadowLink {
         (link, thread)
     }
 
-    /// A new run starts: no detections copied yet; a job the thread finished comes back, its
-    /// frame to its camera's ring.
-    pub fn begin(&mut self, cameras: &mut [FrameConsumer]) {
-        self.copied = [false; MAX_BATCH];
+    /// A job the thread finished comes back: its frame and the primary's detections of it go
+    /// to `done` (which keeps and recycles the frame).
+    pub fn reclaim(&mut self, mut done: impl FnMut(Frame, &[Detection])) {
         if let Place::Thread { back, idle, .. } = &mut self.place
             && let Ok(mut job) = back.try_recv()
         {
-            if let Some(frame) = job.frame.take()
-                && let Some(c) = cameras.get_mut(frame.camera)
-            {
-                c.recycle(frame);
+            if let Some(frame) = job.frame.take() {
+                done(frame, &job.primary);
             }
             *idle = Some(job);
         }
     }
 
-    /// The primary's detections of the run's frame `i` (called as its result is sent).
-    pub fn copy(&mut self, i: usize, detections: &[Detection]) {
-        if let (Some(buf), Some(flag)) = (self.primary.get_mut(i), self.copied.get_mut(i)) {
-            buf.clear();
-            let room = buf.capacity();
-            buf.extend_from_slice(&detections[..detections.len().min(room)]);
-            *flag = true;
-        }
-    }
-
-    /// After the run: each frame whose primary result was sent goes to the shadow (inline), or
-    /// the first of them to the thread if it is idle (the frame slot with it; `frames[i]`
-    /// becomes `None`). Frames the shadow cannot take are counted as skipped.
-    pub fn offer(&mut self, frames: &mut [Option<Frame>], counters: &[Arc<CameraCounters>]) {
+    /// After a run: each frame `i` whose primary result was sent (`detections[i]` holds it
+    /// when `sent[i]`) goes to the shadow: inline, every one; to the thread, the first while it
+    /// is idle, with its slot (`frames[i]` becomes `None`, and `detections[i]` is swapped with
+    /// the job's buffer). Frames the shadow cannot take are counted as skipped.
+    pub fn offer(
+        &mut self,
+        frames: &mut [Option<Frame>],
+        detections: &mut [Vec<Detection>],
+        sent: &[bool],
+        counters: &[Arc<CameraCounters>],
+    ) {
         for (i, slot) in frames.iter_mut().enumerate() {
-            if !self.copied.get(i).copied().unwrap_or(false) {
+            if !sent.get(i).copied().unwrap_or(false) {
                 continue;
             }
-            let Some(camera) = slot.as_ref().map(|f| f.camera) else {
+            let (Some(camera), Some(primary)) =
+                (slot.as_ref().map(|f| f.camera), detections.get_mut(i))
+            else {
                 continue;
             };
             match &mut self.place {
                 Place::Inline(worker) => {
                     if let Some(frame) = slot.as_ref() {
-                        worker.compare(frame, &self.primary[i]);
+                        worker.compare(frame, primary);
                     }
                 }
                 Place::Thread { jobs, idle, .. } => {
                     let handed = match idle.take() {
                         Some(mut job) => {
                             job.frame = slot.take();
-                            std::mem::swap(&mut job.primary, &mut self.primary[i]);
+                            std::mem::swap(&mut job.primary, primary);
                             match jobs.try_send(job) {
                                 Ok(()) => true,
                                 Err(TrySendError::Full(mut job))
                                 | Err(TrySendError::Disconnected(mut job)) => {
                                     *slot = job.frame.take();
-                                    std::mem::swap(&mut job.primary, &mut self.primary[i]);
+                                    std::mem::swap(&mut job.primary, primary);
                                     *idle = Some(job);
                                     false
                                 }

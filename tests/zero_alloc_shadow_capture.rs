@@ -1,8 +1,9 @@
-//! A shadow model allocates nothing per frame either: the frame handed to `lookout-shadow`
-//! after its primary result, the shadow's pre-processing, inference and post-processing there,
-//! the comparison with the primary's detections, the shadow's result through its channel, and
-//! the frame slot coming back. The counting allocator is armed for the whole process (this
-//! binary holds this one test).
+//! A shadow model and incident capture allocate nothing per frame either: the frame handed to
+//! `lookout-shadow` after its primary result, the shadow's pre-processing, inference and
+//! post-processing there, the comparison with the primary's detections, the shadow's result
+//! through its channel, the frame slot coming back, and every finished frame kept in
+//! `lookout-capture`'s ring (its buffer swapped for a spare one). The counting allocator is
+//! armed for the whole process (this binary holds this one test).
 
 mod common;
 mod counting;
@@ -20,11 +21,13 @@ use lookout::runtime::{Runtime, Timing};
 static GLOBAL: counting::Counting = counting::Counting;
 
 #[test]
-fn the_shadow_path_allocates_nothing() {
+fn the_shadow_and_capture_paths_allocate_nothing() {
     let model = common::default_manifest();
+    let incidents = common::scratch("zero_alloc_incidents");
     let yaml = format!(
-        "lookout:\n  ros__parameters:\n    model: {m}\n    engine:\n      execution_providers: [cpu]\n    shadow:\n      model: {m}\n      publish: true\n      thresholds: {{confidence: 0.5}}\n    cameras: [front]\n    camera:\n      front: {{topic: /front/image_raw, max_width: 1280, max_height: 720}}\n",
-        m = model.display()
+        "lookout:\n  ros__parameters:\n    model: {m}\n    engine:\n      execution_providers: [cpu]\n    shadow:\n      model: {m}\n      publish: true\n      thresholds: {{confidence: 0.5}}\n    capture:\n      dir: {d}\n      before_s: 0.5\n      max_rate_hz: 10.0\n      triggers: []\n    cameras: [front]\n    camera:\n      front: {{topic: /front/image_raw, max_width: 1280, max_height: 720}}\n",
+        m = model.display(),
+        d = incidents.display()
     );
     let params = Config::parameters_from_str(&yaml, Path::new("test.yaml"), "/lookout").unwrap();
     let config = Config::from_parameters(&params).unwrap();
@@ -88,7 +91,7 @@ fn the_shadow_path_allocates_nothing() {
     });
     assert_eq!(
         n, 0,
-        "{n} heap allocations in 10 frames with a shadow model"
+        "{n} heap allocations in 10 frames with a shadow model and incident capture"
     );
     runtime.stop(None).unwrap();
     let c = counters.snapshot();
@@ -96,4 +99,8 @@ fn the_shadow_path_allocates_nothing() {
     assert!(c.shadow_frames >= 10, "{c:?}");
     assert_eq!(c.shadow_frames + c.shadow_skipped, 13, "{c:?}");
     assert_eq!(c.shadow_errors, 0, "{c:?}");
+    // Every finished frame went to the capture ring (none missed for want of a spare), and
+    // nothing triggered a capture.
+    assert_eq!(c.capture_missed, 0, "{c:?}");
+    assert!(!incidents.exists());
 }
