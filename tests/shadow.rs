@@ -144,7 +144,34 @@ fn bad_shadow_settings_are_refused_naming_the_key() {
     let dir = common::fresh_dir("shadow_refused");
     common::vtest_clip(&dir, 2, &["--storage", "mcap"]);
     let model = common::default_manifest();
+    // A package of other classes: the default manifest with `person` renamed, beside a link to
+    // the same ONNX file.
+    let renamed = dir.join("renamed");
+    std::fs::create_dir_all(&renamed).unwrap();
+    std::os::unix::fs::symlink(
+        model.with_file_name("yolov3-tiny.onnx"),
+        renamed.join("yolov3-tiny.onnx"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&model).unwrap();
+    assert!(
+        text.contains("  - person\n"),
+        "the manifest lists its classes one per line"
+    );
+    std::fs::write(
+        renamed.join("manifest.yaml"),
+        text.replacen("  - person\n", "  - pedestrian\n", 1),
+    )
+    .unwrap();
     for (name, shadow, key) in [
+        (
+            "classes",
+            format!(
+                "    shadow:\n      model: {}\n",
+                renamed.join("manifest.yaml").display()
+            ),
+            "shadow.model",
+        ),
         (
             "iou",
             format!(

@@ -82,7 +82,7 @@ impl Config {
             cameras: self
                 .camera_list()
                 .map(|(name, c)| {
-                    let frame = u64::from(c.max_width) * u64::from(c.max_height) * 4;
+                    let frame = crate::runtime::queue::slot_bytes(c.max_width, c.max_height) as u64;
                     CameraBudget {
                         name: name.to_string(),
                         // One more slot for the frame a shadow model holds.

@@ -242,6 +242,7 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
     let engine_info = runtime.engine().clone();
     let model = runtime.model().clone();
     tracing::info!(model = %model.name, sha256 = %model.sha256, execution_provider = engine_info.execution_provider, io_memory = engine_info.io_memory, "model loaded");
+    runtime.enable_model_swap(&config);
     let infer_thread = runtime.start(&config.realtime.inference, Duration::from_millis(50))?;
 
     // The source (subscriptions into the runtime's queues) and the sink (publishers), camera by
@@ -412,6 +413,7 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
                     new,
                     old_sha256,
                     load_ms,
+                    ..
                 } => {
                     tracing::warn!(model = %new.name, sha256 = %new.sha256, old_sha256 = %old_sha256, load_ms = load_ms.round(), "model swapped in between two frames")
                 }
@@ -423,8 +425,8 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
         if capture_asked.swap(false, Ordering::Relaxed)
             && let Some(trigger) = runtime.capture_trigger()
         {
-            let now_ns = ros_clock.now_ns().unwrap_or(0);
-            trigger.request(crate::runtime::capture::Reason::Requested, 0, now_ns);
+            use crate::runtime::capture::{ALL_CAMERAS, NEWEST_FRAME, Reason};
+            trigger.request(Reason::Requested, ALL_CAMERAS, NEWEST_FRAME);
             tracing::info!("incident capture asked for (SIGUSR1)");
         }
         // Supervision: a worker that ended while the node runs leaves it headless.

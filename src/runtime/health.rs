@@ -484,10 +484,9 @@ pub struct Health {
 }
 
 impl Health {
-    /// The model now running (after a hot swap).
-    pub fn set_model(&mut self, name: &str, sha256: &str) {
-        self.engine.model = name.to_string();
-        self.engine.sha256 = sha256.to_string();
+    /// The engine now running (after a hot swap: model, sha256, provider).
+    pub fn set_engine(&mut self, engine: EngineInfo) {
+        self.engine = engine;
     }
 
     /// Reports incident captures (written, suppressed, failed) in the engine's status.
@@ -571,6 +570,11 @@ impl Health {
             });
             if let Some(rule) = &self.shadow {
                 rule.annotate_camera(&mut status, &snapshot);
+            }
+            if self.capture.is_some() {
+                status
+                    .values
+                    .push(("capture_missed".into(), snapshot.capture_missed.to_string()));
             }
             statuses.push(status);
             timeouts.0 += snapshot.timeouts;

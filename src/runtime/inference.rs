@@ -458,7 +458,7 @@ impl InferenceLoop {
             let (cameras, capture) = (&mut self.cameras, &self.capture);
             shadow.reclaim(|mut frame, detections| {
                 if let Some(tap) = capture {
-                    tap.keep(&mut frame, detections);
+                    tap.keep(&mut frame, Some(detections));
                 }
                 if let Some(c) = cameras.get_mut(frame.camera) {
                     c.recycle(frame);
@@ -504,10 +504,9 @@ impl InferenceLoop {
             let Some(mut frame) = slot.take() else {
                 continue;
             };
-            if self.sent[i]
-                && let (Some(tap), Some(detections)) = (&self.capture, self.kept.get(i))
-            {
-                tap.keep(&mut frame, detections);
+            if let Some(tap) = &self.capture {
+                let detections = self.kept.get(i).filter(|_| self.sent[i]);
+                tap.keep(&mut frame, detections.map(Vec::as_slice));
             }
             self.cameras[frame.camera].recycle(frame);
         }
@@ -605,7 +604,10 @@ impl InferenceLoop {
                     .fetch_add(1, Ordering::Relaxed);
             }
             Err(DetectError::Engine(e @ EngineError::Timeout { .. })) => {
-                for camera in runnable_cameras(frames, runnable) {
+                for (camera, stamp) in runnable_frames(frames, runnable) {
+                    if let Some(tap) = &self.capture {
+                        tap.timed_out(camera, stamp.as_nanos());
+                    }
                     let counters = &self.counters[camera];
                     counters.timeouts.fetch_add(1, Ordering::Relaxed);
                     if counters.first_timeout() {
@@ -659,6 +661,17 @@ pub(crate) fn view_of<'a>(
             None => Err(FrameError::UnsupportedEncoding),
         },
     }
+}
+
+/// The cameras and stamps of the frames that went into a run.
+fn runnable_frames<'a>(
+    frames: &'a [Option<Frame>],
+    runnable: &'a [Option<BatchFrame<'_>>],
+) -> impl Iterator<Item = (usize, Stamp)> + 'a {
+    frames
+        .iter()
+        .zip(runnable)
+        .filter_map(|(f, r)| r.and(f.as_ref()).map(|f| (f.camera, f.stamp)))
 }
 
 /// The cameras of the frames that went into a run.

@@ -243,14 +243,6 @@ impl Runtime {
             }
             None => (inference, tracker, None),
         };
-        // Live: a new model can be swapped in while running.
-        let (inference, swap) = match timing {
-            Timing::Live => {
-                let (handle, slot, loader) = swap::swap_parts(config, cameras, &info);
-                (inference.with_swap(slot), Some((handle, Some(loader))))
-            }
-            Timing::Deterministic => (inference, None),
-        };
         let trigger = capture.as_ref().map(|c| Arc::clone(&c.trigger));
         let (inference, shadow) = match &config.shadow.model {
             Some(path) => {
@@ -260,6 +252,7 @@ impl Runtime {
                     timing,
                     &counters,
                     info.max_detections,
+                    &info.class_names,
                     trigger,
                 )?;
                 health = health.with_shadow(rule);
@@ -281,10 +274,23 @@ impl Runtime {
             engine_counters,
             shadow,
             capture,
-            swap,
+            swap: None,
             timing,
             running: None,
         })
+    }
+
+    /// Lets a new model be swapped in while running ([`Self::request_model`]): the live node
+    /// calls this before [`Self::start`], which then starts `lookout-load`. Allocates the
+    /// channels. With `monitor.profile` set nothing changes: the profile belongs to the model
+    /// it was made with, and every request is refused saying so.
+    pub fn enable_model_swap(&mut self, config: &Config) {
+        let Some(inference) = self.inference.take() else {
+            return;
+        };
+        let (handle, slot, loader) = swap::swap_parts(config, self.counters.len(), &self.model);
+        self.inference = Some(inference.with_swap(slot));
+        self.swap = Some((handle, Some(loader)));
     }
 
     /// Asks for the model package at `manifest` to be loaded in the background and swapped in
@@ -301,11 +307,13 @@ impl Runtime {
     /// reports (`model()`, the engine's /diagnostics status).
     pub fn poll_swap(&mut self) -> Option<swap::SwapOutcome> {
         let outcome = self.swap.as_ref()?.0.outcome()?;
-        if let swap::SwapOutcome::Swapped { new, .. } = &outcome {
+        if let swap::SwapOutcome::Swapped { new, engine, .. } = &outcome {
             self.model = new.clone();
-            self.engine.model.clone_from(&new.name);
-            self.engine.sha256.clone_from(&new.sha256);
-            self.health.set_model(&new.name, &new.sha256);
+            self.engine = engine.clone();
+            self.health.set_engine(engine.clone());
+            if let Some(c) = &self.capture {
+                c.set_model(&new.name, &new.sha256);
+            }
         }
         Some(outcome)
     }
@@ -645,9 +653,21 @@ fn build_shadow(
     timing: Timing,
     counters: &[Arc<CameraCounters>],
     primary_max_detections: usize,
+    primary_classes: &[String],
     capture: Option<Arc<capture::CaptureTrigger>>,
 ) -> Result<(shadow::ShadowLink, Shadow, shadow::health::ShadowRule), RuntimeError> {
     let model = load_model(path)?;
+    if model.manifest.classes != primary_classes {
+        return Err(RuntimeError::Start {
+            what: "shadow.model",
+            reason: format!(
+                "{}: its classes differ from the primary model's ({} against {}); the two are compared class by class",
+                path.display(),
+                model.manifest.classes.len(),
+                primary_classes.len()
+            ),
+        });
+    }
     let thresholds = config.shadow.thresholds.apply(model.manifest.thresholds);
     let mut engine = config.engine.clone();
     engine.max_batch = 1;

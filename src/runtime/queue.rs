@@ -264,6 +264,13 @@ pub struct FrameConsumer {
     counters: Arc<CameraCounters>,
 }
 
+/// Bytes of one frame slot of a camera of at most `max_width x max_height` (4 bytes a pixel, the
+/// widest encoding). Every buffer that is swapped into a slot (replay's read-ahead, incident
+/// capture's records) is reserved this large.
+pub fn slot_bytes(max_width: u32, max_height: u32) -> usize {
+    max_width as usize * max_height as usize * 4
+}
+
 /// Creates camera `camera`'s queue: room for `ring_capacity` waiting frames, `ring_capacity + 2`
 /// slots of `max_width x max_height x 4` bytes (one being inferred, one being filled). Allocates
 /// and touches all of them.
@@ -289,7 +296,7 @@ pub fn camera_ring_with_spares(
 ) -> (FrameProducer, FrameConsumer, Arc<CameraCounters>) {
     let capacity = ring_capacity.max(1);
     let slots = capacity + 2 + spare_slots;
-    let slot_bytes = max_width as usize * max_height as usize * 4;
+    let slot_bytes = slot_bytes(max_width, max_height);
     let (mut free_tx, free_rx) = rtrb::RingBuffer::new(slots);
     for _ in 0..slots {
         // Cannot fail: the ring has exactly `slots` places.

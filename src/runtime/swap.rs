@@ -11,13 +11,15 @@
 //!  front end ◄── outcomes (swapped / refused, with both sha256) ◄──────┘
 //! ```
 //!
-//! Contract: requesting never blocks (a request while one is loading is refused as busy).
+//! Contract: requesting never blocks (a request while another is loading or waiting to be
+//! swapped in is refused as busy).
 //! Loading allocates and uses the CPU on `lookout-load` (on a CPU-only machine the warm-up runs
 //! compete with inference for the cores); the loop's part is a `try_recv` per step and, once, a
 //! move. A swap keeps the class list, because the publishers and every consumer downstream name
 //! classes by it: a package with other classes is refused (restart to change them).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -26,14 +28,17 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use crate::config::Config;
 use crate::core::detector::Detector;
 use crate::runtime::ModelInfo;
+use crate::runtime::health::EngineInfo;
 
 /// What became of a request.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum SwapOutcome {
     /// The new model runs from the next inference run on.
     Swapped {
         /// The model now running.
         new: ModelInfo,
+        /// The engine it runs on (provider, fallback reason, tensors).
+        engine: EngineInfo,
         /// sha256 of the model it replaced.
         old_sha256: String,
         /// Loading, checking and warming up took this long, ms.
@@ -48,11 +53,10 @@ pub enum SwapOutcome {
     },
 }
 
-/// A new detector on its way to the loop.
+/// A new detector on its way to the loop, with the outcome to report once it runs.
 pub struct Loaded {
     detector: Detector,
-    info: ModelInfo,
-    requested: Instant,
+    outcome: SwapOutcome,
 }
 
 /// The loop's side: new detectors in, old ones out, outcomes to the front end.
@@ -60,28 +64,25 @@ pub struct SwapSlot {
     ready: Receiver<Loaded>,
     retired: Sender<Detector>,
     outcomes: Sender<SwapOutcome>,
-    sha256: String,
+    busy: Arc<AtomicBool>,
 }
 
 impl SwapSlot {
-    /// A detector ready to replace `current`: swapped in, the old one sent away. Returns true
-    /// when it swapped.
+    /// A detector ready to replace `current`: swapped in (taking over its run control), the old
+    /// one sent to `lookout-load` to be dropped. Returns true when it swapped. Allocates nothing.
     pub fn poll(&mut self, current: &mut Detector) -> bool {
         let Ok(mut loaded) = self.ready.try_recv() else {
             return false;
         };
         loaded.detector.adopt_run_control(&current.run_control());
         let old = std::mem::replace(current, loaded.detector);
-        let old_sha256 = std::mem::replace(&mut self.sha256, loaded.info.sha256.clone());
-        // Dropping a session takes milliseconds: not on this thread.
+        // Dropping a session takes milliseconds: not on this thread (the channel has room for
+        // it: one swap at a time).
         if let Err(e) = self.retired.try_send(old) {
             drop(e.into_inner());
         }
-        let _ = self.outcomes.try_send(SwapOutcome::Swapped {
-            new: loaded.info,
-            old_sha256,
-            load_ms: loaded.requested.elapsed().as_secs_f64() * 1e3,
-        });
+        let _ = self.outcomes.try_send(loaded.outcome);
+        self.busy.store(false, Ordering::Release);
         true
     }
 }
@@ -90,6 +91,8 @@ impl SwapSlot {
 pub struct ModelSwap {
     requests: Sender<PathBuf>,
     outcomes: Receiver<SwapOutcome>,
+    /// A request is being loaded or waits to be swapped in.
+    busy: Arc<AtomicBool>,
 }
 
 /// Why a request was not taken.
@@ -106,9 +109,15 @@ pub enum SwapError {
 impl ModelSwap {
     /// Asks for the model package at `manifest` (never blocks).
     pub fn request(&self, manifest: PathBuf) -> Result<(), SwapError> {
-        self.requests.try_send(manifest).map_err(|e| match e {
-            TrySendError::Full(_) => SwapError::Busy,
-            TrySendError::Disconnected(_) => SwapError::Stopped,
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return Err(SwapError::Busy);
+        }
+        self.requests.try_send(manifest).map_err(|e| {
+            self.busy.store(false, Ordering::Release);
+            match e {
+                TrySendError::Full(_) => SwapError::Busy,
+                TrySendError::Disconnected(_) => SwapError::Stopped,
+            }
         })
     }
 
@@ -127,6 +136,7 @@ pub struct Loader {
     config: Config,
     cameras: usize,
     current: ModelInfo,
+    busy: Arc<AtomicBool>,
 }
 
 /// The three parts of a hot swap for a runtime built from `config` with `cameras` cameras,
@@ -140,16 +150,18 @@ pub fn swap_parts(
     let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
     let (retired_tx, retired_rx) = crossbeam_channel::bounded(2);
     let (outcomes_tx, outcomes_rx) = crossbeam_channel::bounded(8);
+    let busy = Arc::new(AtomicBool::new(false));
     (
         ModelSwap {
             requests: requests_tx,
             outcomes: outcomes_rx,
+            busy: Arc::clone(&busy),
         },
         SwapSlot {
             ready: ready_rx,
             retired: retired_tx,
             outcomes: outcomes_tx.clone(),
-            sha256: current.sha256.clone(),
+            busy: Arc::clone(&busy),
         },
         Loader {
             requests: requests_rx,
@@ -159,6 +171,7 @@ pub fn swap_parts(
             config: config.clone(),
             cameras,
             current: current.clone(),
+            busy,
         },
     )
 }
@@ -177,28 +190,44 @@ impl Loader {
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
             };
             let requested = Instant::now();
-            match self.load(&path) {
+            match self.load(&path, requested) {
                 Ok(loaded) => {
-                    self.current = loaded.info.clone();
-                    let loaded = Loaded {
-                        requested,
-                        ..loaded
-                    };
-                    if self.ready.send(loaded).is_err() {
-                        return;
+                    if let SwapOutcome::Swapped { new, .. } = &loaded.outcome {
+                        self.current = new.clone();
+                    }
+                    // Waits for the loop to take it (between two runs), or for the stop.
+                    let mut pending = loaded;
+                    loop {
+                        match self.ready.send_timeout(pending, Duration::from_millis(100)) {
+                            Ok(()) => break,
+                            Err(crossbeam_channel::SendTimeoutError::Timeout(back)) => {
+                                if stop.load(Ordering::Relaxed) {
+                                    return;
+                                }
+                                pending = back;
+                            }
+                            Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => return,
+                        }
                     }
                 }
                 Err(reason) => {
                     let _ = self
                         .outcomes
                         .try_send(SwapOutcome::Refused { path, reason });
+                    self.busy.store(false, Ordering::Release);
                 }
             }
         }
     }
 
     /// Loads, checks and warms up the package at `path` (its errors as text).
-    fn load(&self, path: &Path) -> Result<Loaded, String> {
+    fn load(&self, path: &Path, requested: Instant) -> Result<Loaded, String> {
+        if let Some(profile) = &self.config.monitor.profile {
+            return Err(format!(
+                "monitor.profile ({}) was made with the running model; a swap would compare the new model with it: restart with the new model and its profile",
+                profile.display()
+            ));
+        }
         let model = super::load_model(path).map_err(|e| e.to_string())?;
         let m = &model.manifest;
         if m.classes != self.current.class_names {
@@ -221,7 +250,7 @@ impl Loader {
                 thresholds.max_detections, self.current.max_detections
             ));
         }
-        let info = ModelInfo {
+        let new = ModelInfo {
             name: m.name.clone(),
             sha256: model.sha256().to_string(),
             class_names: m.classes.clone(),
@@ -231,10 +260,15 @@ impl Loader {
             Detector::with_batch_cap(model, &self.config.engine, Some(thresholds), self.cameras)
                 .map_err(|e| e.to_string())?;
         detector.set_input_health(self.config.monitor.input_health.enabled);
+        let engine = detector.engine_info();
         Ok(Loaded {
             detector,
-            info,
-            requested: Instant::now(),
+            outcome: SwapOutcome::Swapped {
+                new,
+                engine,
+                old_sha256: self.current.sha256.clone(),
+                load_ms: requested.elapsed().as_secs_f64() * 1e3,
+            },
         })
     }
 }

@@ -41,6 +41,8 @@ impl Sim {
         // About 40 slots over the run (each holding several results), at least 0.5 s each.
         let mut timeline = Timeline::new((o.duration / 40).max(Duration::from_millis(500)));
         timeline.start_at(Instant::now());
+        // A shadow model's results (`shadow.publish`) are taken and given back: sim measures.
+        let shadow_results = runtime.take_shadow_results();
         runtime.spawn_sink(
             "lookout-sim-sink",
             &self.config.realtime.publisher,
@@ -56,6 +58,11 @@ impl Sim {
                         .sum()
                 };
                 loop {
+                    if let Some(shadow) = &shadow_results {
+                        while let Some(out) = shadow.try_recv() {
+                            shadow.recycle(out);
+                        }
+                    }
                     match results.recv_timeout(Duration::from_millis(50)) {
                         Ok(out) => {
                             let now = Instant::now();

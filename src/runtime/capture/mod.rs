@@ -51,6 +51,9 @@ pub struct CaptureConfig {
     /// Captures started per hour, at most.
     #[serde(default = "default_max_per_hour")]
     pub max_per_hour: u32,
+    /// The incident bags in `dir` take at most this many MB: the oldest go first.
+    #[serde(default = "default_max_total_mb")]
+    pub max_total_mb: f64,
     /// Which events trigger a capture: `deadline_miss`, `input_error`, `drift`,
     /// `shadow_disagreement` (SIGUSR1 always does).
     #[serde(default = "default_triggers")]
@@ -69,6 +72,9 @@ fn default_max_rate_hz() -> f64 {
 fn default_max_per_hour() -> u32 {
     6
 }
+fn default_max_total_mb() -> f64 {
+    2000.0
+}
 fn default_triggers() -> Vec<String> {
     Reason::EVENTS
         .iter()
@@ -84,6 +90,7 @@ impl Default for CaptureConfig {
             after_s: default_after_s(),
             max_rate_hz: default_max_rate_hz(),
             max_per_hour: default_max_per_hour(),
+            max_total_mb: default_max_total_mb(),
             triggers: default_triggers(),
         }
     }
@@ -113,6 +120,9 @@ impl CaptureConfig {
         }
         if !(1..=3600).contains(&self.max_per_hour) {
             return Err(("max_per_hour", "must be within 1..3600".into()));
+        }
+        if !within(self.max_total_mb, 1.0, 10_000_000.0) {
+            return Err(("max_total_mb", "must be within 1..10000000".into()));
         }
         if let Some(t) = self
             .triggers
@@ -194,39 +204,70 @@ impl Reason {
 }
 
 const CLAIMING: u64 = u64::MAX;
+/// Reasons per camera in [`CaptureTrigger`]'s table.
+const REASONS: usize = 6;
+/// Camera of a request that names none (SIGUSR1): every camera.
+pub const ALL_CAMERAS: usize = 0xff_ffff;
+/// Anchor of a request that names no frame (SIGUSR1): the newest frame kept.
+pub const NEWEST_FRAME: i64 = i64::MIN;
 
-/// A capture asked for by any thread: the first request wins until `lookout-capture` takes it.
-#[derive(Debug, Default)]
+/// A capture asked for by any thread: the first new incident wins until `lookout-capture` takes
+/// it.
+///
+/// An incident is one (camera, reason) going wrong: the monitors ask on every frame (or
+/// period) while a condition lasts, and only a request after `before_s + after_s` seconds (frame
+/// stamps) without one of the same camera and reason starts a new incident. So a camera that
+/// stays dark, or a run of deadline misses, is one incident and one bag, not one bag per frame.
+#[derive(Debug)]
 pub struct CaptureTrigger {
     /// 0: none; else reason | camera << 8; [`CLAIMING`] while being written.
     pending: AtomicU64,
     stamp_ns: AtomicI64,
     /// Reasons enabled (bit per reason value).
     enabled: u32,
-    /// Requests made (enabled reasons), taken or not.
-    pub requests: AtomicU64,
+    /// Per camera and reason: the stamp of the last request (`i64::MIN`: none).
+    last_ns: Vec<AtomicI64>,
+    rearm_ns: i64,
+    /// New incidents asked for (enabled reasons), taken or not.
+    pub incidents: AtomicU64,
 }
 
 impl CaptureTrigger {
-    /// A trigger that takes the reasons of `config.triggers` and [`Reason::Requested`].
-    pub fn new(config: &CaptureConfig) -> Self {
+    /// A trigger for `cameras` cameras that takes the reasons of `config.triggers` and
+    /// [`Reason::Requested`].
+    pub fn new(config: &CaptureConfig, cameras: usize) -> Self {
         let mut enabled = 1u32 << Reason::Requested as u8;
         for r in config.triggers.iter().filter_map(|t| Reason::from_name(t)) {
             enabled |= 1 << r as u8;
         }
         Self {
+            pending: AtomicU64::new(0),
+            stamp_ns: AtomicI64::new(0),
             enabled,
-            ..Self::default()
+            last_ns: (0..cameras * REASONS)
+                .map(|_| AtomicI64::new(i64::MIN))
+                .collect(),
+            rearm_ns: ((config.before_s + config.after_s) * 1e9) as i64,
+            incidents: AtomicU64::new(0),
         }
     }
 
-    /// Asks for a capture around `stamp_ns` (the frame's stamp, ROS time) on `camera`, if
-    /// `reason` is enabled and no request is waiting. Never blocks or allocates.
+    /// Says that `reason` holds on `camera` at `stamp_ns` (the frame's stamp, ROS time; or
+    /// [`NEWEST_FRAME`]). A new incident is asked for if `reason` is enabled and no request is
+    /// waiting. Never blocks or allocates.
     pub fn request(&self, reason: Reason, camera: usize, stamp_ns: i64) {
         if self.enabled & (1 << reason as u8) == 0 {
             return;
         }
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        if reason != Reason::Requested
+            && let Some(last) = self.last_ns.get(camera * REASONS + reason as usize)
+        {
+            let before = last.swap(stamp_ns, Ordering::Relaxed);
+            if before != i64::MIN && stamp_ns.saturating_sub(before) < self.rearm_ns {
+                return;
+            }
+        }
+        self.incidents.fetch_add(1, Ordering::Relaxed);
         if self
             .pending
             .compare_exchange(0, CLAIMING, Ordering::AcqRel, Ordering::Relaxed)
@@ -263,6 +304,8 @@ pub struct CaptureRecord {
     data: Vec<u8>,
     start: usize,
     len: usize,
+    /// Whether the primary model gave a result for the frame (`detections` are it).
+    pub has_result: bool,
     detections: Vec<Detection>,
 }
 
@@ -278,6 +321,7 @@ impl CaptureRecord {
             data,
             start: 0,
             len: 0,
+            has_result: false,
             detections: Vec::with_capacity(max_detections),
         }
     }
@@ -306,13 +350,15 @@ pub struct CaptureTap {
     records: Sender<CaptureRecord>,
     spares: Vec<Receiver<CaptureRecord>>,
     counters: Vec<Arc<CameraCounters>>,
+    trigger: Arc<CaptureTrigger>,
 }
 
 impl CaptureTap {
-    /// Keeps `frame` (which the loop is done with) and its `detections`: the frame's buffer is
-    /// swapped with a spare record's, so the slot goes back to its ring at once. Without a
-    /// spare record (the capture thread is behind) the frame is counted in `capture_missed`.
-    pub fn keep(&self, frame: &mut Frame, detections: &[Detection]) {
+    /// Keeps `frame` (which the loop is done with) and its `detections` (`None`: the frame got
+    /// no result): the frame's buffer is swapped with a spare record's, so the slot goes back to
+    /// its ring at once. Without a spare record (the capture thread is behind) the frame is
+    /// counted in `capture_missed`.
+    pub fn keep(&self, frame: &mut Frame, detections: Option<&[Detection]>) {
         let camera = frame.camera;
         let Some(mut record) = self.spares.get(camera).and_then(|s| s.try_recv().ok()) else {
             if let Some(c) = self.counters.get(camera) {
@@ -326,17 +372,23 @@ impl CaptureTap {
         record.format = frame.format;
         record.frame_id.clear();
         let id = frame.frame_id();
-        let room = record.frame_id.capacity();
-        if id.len() <= room {
+        if id.len() <= record.frame_id.capacity() {
             record.frame_id.push_str(id);
         }
         record.detections.clear();
-        let room = record.detections.capacity();
-        record
-            .detections
-            .extend_from_slice(&detections[..detections.len().min(room)]);
+        record.has_result = detections.is_some();
+        if let Some(d) = detections {
+            let room = record.detections.capacity();
+            record.detections.extend_from_slice(&d[..d.len().min(room)]);
+        }
         // Cannot be full: the channel has a place for every record.
         let _ = self.records.try_send(record);
+    }
+
+    /// A run of `camera`'s frame stamped `stamp_ns` was terminated after its hard timeout: a
+    /// deadline miss without a result, which no result tracker sees.
+    pub fn timed_out(&self, camera: usize, stamp_ns: i64) {
+        self.trigger.request(Reason::DeadlineMiss, camera, stamp_ns);
     }
 }
 
@@ -358,6 +410,7 @@ pub fn capture_parts(
     config: &CaptureConfig,
     cameras: &[(usize, Arc<CameraCounters>)],
     max_detections: usize,
+    trigger: &Arc<CaptureTrigger>,
 ) -> (CaptureTap, CaptureRings) {
     let per_camera = config.records_per_camera();
     let total = per_camera * cameras.len().max(1);
@@ -378,6 +431,7 @@ pub fn capture_parts(
         records: records_tx,
         spares: spares_rx,
         counters: cameras.iter().map(|(_, c)| Arc::clone(c)).collect(),
+        trigger: Arc::clone(trigger),
     };
     let rings = CaptureRings {
         records: records_rx,
@@ -398,6 +452,18 @@ pub struct Capture {
     pub counters: Arc<writer::CaptureCounters>,
     /// The worker (taken when its thread starts).
     pub worker: Option<writer::CaptureWorker>,
+    /// The provenance each bag's metadata starts from (the model changes with a hot swap).
+    pub provenance: Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
+}
+
+impl Capture {
+    /// The model now running, for the next bags' metadata.
+    pub fn set_model(&self, name: &str, sha256: &str) {
+        if let Ok(mut p) = self.provenance.lock() {
+            p.insert("lookout.model".into(), name.to_string());
+            p.insert("lookout.model_sha256".into(), sha256.to_string());
+        }
+    }
 }
 
 /// Builds incident capture for `config` (its `capture.dir` set): every camera's records, the
@@ -411,18 +477,18 @@ pub fn build(
 ) -> (CaptureTap, Capture) {
     use crate::config::names::resolve_replay_topic;
     let c = &config.capture;
-    let trigger = Arc::new(CaptureTrigger::new(c));
+    let trigger = Arc::new(CaptureTrigger::new(c, counters.len()));
     let slots: Vec<(usize, Arc<CameraCounters>)> = config
         .camera_list()
         .zip(counters)
         .map(|((_, cam), k)| {
             (
-                cam.max_width as usize * cam.max_height as usize * 4,
+                crate::runtime::queue::slot_bytes(cam.max_width, cam.max_height),
                 Arc::clone(k),
             )
         })
         .collect();
-    let (tap, rings) = capture_parts(c, &slots, max_detections);
+    let (tap, rings) = capture_parts(c, &slots, max_detections, &trigger);
     let cameras = config
         .camera_list()
         .map(|(name, cam)| writer::CaptureCamera {
@@ -436,6 +502,7 @@ pub fn build(
     provenance.insert("lookout.version".into(), env!("CARGO_PKG_VERSION").into());
     provenance.insert("lookout.model".into(), model.0.to_string());
     provenance.insert("lookout.model_sha256".into(), model.1.to_string());
+    let provenance = Arc::new(std::sync::Mutex::new(provenance));
     let capture_counters = Arc::new(writer::CaptureCounters::default());
     let worker = writer::CaptureWorker::new(
         rings,
@@ -443,7 +510,7 @@ pub fn build(
         c,
         cameras,
         class_names.to_vec(),
-        provenance,
+        Arc::clone(&provenance),
         Arc::clone(&capture_counters),
     );
     tracing::info!(
@@ -460,6 +527,7 @@ pub fn build(
             trigger,
             counters: capture_counters,
             worker: Some(worker),
+            provenance,
         },
     )
 }

@@ -5,11 +5,13 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{CaptureConfig, CaptureRecord, CaptureRings, CaptureTrigger, Reason};
+use super::{
+    ALL_CAMERAS, CaptureConfig, CaptureRecord, CaptureRings, CaptureTrigger, NEWEST_FRAME, Reason,
+};
 use crate::bag::{BagError, BagWriter, cdr, offered_qos_yaml, schema};
 use crate::config::ImageKind;
 use crate::runtime::queue::FrameFormat;
@@ -59,7 +61,8 @@ pub struct CaptureWorker {
     dir: PathBuf,
     cameras: Vec<CaptureCamera>,
     class_names: Vec<String>,
-    provenance: BTreeMap<String, String>,
+    /// Model name and sha256 and lookout's version (the model changes with a hot swap).
+    provenance: Arc<Mutex<BTreeMap<String, String>>>,
     counters: Arc<CaptureCounters>,
     /// Start times of the captures of the last hour.
     started: VecDeque<Instant>,
@@ -76,7 +79,7 @@ impl CaptureWorker {
         config: &CaptureConfig,
         cameras: Vec<CaptureCamera>,
         class_names: Vec<String>,
-        provenance: BTreeMap<String, String>,
+        provenance: Arc<Mutex<BTreeMap<String, String>>>,
         counters: Arc<CaptureCounters>,
     ) -> Self {
         Self {
@@ -182,7 +185,7 @@ impl CaptureWorker {
                 }
                 return;
             }
-            if camera == active.camera {
+            if camera == active.camera || active.camera == ALL_CAMERAS {
                 self.finish();
             }
         }
@@ -237,11 +240,22 @@ impl CaptureWorker {
             return;
         }
         self.started.push_back(now);
-        let camera_name = self
-            .cameras
-            .get(camera)
-            .map_or("?", |c| c.name.as_str())
-            .to_string();
+        let stamp_ns = if stamp_ns == NEWEST_FRAME {
+            // Asked for from outside (SIGUSR1): around the newest frame kept.
+            self.rings
+                .rings
+                .iter()
+                .filter_map(|r| r.back().map(|f| f.stamp.as_nanos()))
+                .max()
+                .unwrap_or(0)
+        } else {
+            stamp_ns
+        };
+        let camera_name = match self.cameras.get(camera) {
+            Some(c) => c.name.clone(),
+            None => "all".to_string(),
+        };
+        self.enforce_disk_budget();
         let name = format!(
             "incident_{}_{:03}_{}_{}",
             stamp_ns.div_euclid(1_000_000_000),
@@ -300,7 +314,11 @@ impl CaptureWorker {
         })?;
         let staging = self.dir.join(format!(".{name}.partial"));
         let _ = std::fs::remove_dir_all(&staging);
-        let mut metadata = self.provenance.clone();
+        let mut metadata = self
+            .provenance
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default();
         metadata.insert("lookout.capture.trigger".into(), reason.name().into());
         metadata.insert("lookout.capture.camera".into(), camera.into());
         metadata.insert("lookout.capture.stamp_ns".into(), stamp_ns.to_string());
@@ -347,6 +365,46 @@ impl CaptureWorker {
             wall_deadline: now + after + Duration::from_secs(5),
             frames: 0,
         })
+    }
+
+    /// Removes the oldest incident bags of `dir` (those lookout named `incident_*`) until they
+    /// take at most `max_total_mb`, before a new one is written.
+    fn enforce_disk_budget(&self) {
+        let limit = (self.config.max_total_mb * 1e6) as u64;
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut bags: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("incident_"))
+            .filter_map(|e| {
+                let path = e.path();
+                let bytes = std::fs::read_dir(&path)
+                    .ok()?
+                    .filter_map(Result::ok)
+                    .filter_map(|f| f.metadata().ok())
+                    .map(|m| m.len())
+                    .sum();
+                Some((e.metadata().ok()?.modified().ok()?, bytes, path))
+            })
+            .collect();
+        bags.sort();
+        let mut total: u64 = bags.iter().map(|b| b.1).sum();
+        for (_, bytes, path) in bags {
+            if total <= limit {
+                break;
+            }
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => {
+                    total = total.saturating_sub(bytes);
+                    tracing::warn!(bag = %path.display(), "incident bag removed: capture.max_total_mb reached");
+                }
+                Err(e) => {
+                    tracing::error!(bag = %path.display(), error = %e, "cannot remove an old incident bag");
+                    break;
+                }
+            }
+        }
     }
 
     /// A write failed: the capture is dropped, its folder removed.
@@ -410,6 +468,11 @@ fn write_record(
         _ => return Ok(()),
     }
     active.writer.write(image_topic, t, buf)?;
+    active.frames += 1;
+    if !record.has_result {
+        // No result (a failed or terminated run, bad input, dropped): the image only.
+        return Ok(());
+    }
     cdr::encode_detection_array(
         buf,
         record.stamp,
@@ -418,7 +481,6 @@ fn write_record(
         class_names,
     );
     active.writer.write(detections_topic, t, buf)?;
-    active.frames += 1;
     Ok(())
 }
 
@@ -448,11 +510,12 @@ mod tests {
             after_s: 0.2,
             max_rate_hz: 10.0,
             max_per_hour: 1,
+            max_total_mb: 100.0,
             triggers: vec!["deadline_miss".into()],
         };
         let (mut producer, mut consumer, counters) = camera_ring(0, 2, 4, 4, QueuePolicy::Fifo);
-        let (tap, rings) = capture_parts(&config, &[(64, Arc::clone(&counters))], 4);
-        let trigger = Arc::new(CaptureTrigger::new(&config));
+        let trigger = Arc::new(CaptureTrigger::new(&config, 1));
+        let (tap, rings) = capture_parts(&config, &[(64, Arc::clone(&counters))], 4, &trigger);
         let cameras = vec![CaptureCamera {
             name: "front".into(),
             input_topic: "/front/image_raw".into(),
@@ -466,7 +529,7 @@ mod tests {
             &config,
             cameras,
             vec!["person".into()],
-            BTreeMap::new(),
+            Arc::default(),
             Arc::clone(&written),
         );
         let pixels = [7u8; 4 * 4 * 3];
@@ -480,7 +543,7 @@ mod tests {
                     .unwrap()
             );
             let mut f = consumer.take().unwrap();
-            tap.keep(&mut f, &[]);
+            tap.keep(&mut f, Some(&[]));
             consumer.recycle(f);
             worker.poll();
         };
@@ -506,9 +569,16 @@ mod tests {
         // after): 7 images and 7 detection arrays.
         assert_eq!(message_count(&bags[0]), 14);
         assert_eq!(written.written.load(Ordering::Relaxed), 1);
-        // The hour's one capture is spent: the next trigger is counted, not captured.
+        // Misses 0.5 s later are the same incident (within before_s + after_s of the last).
         trigger.request(Reason::DeadlineMiss, 0, 2_500_000_000);
         frame(26, &mut worker);
+        assert_eq!(trigger.incidents.load(Ordering::Relaxed), 1);
+        assert_eq!(written.suppressed.load(Ordering::Relaxed), 0);
+        // A new one 0.7 s after the last miss: the hour's one capture is spent, so it is
+        // counted, not captured.
+        trigger.request(Reason::DeadlineMiss, 0, 3_200_000_000);
+        frame(27, &mut worker);
+        assert_eq!(trigger.incidents.load(Ordering::Relaxed), 2);
         assert_eq!(written.suppressed.load(Ordering::Relaxed), 1);
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         assert_eq!(counters.capture_missed.load(Ordering::Relaxed), 0);

@@ -122,6 +122,17 @@ impl ShadowConfig {
     }
 }
 
+/// Why the shadow model has no result for a frame.
+#[derive(Debug, thiserror::Error)]
+enum ShadowFailure {
+    /// The frame does not decode or is unusable.
+    #[error(transparent)]
+    Frame(crate::core::image::FrameError),
+    /// Pre-processing or inference failed.
+    #[error(transparent)]
+    Detect(crate::core::detector::DetectError),
+}
+
 /// One camera as the shadow sees it.
 pub struct ShadowCamera {
     /// Name (for logs).
@@ -205,19 +216,20 @@ impl ShadowWorker {
         };
         let counters = &cam.counters;
         let dequeued = Instant::now();
-        let result = view_of(frame, decoder.as_mut())
-            .map_err(|e| e.to_string())
-            .and_then(|(view, size)| {
-                self.detector
-                    .detect_sized(&view, size, None)
-                    .map(|r| (r.detections, r.times, r.input, size))
-                    .map_err(|e| e.to_string())
-            });
+        // Errors are kept as values (formatted only for the one failure that is logged).
+        let result = match view_of(frame, decoder.as_mut()) {
+            Ok((view, size)) => self
+                .detector
+                .detect_sized(&view, size, None)
+                .map(|r| (r.detections, r.times, r.input, size))
+                .map_err(ShadowFailure::Detect),
+            Err(e) => Err(ShadowFailure::Frame(e)),
+        };
         let (detections, times, input, image_size) = match result {
             Ok(r) => r,
-            Err(reason) => {
+            Err(failure) => {
                 if counters.shadow_errors.fetch_add(1, Ordering::Relaxed) == 0 {
-                    tracing::warn!(camera = %cam.name, error = %reason, "the shadow model failed on a frame (the primary is not affected; further failures are counted, not logged)");
+                    tracing::warn!(camera = %cam.name, error = %failure, "the shadow model failed on a frame (the primary is not affected; further failures are counted, not logged)");
                 }
                 return;
             }
