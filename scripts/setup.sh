@@ -270,7 +270,7 @@ export LOOKOUT_HOME="$home"
 source "$home/ros_env.sh"
 # r2r's build script needs ROS_DISTRO; IDL_PACKAGE_FILTER keeps its message generation small.
 export ROS_DISTRO="\${ROS_DISTRO:-jazzy}"
-export IDL_PACKAGE_FILTER="\${IDL_PACKAGE_FILTER:-std_msgs;builtin_interfaces;sensor_msgs;geometry_msgs;vision_msgs;diagnostic_msgs;rosgraph_msgs;rcl_interfaces;visualization_msgs}"
+export IDL_PACKAGE_FILTER="\${IDL_PACKAGE_FILTER:-std_msgs;builtin_interfaces;sensor_msgs;geometry_msgs;vision_msgs;diagnostic_msgs;rosgraph_msgs;rcl_interfaces;visualization_msgs;lifecycle_msgs}"
 # Linking against the PyPI-wheel prefix (quirks 2-4): -L for every library dir (also needed by
 # r2r's own build script, hence RUSTFLAGS rather than a build.rs), and libpython linked
 # explicitly because the wheels' librcl needs its symbols. Not set with a regular ROS 2 install.

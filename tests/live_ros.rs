@@ -1446,24 +1446,13 @@ fn sigusr1_captures_the_last_seconds_into_an_incident_bag() {
     );
     let mut node = Lookout::start(domain, &params, &[]);
     node.wait_running();
-    // 4 Hz for 5 s; SIGUSR1 3 s in.
-    let pid = node.pid();
-    let signal = std::thread::Builder::new()
-        .name("sigusr1".into())
-        .spawn(move || {
-            std::thread::sleep(Duration::from_secs(3));
-            Command::new("kill")
-                .args(["-USR1", &pid.to_string()])
-                .status()
-                .unwrap()
-        })
-        .unwrap();
+    // 4 Hz for 5 s; SIGUSR1 after frame 12 (3 s in).
+    let usr1 = format!("12:kill -USR1 {}", node.pid());
     let report = peer(
         domain,
         &dir,
-        &compressed_args(&["/cam/compressed"], 20, 4, &[]),
+        &compressed_args(&["/cam/compressed"], 20, 4, &["--exec", &usr1]),
     );
-    assert!(signal.join().unwrap().success());
     let (code, _, lines) = node.stop("INT");
     assert_eq!(code, Some(0), "{}", lines.join("\n"));
     assert!(
@@ -1521,8 +1510,8 @@ print(json.dumps(out))
 
 #[test]
 fn sighup_swaps_the_model_between_frames_and_a_corrupt_package_is_refused() {
-    // A 15 Hz stream; SIGHUP with the batch package (same network, another sha256) 2.5 s in,
-    // then with a corrupt one 3 s later.
+    // A 15 Hz stream; SIGHUP with the batch package (same network, another sha256) after frame
+    // 30, then with a corrupt one after frame 75.
     let domain = 65;
     let dir = tmp_dir("swap");
     // A corrupt package: the default manifest beside a truncated ONNX file.
@@ -1532,51 +1521,34 @@ fn sighup_swaps_the_model_between_frames_and_a_corrupt_package_is_refused() {
     std::fs::copy(&manifest, corrupt.join("manifest.yaml")).unwrap();
     let onnx = std::fs::read(manifest.with_file_name("yolov3-tiny.onnx")).unwrap();
     std::fs::write(corrupt.join("yolov3-tiny.onnx"), &onnx[..onnx.len() / 2]).unwrap();
-    // Its own parameters file (two ONNX Runtime threads: 15 Hz must be sustainable), rewritten
-    // before each SIGHUP.
+    // Its own parameters file (two ONNX Runtime threads), replaced by the batch package's, then
+    // by the corrupt one's, each followed by SIGHUP: the peer does it after frames 30 and 75.
     let params = dir.join("params.yaml");
-    let write_params = |model: &Path| {
+    let params_for = |model: &Path, name: &str| {
+        let path = dir.join(name);
         std::fs::write(
-            &params,
+            &path,
             format!(
                 "/**:\n  ros__parameters:\n    model: {}\n    engine: {{execution_providers: [cpu]}}\n    monitor: {{input_health: {{frozen_frames: 100000}}}}\n    diagnostics: {{period_ms: 250.0}}\n    cameras: [front]\n    camera:\n      front: {{topic: /cam/compressed, type: compressed, budget_ms: 2000, ring_capacity: 64, {LOSSLESS}}}\n",
                 model.display()
             ),
         )
         .unwrap();
+        path
     };
-    write_params(&manifest);
+    std::fs::copy(params_for(&manifest, "first.yaml"), &params).unwrap();
+    let second = params_for(&common::batch_manifest(), "second.yaml");
+    let third = params_for(&corrupt.join("manifest.yaml"), "third.yaml");
     let mut node = Lookout::start(domain, &params, &[]);
     node.wait_running();
-    let pid = node.pid().to_string();
-    let batch = common::batch_manifest();
-    let corrupt_manifest = corrupt.join("manifest.yaml");
-    let params_for_thread = params.clone();
-    let hup = std::thread::Builder::new()
-        .name("sighup".into())
-        .spawn(move || {
-            let write = |model: &Path| {
-                let text = std::fs::read_to_string(&params_for_thread).unwrap();
-                let start = text.find("model: ").unwrap() + "model: ".len();
-                let end = start + text[start..].find('\n').unwrap();
-                let text = format!("{}{}{}", &text[..start], model.display(), &text[end..]);
-                std::fs::write(&params_for_thread, text).unwrap();
-            };
-            let kill = |pid: &str| {
-                Command::new("kill")
-                    .args(["-HUP", pid])
-                    .status()
-                    .unwrap()
-                    .success()
-            };
-            std::thread::sleep(Duration::from_millis(2500));
-            write(&batch);
-            let first = kill(&pid);
-            std::thread::sleep(Duration::from_millis(3000));
-            write(&corrupt_manifest);
-            first && kill(&pid)
-        })
-        .unwrap();
+    let pid = node.pid();
+    let hup = |from: &Path| {
+        format!(
+            "cp {} {} && kill -HUP {pid}",
+            from.display(),
+            params.display()
+        )
+    };
     // 15 Hz for 8 s; up to 10 s more for a backlog on a loaded machine (late, not lost).
     let report = peer(
         domain,
@@ -1585,10 +1557,18 @@ fn sighup_swaps_the_model_between_frames_and_a_corrupt_package_is_refused() {
             &["/cam/compressed"],
             120,
             15,
-            &["--sub", "/front/detections", "--linger", "10"],
+            &[
+                "--sub",
+                "/front/detections",
+                "--linger",
+                "10",
+                "--exec",
+                &format!("30:{}", hup(&second)),
+                "--exec",
+                &format!("75:{}", hup(&third)),
+            ],
         ),
     );
-    assert!(hup.join().unwrap());
     let (code, _, lines) = node.stop("INT");
     let log = lines.join("\n");
     assert_eq!(code, Some(0), "{log}");
@@ -1624,4 +1604,110 @@ fn sighup_swaps_the_model_between_frames_and_a_corrupt_package_is_refused() {
     let (_, _, _, values) = cam.last().unwrap();
     assert_eq!(values["frames_published"], "120", "{values}");
     assert_eq!(values["dropped_ring_full"], "0", "{values}");
+}
+
+#[test]
+fn a_managed_node_follows_its_lifecycle_from_an_rclpy_client() {
+    let domain = 66;
+    let dir = tmp_dir("managed");
+    let params = params_file(
+        &dir,
+        &format!(
+            "    cameras: [front]\n    camera:\n      front: {{topic: /cam/compressed, type: compressed, budget_ms: 5000, {LOSSLESS}}}\n"
+        ),
+    );
+    let mut node = Lookout::start(domain, &params, &["--managed"]);
+    assert!(
+        node.wait_for("waiting for ~/change_state", Duration::from_secs(60))
+            .is_some(),
+        "{}",
+        node.seen.join("\n")
+    );
+    let out = dir.join("lifecycle.json");
+    let o = common::output(
+        Command::new(common::python())
+            .arg(common::repo().join("tests/ros/lifecycle_client.py"))
+            .arg(common::image("bus.jpg"))
+            .arg("--out")
+            .arg(&out)
+            .env("ROS_DOMAIN_ID", domain.to_string()),
+    );
+    assert!(
+        o.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Shutdown ends the process by itself, cleanly.
+    let (code, lines) = node.wait_exit(Duration::from_secs(20));
+    let log = lines.join("\n");
+    assert_eq!(code, Some(0), "{log}");
+    let r: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    // Each phase: the state, and whether detections came back for its 4 frames.
+    let phases: Vec<(String, String, u64)> = r["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["phase"].as_str().unwrap().to_string(),
+                p["state"].as_str().unwrap().to_string(),
+                p["detections"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expect = [
+        ("unconfigured", "unconfigured", false),
+        ("inactive", "inactive", false),
+        ("active", "active", true),
+        ("deactivated", "inactive", false),
+        ("reactivated", "active", true),
+        ("cleaned_up", "unconfigured", false),
+        ("active_again", "active", true),
+    ];
+    assert_eq!(phases.len(), expect.len(), "{r}");
+    for ((phase, state, n), (want_phase, want_state, some)) in phases.iter().zip(expect) {
+        assert_eq!(
+            (phase.as_str(), state.as_str()),
+            (want_phase, want_state),
+            "{r}"
+        );
+        if some {
+            assert_eq!(*n, 4, "{phase}: every frame comes back: {r}");
+        } else {
+            assert_eq!(*n, 0, "{phase}: nothing is published: {r}");
+        }
+    }
+    for key in [
+        "configure",
+        "activate",
+        "deactivate",
+        "reactivate",
+        "deactivate_2",
+        "cleanup",
+        "configure_2",
+        "activate_2",
+        "shutdown",
+    ] {
+        assert_eq!(r[key], true, "{key}: {r}");
+    }
+    assert_eq!(r["configure_while_active"], false, "{r}");
+    assert_eq!(
+        r["available_when_inactive"],
+        serde_json::json!(["activate", "cleanup", "shutdown"])
+    );
+    // ~/transition_event: every step, the first configure first.
+    let events = r["events"].as_array().unwrap();
+    assert_eq!(
+        events[0],
+        serde_json::json!(["configure", "unconfigured", "configuring"])
+    );
+    assert_eq!(
+        events[1],
+        serde_json::json!(["transition_success", "configuring", "inactive"])
+    );
+    assert_eq!(
+        events.last().unwrap(),
+        &serde_json::json!(["transition_success", "shuttingdown", "finalized"])
+    );
+    assert_eq!(events.len(), 2 * 9, "{r}");
 }

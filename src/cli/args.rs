@@ -287,6 +287,14 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) params_file: Option<PathBuf>,
 
+    /// A ROS 2 lifecycle (managed) node: starts unconfigured and offers ~/change_state,
+    /// ~/get_state, ~/get_available_states, ~/get_available_transitions, ~/get_transition_graph
+    /// and ~/transition_event. configure loads and warms the model and allocates, activate
+    /// subscribes and publishes, deactivate stops both without freeing, cleanup frees, shutdown
+    /// ends the process.
+    #[arg(long)]
+    pub(crate) managed: bool,
+
     /// Standard ROS 2 arguments, passed to rcl unchanged (everything after --ros-args).
     #[arg(long = "ros-args", num_args = 0.., allow_hyphen_values = true, value_name = "ARGS")]
     pub(crate) ros_args: Vec<String>,

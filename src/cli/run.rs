@@ -18,6 +18,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<ExitCode> {
     let options = lookout::ros::NodeOptions {
         params_file: args.params_file.clone(),
         ros_params_file,
+        managed: args.managed,
     };
     let summary = lookout::ros::run(&options, stop)?;
     for cam in &summary.cameras {

@@ -55,7 +55,8 @@ pub(super) struct CameraInput {
     pub(super) topic: String,
     pub(super) kind: ImageKind,
     pub(super) qos: QosConfig,
-    pub(super) subscription: Subscription,
+    /// `None` while the node is not active (unsubscribed).
+    pub(super) subscription: Option<Subscription>,
     pub(super) producer: FrameProducer,
     pub(super) counters: Arc<CameraCounters>,
     pub(super) incompatible_seen: HashSet<[u8; 24]>,
@@ -74,7 +75,10 @@ impl CameraInput {
     pub(super) fn drain(&mut self, cx: &mut TaskContext<'_>) {
         loop {
             let received = Instant::now();
-            let result = match &mut self.subscription {
+            let Some(subscription) = self.subscription.as_mut() else {
+                return;
+            };
+            let result = match subscription {
                 Subscription::Raw(s) => {
                     let Some(msg) = poll_once(s, cx) else { break };
                     // SAFETY: the strings and the byte sequence belong to `msg`, a valid message

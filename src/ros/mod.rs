@@ -19,32 +19,27 @@
 //! logs each incompatible one once and counts it (`qos_incompatible`), and says when a camera
 //! topic has no publisher at all.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Context as TaskContext;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use r2r::QosProfile;
 
 use crate::config::locate::Origin;
-use crate::config::names::resolve_topic;
-use crate::config::{
-    Config, ConfigError, Durability, ImageKind, ParamValue, QosConfig, Reliability,
-};
+use crate::config::{Config, ConfigError, Durability, ParamValue, QosConfig, Reliability};
 use crate::runtime::counters::CounterSnapshot;
-use crate::runtime::deadline::{RosClock, StatsSnapshot};
-use crate::runtime::health::Status;
-use crate::runtime::{Runtime, RuntimeError, Timing};
+use crate::runtime::{Runtime, RuntimeError};
 
 mod input;
+mod lifecycle;
 mod log;
 mod publish;
+mod session;
 
-use input::{CameraInput, Subscription, poll_once};
 pub use log::RosLogLayer;
-use publish::{Publisher, diagnostic_array};
+use session::Session;
 
 /// Why the node could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +83,9 @@ pub struct NodeOptions {
     pub params_file: Option<PathBuf>,
     /// Whether `--ros-args` carried a `--params-file` (then no default file is read).
     pub ros_params_file: bool,
+    /// A ROS 2 lifecycle (managed) node: it starts unconfigured and follows
+    /// `~/change_state` (`lookout run --managed`).
+    pub managed: bool,
 }
 
 /// Counters of one camera at shutdown.
@@ -217,292 +215,26 @@ fn reload_model(
 
 /// Runs the node until `stop` is set (SIGINT/SIGTERM), then shuts down in order and returns the
 /// counters. Start-up errors (parameters, model, ONNX Runtime, ROS) are returned before any
-/// thread starts.
+/// thread starts. With `options.managed` the node is a ROS 2 lifecycle node instead
+/// ([`lifecycle`]): it waits, unconfigured, for its transitions.
 pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, NodeError> {
     let ctx = r2r::Context::create().map_err(ros_err("initialise rcl"))?;
     let mut node = r2r::Node::create(ctx, "lookout", "").map_err(ros_err("create node"))?;
     let _ = log::ROS_LOGGER.set(node.logger().to_string());
-    let namespace = node.namespace().map_err(ros_err("node namespace"))?;
-    let node_name = node.name().map_err(ros_err("node name"))?;
-
-    let config = load_config(&node, options)?;
-    if config.use_sim_time {
-        node.get_time_source()
-            .enable_sim_time(&mut node)
-            .map_err(ros_err("enable use_sim_time"))?;
+    if options.managed {
+        return lifecycle::run(&mut node, options, &stop);
     }
-    // ROS time for frame ages: the system clock, or the latest /clock with use_sim_time.
-    let sim_time_ns = Arc::new(AtomicI64::new(0));
-    let ros_clock = if config.use_sim_time {
-        RosClock::Sim(Arc::clone(&sim_time_ns))
-    } else {
-        RosClock::System
-    };
-    let mut runtime = Runtime::new(&config, Timing::Live, ros_clock.clone())?;
-    let engine_info = runtime.engine().clone();
-    let model = runtime.model().clone();
-    tracing::info!(model = %model.name, sha256 = %model.sha256, execution_provider = engine_info.execution_provider, io_memory = engine_info.io_memory, "model loaded");
-    runtime.enable_model_swap(&config);
-    let infer_thread = runtime.start(&config.realtime.inference, Duration::from_millis(50))?;
-
-    // The source (subscriptions into the runtime's queues) and the sink (publishers), camera by
-    // camera.
-    let mut inputs = Vec::new();
-    let mut publishers = Vec::new();
-    let producers = runtime.take_inputs();
-    for ((index, (name, cam)), mut producer) in config.camera_list().enumerate().zip(producers) {
-        producer.set_wake(infer_thread.clone());
-        let qos = qos_profile(&cam.input_qos());
-        let subscription = match cam.kind {
-            ImageKind::Image => Subscription::Raw(Box::new(
-                node.subscribe_native::<r2r::sensor_msgs::msg::Image>(&cam.topic, qos)
-                    .map_err(ros_err(format!("subscribe to {}", cam.topic)))?,
-            )),
-            ImageKind::Compressed => Subscription::Compressed(Box::new(
-                node.subscribe_native::<r2r::sensor_msgs::msg::CompressedImage>(&cam.topic, qos)
-                    .map_err(ros_err(format!("subscribe to {}", cam.topic)))?,
-            )),
-        };
-        let out_topic = config.detections_topic(name);
-        let publisher = node
-            .create_publisher::<r2r::vision_msgs::msg::Detection2DArray>(
-                &out_topic,
-                qos_profile(&cam.detections_qos()),
-            )
-            .map_err(ros_err(format!("advertise {out_topic}")))?;
-        tracing::info!(camera = name, input = %resolve_topic(&namespace, &node_name, &cam.topic), output = %resolve_topic(&namespace, &node_name, &out_topic), "camera ready");
-        publishers.push(publisher);
-        inputs.push(CameraInput {
-            name: name.to_string(),
-            topic: cam.topic.clone(),
-            kind: cam.kind,
-            qos: cam.input_qos(),
-            subscription,
-            producer,
-            counters: Arc::clone(&runtime.counters()[index]),
-            incompatible_seen: HashSet::new(),
-            warned_no_publisher: false,
-        });
-    }
-
-    let mut clock_sub = if config.use_sim_time {
-        let mut q = QosProfile::default();
-        q.depth = 1;
-        Some(Box::new(
-            node.subscribe_native::<r2r::rosgraph_msgs::msg::Clock>("/clock", q)
-                .map_err(ros_err("subscribe to /clock"))?,
-        ))
-    } else {
-        None
-    };
-
-    // Diagnostics and debug topics.
-    let diag_pub = node
-        .create_publisher::<r2r::diagnostic_msgs::msg::DiagnosticArray>(
-            "/diagnostics",
-            QosProfile::default(),
-        )
-        .map_err(ros_err("advertise /diagnostics"))?;
-    let mut debug_pubs = Vec::new();
-    if config.diagnostics.debug_topics {
-        for (name, _) in config.camera_list() {
-            let mut mk = |what: &str| {
-                node.create_publisher::<r2r::std_msgs::msg::Float64>(
-                    &format!("~/debug/{name}/{what}"),
-                    QosProfile::default(),
-                )
-                .map_err(ros_err(format!("advertise ~/debug/{name}/{what}")))
-            };
-            let (processing, latency) = (mk("processing_time_ms")?, mk("pipeline_latency_ms")?);
-            let markers = node
-                .create_publisher::<r2r::visualization_msgs::msg::ImageMarker>(
-                    &format!("~/debug/{name}/image_markers"),
-                    QosProfile::default(),
-                )
-                .map_err(ros_err(format!("advertise ~/debug/{name}/image_markers")))?;
-            debug_pubs.push(publish::DebugTopics {
-                processing,
-                latency,
-                markers,
-                shown: std::cell::Cell::new(0),
-            });
-        }
-    }
-    let period = Duration::from_secs_f64(config.diagnostics.period_ms / 1000.0);
-    let (stats_tx, stats_rx) =
-        crossbeam_channel::bounded::<(usize, StatsSnapshot)>(4 * inputs.len().max(1));
-    // The shadow model's detections (`shadow.publish`), beside each camera's.
-    let shadow = match runtime.take_shadow_results() {
-        Some(source) => {
-            let mut shadow_publishers = Vec::new();
-            for (name, cam) in config.camera_list() {
-                let topic =
-                    crate::config::names::shadow_detections_topic(&config.detections_topic(name));
-                shadow_publishers.push(
-                    node.create_publisher::<r2r::vision_msgs::msg::Detection2DArray>(
-                        &topic,
-                        qos_profile(&cam.detections_qos()),
-                    )
-                    .map_err(ros_err(format!("advertise {topic}")))?,
-                );
-            }
-            let class_names = runtime
-                .shadow_model()
-                .map(|m| m.class_names.clone())
-                .unwrap_or_default();
-            Some(publish::ShadowTopics {
-                source,
-                publishers: shadow_publishers,
-                class_names,
-            })
-        }
-        None => None,
-    };
-    let publisher = Publisher {
-        publishers,
-        shadow,
-        debug: debug_pubs,
-        counters: runtime.counters().to_vec(),
-        class_names: model.class_names.clone(),
-        stats_tx,
-        period,
-        clock: ros_clock.clone(),
-    };
-    runtime.spawn_sink(
-        "lookout-publish",
-        &config.realtime.publisher,
-        move |results, tracker| publisher.run(results, tracker),
-    )?;
-
-    // The executor: this thread.
-    crate::runtime::realtime::apply("main", &config.realtime.executor);
-    let resolved: Vec<String> = inputs
-        .iter()
-        .map(|i| resolve_topic(&namespace, &node_name, &i.topic))
-        .collect();
+    let mut session = Session::configure(&mut node, options)?;
+    session.activate(&mut node)?;
     let waker = futures::task::noop_waker();
     let mut cx = TaskContext::from_waker(&waker);
-    let started = Instant::now();
-    let mut next_graph_check = started;
-    let mut next_report = started + period;
     let mut gone = None;
-    // SIGUSR1 asks for an incident capture now (with `capture.dir` set).
-    let capture_asked = Arc::new(AtomicBool::new(false));
-    if runtime.capture_trigger().is_some()
-        && let Err(e) =
-            signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&capture_asked))
-    {
-        tracing::warn!(error = %e, "SIGUSR1 cannot ask for incident captures");
-    }
-    // SIGHUP: the parameters file is read again and a changed `model` is swapped in.
-    let reload_asked = Arc::new(AtomicBool::new(false));
-    if let Err(e) =
-        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload_asked))
-    {
-        tracing::warn!(error = %e, "SIGHUP cannot reload the model");
-    }
-    let mut running_model = config.model.clone();
-    tracing::info!(cameras = inputs.len(), "lookout running");
     while !stop.load(Ordering::Relaxed) {
-        if reload_asked.swap(false, Ordering::Relaxed) {
-            reload_model(&node, options, &config, &mut running_model, &runtime);
-        }
-        while let Some(outcome) = runtime.poll_swap() {
-            match outcome {
-                crate::runtime::swap::SwapOutcome::Swapped {
-                    new,
-                    old_sha256,
-                    load_ms,
-                    ..
-                } => {
-                    tracing::warn!(model = %new.name, sha256 = %new.sha256, old_sha256 = %old_sha256, load_ms = load_ms.round(), "model swapped in between two frames")
-                }
-                crate::runtime::swap::SwapOutcome::Refused { path, reason } => {
-                    tracing::error!(manifest = %path.display(), %reason, "model refused; the running model stays");
-                }
-            }
-        }
-        if capture_asked.swap(false, Ordering::Relaxed)
-            && let Some(trigger) = runtime.capture_trigger()
-        {
-            use crate::runtime::capture::{ALL_CAMERAS, NEWEST_FRAME, Reason};
-            trigger.request(Reason::Requested, ALL_CAMERAS, NEWEST_FRAME);
-            tracing::info!("incident capture asked for (SIGUSR1)");
-        }
-        // Supervision: a worker that ended while the node runs leaves it headless.
-        if let Some(name) = runtime.first_gone() {
+        node.spin_once(Duration::from_millis(20));
+        if let Some(name) = session.turn(&node, options, &mut cx) {
             gone = Some(name);
             break;
         }
-        node.spin_once(Duration::from_millis(20));
-        for input in &mut inputs {
-            input.drain(&mut cx);
-        }
-        if let Some(sub) = clock_sub.as_mut() {
-            while let Some(msg) = poll_once(sub, &mut cx) {
-                let ns = i64::from(msg.clock.sec) * 1_000_000_000 + i64::from(msg.clock.nanosec);
-                sim_time_ns.store(ns.max(1), Ordering::Relaxed);
-            }
-        }
-        while let Ok((camera, snapshot)) = stats_rx.try_recv() {
-            runtime.health_mut().set_stats(camera, snapshot);
-        }
-        let now = Instant::now();
-        if now >= next_graph_check {
-            next_graph_check = now + Duration::from_secs(1);
-            for (input, topic) in inputs.iter_mut().zip(&resolved) {
-                input.check_graph(&node, topic, now - started);
-            }
-        }
-        if now >= next_report {
-            next_report = now + period;
-            let statuses = runtime.report_health(now);
-            let msg = diagnostic_array(
-                &statuses,
-                &ros_clock,
-                node.fully_qualified_name().unwrap_or_default(),
-            );
-            if let Err(e) = diag_pub.publish(&msg) {
-                tracing::warn!(error = %e, "cannot publish /diagnostics");
-            }
-        }
     }
-
-    // Shutdown: the inference loop stops, the publisher drains what is left.
-    if let Err(RuntimeError::WorkerDied { thread, reason }) = runtime.stop(gone) {
-        tracing::error!(thread, reason = %reason, "worker thread died; the node stops (exit status 1) so that it can be respawned");
-        let status = Status {
-            name: "lookout: supervision".into(),
-            level: crate::runtime::health::Level::Error,
-            message: format!("worker thread {thread} died ({reason}); node exiting"),
-            values: vec![
-                ("thread".into(), thread.into()),
-                ("reason".into(), reason.clone()),
-            ],
-        };
-        let msg = diagnostic_array(
-            std::slice::from_ref(&status),
-            &ros_clock,
-            node.fully_qualified_name().unwrap_or_default(),
-        );
-        if let Err(e) = diag_pub.publish(&msg) {
-            tracing::warn!(error = %e, "cannot publish /diagnostics");
-        }
-        // Let the last /diagnostics message leave before the process goes.
-        node.spin_once(Duration::from_millis(50));
-        return Err(NodeError::Thread {
-            name: thread,
-            reason,
-        });
-    }
-    Ok(RunSummary {
-        cameras: inputs
-            .iter()
-            .map(|i| CameraSummary {
-                name: i.name.clone(),
-                counters: i.counters.snapshot(),
-            })
-            .collect(),
-        execution_provider: engine_info.execution_provider,
-    })
+    session.finish(&mut node, gone)
 }

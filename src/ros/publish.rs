@@ -73,6 +73,9 @@ pub(super) struct Publisher {
     pub(super) stats_tx: crossbeam_channel::Sender<(usize, StatsSnapshot)>,
     pub(super) period: Duration,
     pub(super) clock: RosClock,
+    /// Whether results are published (the lifecycle's active state); otherwise they are
+    /// judged and dropped.
+    pub(super) active: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Publisher {
@@ -90,7 +93,9 @@ impl Publisher {
             if let Some(shadow) = &self.shadow {
                 wait = wait.min(SHADOW_POLL);
                 while let Some(out) = shadow.source.try_recv() {
-                    shadow.publish(&mut shadow_msg, &out, &self.counters);
+                    if self.active.load(Ordering::Acquire) {
+                        shadow.publish(&mut shadow_msg, &out, &self.counters);
+                    }
                     shadow.source.recycle(out);
                 }
             }
@@ -130,6 +135,9 @@ impl Publisher {
             return;
         };
         if tracker.judge(out, Instant::now()) == Verdict::LateDrop {
+            return;
+        }
+        if !self.active.load(Ordering::Acquire) {
             return;
         }
         fill_message(msg, out, &self.class_names);

@@ -14,7 +14,8 @@ then width*height*3 bytes of RGB) or an image file pillow reads, optionally resi
 `@WIDTHxHEIGHT` suffix; ENCODING is rgb8, bgr8, rgba8, bgra8 or mono8 and PAD adds
 bytes of row padding. With --rosout and --diagnostics, /rosout and /diagnostics messages are
 recorded too (diagnostics with their time since the first frame). --gap AT:SECONDS pauses the
-publishers after frame AT. --float TOPIC records std_msgs/Float64 values. --sim-clock S publishes
+publishers after frame AT. --exec AT:COMMAND runs a shell command after frame AT (the live
+tests signal the node at a given frame this way). --float TOPIC records std_msgs/Float64 values. --sim-clock S publishes
 /clock (50 Hz, starting at S seconds, advancing --clock-rate sim seconds per wall second) and
 stamps frames in that time; --stamp-offset AT:SECONDS
 shifts the stamps of frames AT and later (e.g. into the future). With --best-effort the frames are published best effort (default:
@@ -31,6 +32,7 @@ import argparse
 import json
 import os
 import struct
+import subprocess
 import sys
 import time
 
@@ -94,6 +96,8 @@ def main():
     ap.add_argument("--rosout", action="store_true", help="record /rosout messages")
     ap.add_argument("--diagnostics", action="store_true", help="record /diagnostics messages")
     ap.add_argument("--gap", default="", help="AT:SECONDS: after frame AT, publish nothing for SECONDS")
+    ap.add_argument("--exec", action="append", default=[], dest="execs",
+                    help="AT:COMMAND: after frame AT, run the shell COMMAND (e.g. signal the node)")
     ap.add_argument("--float", action="append", default=[], help="record std_msgs/Float64 on TOPIC")
     ap.add_argument("--markers", action="append", default=[],
                     help="record visualization_msgs/ImageMarker on TOPIC")
@@ -279,6 +283,10 @@ def main():
             msg.header.frame_id = f"{os.path.basename(topic)}_{i}"
             pub.publish(msg)
             published[topic].append({"stamp_ns": stamp_ns, "frame_id": msg.header.frame_id})
+        for spec in args.execs:
+            at, command = spec.split(":", 1)
+            if int(at) == i:
+                subprocess.run(command, shell=True, check=True)
     spin_for(args.linger)
 
     with open(args.out, "w") as f:
