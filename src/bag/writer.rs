@@ -100,6 +100,23 @@ impl BagWriter {
         })
     }
 
+    /// Adds a topic of a type lookout knows ([`super::schema`]), with its definition and hash.
+    pub fn add_known_topic(
+        &mut self,
+        name: &str,
+        ty: &super::schema::MessageType,
+        offered_qos: &str,
+    ) -> Result<usize, BagError> {
+        let definition = ty.definition();
+        self.add_topic(
+            name,
+            ty.name,
+            Some(("ros2msg", definition.as_bytes())),
+            ty.type_hash,
+            offered_qos,
+        )
+    }
+
     /// Adds a topic; returns its index for [`Self::write`]. `definition` is `(encoding, text)`
     /// of the type's schema (`ros2msg`), or `None` when unknown.
     pub fn add_topic(

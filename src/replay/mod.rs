@@ -345,40 +345,30 @@ impl Replay {
             // With the images copied, their boxes too: `<detections topic's namespace>/annotations`.
             let annotations_topic = if options.copy_all {
                 let base = out_name.rsplit_once('/').map_or("", |(b, _)| b);
-                Some(writer.add_topic(
+                Some(writer.add_known_topic(
                     &format!("{base}/annotations"),
-                    schema::IMAGE_ANNOTATIONS.name,
-                    Some(("ros2msg", schema::IMAGE_ANNOTATIONS.definition().as_bytes())),
-                    schema::IMAGE_ANNOTATIONS.type_hash,
+                    &schema::IMAGE_ANNOTATIONS,
                     &offered_qos_yaml(true, 10),
                 )?)
             } else {
                 None
             };
+            // The detections (and the shadow model's, beside them) as the live node offers them.
+            let offered = offered_qos_yaml(
+                qos.reliability == crate::config::Reliability::Reliable,
+                qos.depth,
+            );
             let shadow_topic = if runtime.shadow_results().is_some() {
-                Some(writer.add_topic(
+                Some(writer.add_known_topic(
                     &shadow_detections_topic(&out_name),
-                    schema::DETECTION2D_ARRAY.name,
-                    Some(("ros2msg", schema::DETECTION2D_ARRAY.definition().as_bytes())),
-                    schema::DETECTION2D_ARRAY.type_hash,
-                    &offered_qos_yaml(
-                        qos.reliability == crate::config::Reliability::Reliable,
-                        qos.depth,
-                    ),
+                    &schema::DETECTION2D_ARRAY,
+                    &offered,
                 )?)
             } else {
                 None
             };
-            let out_topic = writer.add_topic(
-                &out_name,
-                schema::DETECTION2D_ARRAY.name,
-                Some(("ros2msg", schema::DETECTION2D_ARRAY.definition().as_bytes())),
-                schema::DETECTION2D_ARRAY.type_hash,
-                &offered_qos_yaml(
-                    qos.reliability == crate::config::Reliability::Reliable,
-                    qos.depth,
-                ),
-            )?;
+            let out_topic =
+                writer.add_known_topic(&out_name, &schema::DETECTION2D_ARRAY, &offered)?;
             cameras.push(Camera {
                 name: name.to_string(),
                 topic: resolve_replay_topic(&cam.topic),
@@ -395,11 +385,9 @@ impl Replay {
             });
         }
         let diagnostics_topic = if options.diagnostics {
-            Some(writer.add_topic(
+            Some(writer.add_known_topic(
                 "/diagnostics",
-                schema::DIAGNOSTIC_ARRAY.name,
-                Some(("ros2msg", schema::DIAGNOSTIC_ARRAY.definition().as_bytes())),
-                schema::DIAGNOSTIC_ARRAY.type_hash,
+                &schema::DIAGNOSTIC_ARRAY,
                 &offered_qos_yaml(true, 10),
             )?)
         } else {

@@ -55,10 +55,7 @@ impl Replay {
                 .shadow_model()
                 .map_or(&[][..], |m| m.class_names.as_slice()),
         );
-        let pending = self.pending_log_ns.get(out.camera).copied().flatten();
-        let t = pending
-            .or(log_time_ns)
-            .unwrap_or_else(|| u64::try_from(self.clock_ns.load(Ordering::Relaxed)).unwrap_or(0));
+        let t = self.log_time(out.camera, log_time_ns);
         if let Some(w) = self.writer.as_mut() {
             w.write(topic, t, &self.buf)?;
         }
@@ -92,6 +89,7 @@ impl Replay {
         if verdict == Verdict::LateDrop {
             return Ok(());
         }
+        let t = self.log_time(out.camera, log_time_ns);
         let Some(camera) = self.cameras.get_mut(out.camera) else {
             return Ok(());
         };
@@ -102,10 +100,6 @@ impl Replay {
             out.detections(),
             &self.runtime.model().class_names,
         );
-        let pending = self.pending_log_ns.get(out.camera).copied().flatten();
-        let t = pending
-            .or(log_time_ns)
-            .unwrap_or_else(|| u64::try_from(self.clock_ns.load(Ordering::Relaxed)).unwrap_or(0));
         if let Some(w) = self.writer.as_mut() {
             w.write(camera.out_topic, t, &self.buf)?;
             if let Some(topic) = camera.annotations_topic {
@@ -135,6 +129,15 @@ impl Replay {
         }
         self.last_log_ns = self.last_log_ns.max(t);
         Ok(())
+    }
+
+    /// The log time of `camera`'s result: its frame's when that is pending (grouped max-speed
+    /// runs), else `log_time_ns`, else the bag clock now (rate).
+    fn log_time(&self, camera: usize, log_time_ns: Option<u64>) -> u64 {
+        let pending = self.pending_log_ns.get(camera).copied().flatten();
+        pending
+            .or(log_time_ns)
+            .unwrap_or_else(|| u64::try_from(self.clock_ns.load(Ordering::Relaxed)).unwrap_or(0))
     }
 
     /// `--copy-all`: every input message goes to the output bag unchanged.

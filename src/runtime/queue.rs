@@ -202,11 +202,7 @@ impl Frame {
 
     /// The frame's bytes (raw pixels with row padding, or the compressed stream).
     pub fn data(&self) -> &[u8] {
-        // The range is checked where it is set; empty rather than a panic all the same.
-        self.start
-            .checked_add(self.len)
-            .and_then(|end| self.data.get(self.start..end))
-            .unwrap_or(&[])
+        bytes_in(&self.data, self.start, self.len)
     }
 
     /// Swaps the slot's buffer with `other` (a buffer reserved for at least as large a frame),
@@ -262,6 +258,15 @@ pub struct FrameConsumer {
     free: rtrb::Producer<Frame>,
     policy: QueuePolicy,
     counters: Arc<CameraCounters>,
+}
+
+/// `len` bytes of `buffer` from `start`: a frame's bytes in its slot buffer. The range is checked
+/// where it is set; empty rather than a panic all the same.
+pub fn bytes_in(buffer: &[u8], start: usize, len: usize) -> &[u8] {
+    start
+        .checked_add(len)
+        .and_then(|end| buffer.get(start..end))
+        .unwrap_or(&[])
 }
 
 /// Bytes of one frame slot of a camera of at most `max_width x max_height` (4 bytes a pixel, the

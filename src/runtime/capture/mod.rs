@@ -328,10 +328,7 @@ impl CaptureRecord {
 
     /// The frame's bytes.
     pub fn data(&self) -> &[u8] {
-        self.start
-            .checked_add(self.len)
-            .and_then(|end| self.data.get(self.start..end))
-            .unwrap_or(&[])
+        crate::runtime::queue::bytes_in(&self.data, self.start, self.len)
     }
 
     /// The frame's `frame_id`.

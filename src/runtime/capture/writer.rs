@@ -337,19 +337,12 @@ impl CaptureWorker {
                 ImageKind::Image => schema::IMAGE,
                 ImageKind::Compressed => schema::COMPRESSED_IMAGE,
             };
-            let image_topic = writer.add_topic(
-                &c.input_topic,
-                image.name,
-                Some(("ros2msg", image.definition().as_bytes())),
-                image.type_hash,
-                &offered_qos_yaml(true, 10),
-            )?;
-            let detections_topic = writer.add_topic(
+            let offered = offered_qos_yaml(true, 10);
+            let image_topic = writer.add_known_topic(&c.input_topic, &image, &offered)?;
+            let detections_topic = writer.add_known_topic(
                 &c.detections_topic,
-                schema::DETECTION2D_ARRAY.name,
-                Some(("ros2msg", schema::DETECTION2D_ARRAY.definition().as_bytes())),
-                schema::DETECTION2D_ARRAY.type_hash,
-                &offered_qos_yaml(true, 10),
+                &schema::DETECTION2D_ARRAY,
+                &offered,
             )?;
             topics.push((image_topic, detections_topic));
         }
