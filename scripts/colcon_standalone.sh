@@ -50,7 +50,8 @@ ln -s "$(readlink -f "$home/lib/libonnxruntime.so")" "$src/.lookout/lib/libonnxr
 
 say "colcon build --cargo-args --release in $ws"
 start=$(date +%s)
-(cd "$ws" && PATH="$colcon_venv/bin:$PATH" colcon build --cargo-args --release >"$ws/build.log" 2>&1) \
+(cd "$ws" && PATH="$colcon_venv/bin:$PATH" colcon build --base-paths src/lookout src/lookout/ros/lookout_msgs \
+  --cargo-args --release >"$ws/build.log" 2>&1) \
   || { tail -40 "$ws/build.log"; say "FAILED: colcon build"; exit 1; }
 say "built in $(( $(date +%s) - start )) s"
 mv "$ws/src" "$ws/src.away"

@@ -11,7 +11,8 @@
 # Steps (each guarded by a stamp, so a repeated run does nothing):
 #   a) point the wheels' cmake export files at this machine's Python and numpy headers
 #   b) LOOKOUT_HOME/lib/librmw_implementation.so -> VENV/lib/librmw_fastrtps_cpp.so
-#   c) build + install ros/vision_msgs into VENV, unless a sourced ROS 2 already has it
+#   c) build + install ros/vision_msgs into VENV, unless a sourced ROS 2 already has it, and
+#      ros/lookout_msgs (lookout's own services)
 #   d) write LOOKOUT_HOME/ros_env.sh, to be sourced before building or running lookout
 #
 # See docs / shared notes on "ROS 2 Jazzy from PyPI" for the quirks referred to below.
@@ -124,8 +125,10 @@ else
 fi
 
 # --------------------------------------------------------------------------------------
-# c) vision_msgs: not on PyPI, so build ros/vision_msgs into the venv prefix, unless some
-#    other prefix on AMENT_PREFIX_PATH (a sourced ROS 2) already provides it.
+# c) Interface packages of ros/, built into the venv prefix with cmake:
+#    - vision_msgs: not on PyPI; skipped when another prefix on AMENT_PREFIX_PATH (a sourced
+#      ROS 2) already provides it;
+#    - lookout_msgs: lookout's own services; always.
 # --------------------------------------------------------------------------------------
 external_vm=""
 IFS=':' read -r -a ament_entries <<< "${AMENT_PREFIX_PATH:-}"
@@ -138,49 +141,54 @@ for p in "${ament_entries[@]}"; do
   fi
 done
 
-vm_src="$repo_root/ros/vision_msgs"
-vm_build="$home/build/vision_msgs"
-vm_marker="$venv/share/ament_index/resource_index/packages/vision_msgs"
+build_interfaces() { # build_interfaces NAME: ros/NAME into the venv prefix, unless up to date
+  local name=$1 src="$repo_root/ros/$1" build="$home/build/$1"
+  local marker="$venv/share/ament_index/resource_index/packages/$name"
+  local hash key t0
+  hash=$(cd "$src" && find . -type f ! -name '*.md' -print0 | LC_ALL=C sort -z |
+         xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+  key="v1 $hash $venv $py_include"
+  if [[ -f "$stamps/$name" && "$(cat "$stamps/$name")" == "$key" && -e "$marker" ]]; then
+    say "$name up to date in $venv (stamp)"
+    return 0
+  fi
+  command -v cmake >/dev/null || die "cmake not found (apt-get install cmake)"
+  say "building $name from $src (build dir $build) ..."
+  # A cache made for another prefix or source tree cannot be reused.
+  if [[ -f "$build/CMakeCache.txt" ]] &&
+     ! grep -qxF "CMAKE_INSTALL_PREFIX:PATH=$venv" "$build/CMakeCache.txt"; then
+    rm -rf "$build"
+  fi
+  mkdir -p "$home/build"
+  t0=$SECONDS
+  (
+    # The build sees the venv as a ROS prefix, after any sourced one.
+    export AMENT_PREFIX_PATH="${AMENT_PREFIX_PATH:+$AMENT_PREFIX_PATH:}$venv"
+    export CMAKE_PREFIX_PATH="${CMAKE_PREFIX_PATH:+$CMAKE_PREFIX_PATH:}$venv"
+    export PATH="$venv/bin:$PATH"
+    cmake -S "$src" -B "$build" \
+      -DCMAKE_BUILD_TYPE=Release \
+      -DBUILD_TESTING=OFF \
+      -DCMAKE_INSTALL_PREFIX="$venv" \
+      -DPython3_EXECUTABLE="$py" \
+      -DPYTHON_INSTALL_DIR="$py_purelib_rel" \
+      > "$build.configure.log" 2>&1 ||
+      { tail -n 40 "$build.configure.log" >&2; exit 1; }
+    cmake --build "$build" --parallel 2 > "$build.build.log" 2>&1 ||
+      { tail -n 40 "$build.build.log" >&2; exit 1; }
+    cmake --install "$build" > "$build.install.log" 2>&1 ||
+      { tail -n 40 "$build.install.log" >&2; exit 1; }
+  ) || die "$name build failed (logs: $build.{configure,build,install}.log)"
+  printf '%s\n' "$key" > "$stamps/$name"
+  say "$name built and installed into $venv in $((SECONDS - t0)) s"
+}
+
 if [[ -n "$external_vm" ]]; then
   say "vision_msgs found in sourced prefix $external_vm: using it, not building ros/vision_msgs"
 else
-  vm_hash=$(cd "$vm_src" && find . -type f ! -name '*.md' -print0 | LC_ALL=C sort -z |
-            xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
-  vm_key="v1 $vm_hash $venv $py_include"
-  if [[ -f "$stamps/vision_msgs" && "$(cat "$stamps/vision_msgs")" == "$vm_key" && -e "$vm_marker" ]]; then
-    say "vision_msgs up to date in $venv (stamp)"
-  else
-    command -v cmake >/dev/null || die "cmake not found (apt-get install cmake)"
-    say "building vision_msgs from $vm_src (build dir $vm_build) ..."
-    # A cache made for another prefix or source tree cannot be reused.
-    if [[ -f "$vm_build/CMakeCache.txt" ]] &&
-       ! grep -qxF "CMAKE_INSTALL_PREFIX:PATH=$venv" "$vm_build/CMakeCache.txt"; then
-      rm -rf "$vm_build"
-    fi
-    mkdir -p "$home/build"
-    t0=$SECONDS
-    (
-      # The build sees the venv as a ROS prefix, after any sourced one.
-      export AMENT_PREFIX_PATH="${AMENT_PREFIX_PATH:+$AMENT_PREFIX_PATH:}$venv"
-      export CMAKE_PREFIX_PATH="${CMAKE_PREFIX_PATH:+$CMAKE_PREFIX_PATH:}$venv"
-      export PATH="$venv/bin:$PATH"
-      cmake -S "$vm_src" -B "$vm_build" \
-        -DCMAKE_BUILD_TYPE=Release \
-        -DBUILD_TESTING=OFF \
-        -DCMAKE_INSTALL_PREFIX="$venv" \
-        -DPython3_EXECUTABLE="$py" \
-        -DPYTHON_INSTALL_DIR="$py_purelib_rel" \
-        > "$vm_build.configure.log" 2>&1 ||
-        { tail -n 40 "$vm_build.configure.log" >&2; exit 1; }
-      cmake --build "$vm_build" --parallel 2 > "$vm_build.build.log" 2>&1 ||
-        { tail -n 40 "$vm_build.build.log" >&2; exit 1; }
-      cmake --install "$vm_build" > "$vm_build.install.log" 2>&1 ||
-        { tail -n 40 "$vm_build.install.log" >&2; exit 1; }
-    ) || die "vision_msgs build failed (logs: $vm_build.{configure,build,install}.log)"
-    printf '%s\n' "$vm_key" > "$stamps/vision_msgs"
-    say "vision_msgs built and installed into $venv in $((SECONDS - t0)) s"
-  fi
+  build_interfaces vision_msgs
 fi
+build_interfaces lookout_msgs
 
 # --------------------------------------------------------------------------------------
 # d) LOOKOUT_HOME/ros_env.sh
@@ -191,13 +199,17 @@ for d in "$site_packages"/*.libs; do
   [[ -d "$d" ]] && libs_dirs+=("$d")
 done
 
-# Where the vision_msgs Python package landed, if it is not in the venv's site-packages
-# (the venv's interpreter finds site-packages on its own).
-vm_pythonpath=""
-if [[ -z "$external_vm" && ! -d "$site_packages/vision_msgs" ]]; then
-  init=$(find "$venv" -path '*/vision_msgs/msg/__init__.py' -not -path "$site_packages/*" 2>/dev/null | head -n 1)
-  [[ -n "$init" ]] && vm_pythonpath=$(dirname "$(dirname "$(dirname "$init")")")
-fi
+# Where the locally built interface packages' Python code landed, if not in the venv's
+# site-packages (the venv's interpreter finds site-packages on its own).
+built_pythonpath=()
+built=(lookout_msgs)
+[[ -z "$external_vm" ]] && built+=(vision_msgs)
+for name in "${built[@]}"; do
+  [[ -d "$site_packages/$name" ]] && continue
+  init=$(find "$venv" -path "*/$name/srv/__init__.py" -not -path "$site_packages/*" 2>/dev/null | head -n 1)
+  [[ -n "$init" ]] || init=$(find "$venv" -path "*/$name/msg/__init__.py" -not -path "$site_packages/*" 2>/dev/null | head -n 1)
+  [[ -n "$init" ]] && built_pythonpath+=("$(dirname "$(dirname "$(dirname "$init")")")")
+done
 
 # The runtime loader should find the same libpython the Rust binary is linked against
 # (quirk 4); system library dirs are searched anyway, so only add a non-standard one.
@@ -249,10 +261,10 @@ EOF
     printf '%s\n' "# libpython $py_ver of the venv's interpreter, which the Rust binary links (quirk 4)."
     printf '_lookout_append LD_LIBRARY_PATH "%s"\n' "$py_libdir_runtime"
   fi
-  if [[ -n "$vm_pythonpath" ]]; then
-    printf '%s\n' "# The locally built vision_msgs Python package lies outside the venv's site-packages."
-    printf '_lookout_append PYTHONPATH "%s"\n' "$vm_pythonpath"
-  fi
+  for d in "${built_pythonpath[@]}"; do
+    printf '%s\n' "# A locally built interface package's Python code lies outside the venv's site-packages."
+    printf '_lookout_append PYTHONPATH "%s"\n' "$d"
+  done
   cat <<EOF
 
 # The wheels ship only Fast DDS; keep a choice made by the user or a sourced ROS 2.

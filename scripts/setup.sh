@@ -118,22 +118,29 @@ fi
 # ---------------------------------------------------------------------------------------------
 # 4. ROS 2 prefix (quirks of the PyPI wheels, vision_msgs) and its environment file.
 if ((sourced_ros)); then
+  # lookout_msgs (lookout's own services) always goes into the overlay; vision_msgs too when the
+  # sourced ROS 2 lacks it.
+  overlay=$home/overlay
+  pkgs=(lookout_msgs)
   if has_pkg "$AMENT_PREFIX_PATH" vision_msgs; then
     say "vision_msgs found in the sourced ROS 2"
-    overlay=""
   else
-    overlay=$home/overlay
-    src_hash=$(cd "$repo/ros/vision_msgs" && find . -type f ! -name README.md -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
-    if [[ "$(cat "$stamps/overlay" 2>/dev/null)" != "$src_hash" ]]; then
-      say "building vision_msgs against the sourced ROS 2 into $overlay"
-      cmake -S "$repo/ros/vision_msgs" -B "$home/build/vision_msgs_overlay" -DCMAKE_BUILD_TYPE=Release \
-        -DBUILD_TESTING=OFF -DCMAKE_INSTALL_PREFIX="$overlay" >"$home/build/overlay.log" 2>&1 &&
-        cmake --build "$home/build/vision_msgs_overlay" --parallel 2 >>"$home/build/overlay.log" 2>&1 &&
-        cmake --install "$home/build/vision_msgs_overlay" >>"$home/build/overlay.log" 2>&1 ||
-        die "vision_msgs build failed; see $home/build/overlay.log"
-      echo "$src_hash" >"$stamps/overlay"
-    fi
+    pkgs=(vision_msgs lookout_msgs)
   fi
+  for pkg in "${pkgs[@]}"; do
+    src_hash=$(cd "$repo/ros/$pkg" && find . -type f ! -name README.md -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+    if [[ "$(cat "$stamps/overlay-$pkg" 2>/dev/null)" != "$src_hash" ]]; then
+      say "building $pkg against the sourced ROS 2 into $overlay"
+      # The overlay is a prefix of its own: lookout_msgs finds vision_msgs' there if needed.
+      AMENT_PREFIX_PATH="$AMENT_PREFIX_PATH:$overlay" CMAKE_PREFIX_PATH="${CMAKE_PREFIX_PATH:+$CMAKE_PREFIX_PATH:}$overlay" \
+        cmake -S "$repo/ros/$pkg" -B "$home/build/${pkg}_overlay" -DCMAKE_BUILD_TYPE=Release \
+        -DBUILD_TESTING=OFF -DCMAKE_INSTALL_PREFIX="$overlay" >"$home/build/overlay-$pkg.log" 2>&1 &&
+        cmake --build "$home/build/${pkg}_overlay" --parallel 2 >>"$home/build/overlay-$pkg.log" 2>&1 &&
+        cmake --install "$home/build/${pkg}_overlay" >>"$home/build/overlay-$pkg.log" 2>&1 ||
+        die "$pkg build failed; see $home/build/overlay-$pkg.log"
+      echo "$src_hash" >"$stamps/overlay-$pkg"
+    fi
+  done
   {
     echo "# Written by scripts/setup.sh: a sourced ROS 2 is used; this adds lookout's own pieces."
     [[ -n "$overlay" ]] && echo "export AMENT_PREFIX_PATH=\"\$AMENT_PREFIX_PATH:$overlay\""
@@ -270,7 +277,7 @@ export LOOKOUT_HOME="$home"
 source "$home/ros_env.sh"
 # r2r's build script needs ROS_DISTRO; IDL_PACKAGE_FILTER keeps its message generation small.
 export ROS_DISTRO="\${ROS_DISTRO:-jazzy}"
-export IDL_PACKAGE_FILTER="\${IDL_PACKAGE_FILTER:-std_msgs;builtin_interfaces;sensor_msgs;geometry_msgs;vision_msgs;diagnostic_msgs;rosgraph_msgs;rcl_interfaces;visualization_msgs;lifecycle_msgs}"
+export IDL_PACKAGE_FILTER="\${IDL_PACKAGE_FILTER:-std_msgs;builtin_interfaces;sensor_msgs;geometry_msgs;vision_msgs;diagnostic_msgs;rosgraph_msgs;rcl_interfaces;visualization_msgs;lifecycle_msgs;std_srvs;lookout_msgs}"
 # Linking against the PyPI-wheel prefix (quirks 2-4): -L for every library dir (also needed by
 # r2r's own build script, hence RUSTFLAGS rather than a build.rs), and libpython linked
 # explicitly because the wheels' librcl needs its symbols. Not set with a regular ROS 2 install.

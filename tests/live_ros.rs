@@ -1432,8 +1432,30 @@ fn a_shadow_model_publishes_beside_the_primary_and_reports_its_agreement() {
     assert_eq!(values["shadow_model_sha256"], values["model_sha256"]);
 }
 
+/// A shell command (for the peer's `--exec`) that calls `service` of the node from rclpy in the
+/// background and writes its response to `out` ([`tests/ros/call_service.py`]).
+fn call_service(service: &str, model: Option<&Path>, out: &Path) -> String {
+    format!(
+        "{} {} {service} {} --out {} &",
+        common::python().display(),
+        common::repo().join("tests/ros/call_service.py").display(),
+        model.map_or_else(String::new, |m| m.display().to_string()),
+        out.display()
+    )
+}
+
+/// The JSON `call_service` wrote to `out`, waiting up to 30 s for it.
+fn service_response(out: &Path) -> Value {
+    let until = Instant::now() + Duration::from_secs(30);
+    while !out.exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = std::fs::read(out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+    serde_json::from_slice(&text).unwrap()
+}
+
 #[test]
-fn sigusr1_captures_the_last_seconds_into_an_incident_bag() {
+fn sigusr1_and_the_capture_service_capture_the_last_seconds_into_incident_bags() {
     let domain = 64;
     let dir = tmp_dir("capture");
     let incidents = dir.join("incidents");
@@ -1446,28 +1468,55 @@ fn sigusr1_captures_the_last_seconds_into_an_incident_bag() {
     );
     let mut node = Lookout::start(domain, &params, &[]);
     node.wait_running();
-    // 4 Hz for 5 s; SIGUSR1 after frame 12 (3 s in).
-    let usr1 = format!("12:kill -USR1 {}", node.pid());
+    // 4 Hz for 5 s; SIGUSR1 after frame 2, then a ~/capture call after frame 12 (3 s in).
+    let usr1 = format!("2:kill -USR1 {}", node.pid());
+    let answer = dir.join("capture.json");
+    let call = format!("12:{}", call_service("capture", None, &answer));
     let report = peer(
         domain,
         &dir,
-        &compressed_args(&["/cam/compressed"], 20, 4, &["--exec", &usr1]),
+        &compressed_args(
+            &["/cam/compressed"],
+            20,
+            4,
+            &["--exec", &usr1, "--exec", &call],
+        ),
     );
     let (code, _, lines) = node.stop("INT");
     assert_eq!(code, Some(0), "{}", lines.join("\n"));
+    let response = service_response(&answer);
+    assert_eq!(response["success"], true, "{response}");
     assert!(
-        lines.iter().any(|l| l.contains("incident captured")),
+        response["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("incident capture asked for"),
+        "{response}"
+    );
+    // Each log line also comes as its /rosout copy ("[WARN] ..."): count lookout's own.
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("incident captured") && !l.starts_with('['))
+            .count(),
+        2,
         "{}",
         lines.join("\n")
     );
-    let names: Vec<String> = std::fs::read_dir(&incidents)
+    let mut names: Vec<String> = std::fs::read_dir(&incidents)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names.len(), 1, "{names:?}");
-    assert!(names[0].ends_with("_all_requested"), "{names:?}");
-    // The incident holds JPEG frames as published and their detections: those of the 2 s
-    // before the signal (at most 8 at 4 Hz) and the 0.5 s after.
+    // incident_<seconds>_<ms>_...: the same number of digits, so the order of names is time's.
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names.iter().all(|n| n.ends_with("_all_requested")),
+        "{names:?}"
+    );
+    names.remove(0);
+    // The service's incident holds JPEG frames as published and their detections: those of
+    // the 2 s before the call (at most 8 at 4 Hz) and the 0.5 s after.
     let read = r#"
 import json, sys
 from pathlib import Path
@@ -1509,9 +1558,9 @@ print(json.dumps(out))
 }
 
 #[test]
-fn sighup_swaps_the_model_between_frames_and_a_corrupt_package_is_refused() {
-    // A 15 Hz stream; SIGHUP with the batch package (same network, another sha256) after frame
-    // 30, then with a corrupt one after frame 75.
+fn load_model_swaps_the_model_between_frames_and_a_corrupt_package_by_sighup_is_refused() {
+    // A 15 Hz stream; ~/load_model with the batch package (same network, another sha256) after
+    // frame 30, then SIGHUP with a parameters file naming a corrupt one after frame 75.
     let domain = 65;
     let dir = tmp_dir("swap");
     // A corrupt package: the default manifest beside a truncated ONNX file.
@@ -1521,8 +1570,7 @@ fn sighup_swaps_the_model_between_frames_and_a_corrupt_package_is_refused() {
     std::fs::copy(&manifest, corrupt.join("manifest.yaml")).unwrap();
     let onnx = std::fs::read(manifest.with_file_name("yolov3-tiny.onnx")).unwrap();
     std::fs::write(corrupt.join("yolov3-tiny.onnx"), &onnx[..onnx.len() / 2]).unwrap();
-    // Its own parameters file (two ONNX Runtime threads), replaced by the batch package's, then
-    // by the corrupt one's, each followed by SIGHUP: the peer does it after frames 30 and 75.
+    // Its own parameters file, replaced by the corrupt package's and followed by SIGHUP.
     let params = dir.join("params.yaml");
     let params_for = |model: &Path, name: &str| {
         let path = dir.join(name);
@@ -1537,8 +1585,10 @@ fn sighup_swaps_the_model_between_frames_and_a_corrupt_package_is_refused() {
         path
     };
     std::fs::copy(params_for(&manifest, "first.yaml"), &params).unwrap();
-    let second = params_for(&common::batch_manifest(), "second.yaml");
     let third = params_for(&corrupt.join("manifest.yaml"), "third.yaml");
+    // The service takes a package directory.
+    let batch_dir = common::batch_manifest().parent().unwrap().to_path_buf();
+    let answer = dir.join("load_model.json");
     let mut node = Lookout::start(domain, &params, &[]);
     node.wait_running();
     let pid = node.pid();
@@ -1563,7 +1613,10 @@ fn sighup_swaps_the_model_between_frames_and_a_corrupt_package_is_refused() {
                 "--linger",
                 "10",
                 "--exec",
-                &format!("30:{}", hup(&second)),
+                &format!(
+                    "30:{}",
+                    call_service("load_model", Some(&batch_dir), &answer)
+                ),
                 "--exec",
                 &format!("75:{}", hup(&third)),
             ],
@@ -1573,6 +1626,15 @@ fn sighup_swaps_the_model_between_frames_and_a_corrupt_package_is_refused() {
     let log = lines.join("\n");
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("model swapped in between two frames"), "{log}");
+    // The service answered once the new model ran, with both sha256.
+    let response = service_response(&answer);
+    assert_eq!(response["success"], true, "{response}");
+    assert_eq!(
+        response["old_sha256"],
+        "c3f76206ab58243902925be003da40227234a158a42eea1405977eab0b7b6d5f"
+    );
+    assert_ne!(response["sha256"], response["old_sha256"], "{response}");
+    assert!(response["load_ms"].as_f64().unwrap() > 0.0, "{response}");
     assert!(
         log.contains("model refused; the running model stays"),
         "{log}"
@@ -1596,6 +1658,7 @@ fn sighup_swaps_the_model_between_frames_and_a_corrupt_package_is_refused() {
         "c3f76206ab58243902925be003da40227234a158a42eea1405977eab0b7b6d5f"
     );
     assert_ne!(first, last, "{shas:?}");
+    assert_eq!(response["sha256"], last, "{response}");
     let switches = shas.windows(2).filter(|w| w[0] != w[1]).count();
     assert_eq!(switches, 1, "{shas:?}");
     // Nothing dropped. (Latency around the swap is a measurement, not a pass/fail figure: on a

@@ -96,6 +96,20 @@ impl Detector {
         thresholds: Option<Thresholds>,
         max_frames: usize,
     ) -> Result<Self, EngineError> {
+        let mut detector = Self::unwarmed(model, engine_config, thresholds, max_frames)?;
+        while !detector.warm_up_step()? {}
+        Ok(detector)
+    }
+
+    /// As [`Self::with_batch_cap`] without the engine's warm-up, which [`Self::warm_up_step`]
+    /// then runs one inference at a time ([`Engine::unwarmed`]). Detect nothing before it is
+    /// complete: the first runs are the slow ones.
+    pub fn unwarmed(
+        model: Model,
+        engine_config: &EngineConfig,
+        thresholds: Option<Thresholds>,
+        max_frames: usize,
+    ) -> Result<Self, EngineError> {
         let m = &model.manifest;
         let pre = Preprocessor::with_threads(
             &m.input,
@@ -108,7 +122,7 @@ impl Detector {
             thresholds.unwrap_or(m.thresholds),
         );
         let meter = InputMeter::new(&m.input);
-        let engine = Engine::with_batch_cap(&model, engine_config, max_frames)?;
+        let engine = Engine::unwarmed(&model, engine_config, max_frames)?;
         // Loading parsed and copied the model more than once; give what was freed back.
         crate::runtime::realtime::release_free_memory();
         Ok(Self {
@@ -120,6 +134,12 @@ impl Detector {
             batch_cap: max_frames,
             post,
         })
+    }
+
+    /// Runs the engine's next warm-up inference, if one is left; returns whether the warm-up is
+    /// complete ([`Engine::warm_up_step`]).
+    pub fn warm_up_step(&mut self) -> Result<bool, EngineError> {
+        self.engine.warm_up_step()
     }
 
     /// Builds a new ONNX Runtime session in place of the current one ([`Engine::rebuild`]):

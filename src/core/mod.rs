@@ -18,3 +18,4 @@ pub mod model;
 pub mod onnx_info;
 pub mod postprocess;
 pub mod preprocess;
+pub mod threads;

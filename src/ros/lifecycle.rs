@@ -33,6 +33,7 @@ use r2r::QosProfile;
 use r2r::lifecycle_msgs::{msg, srv};
 
 use super::input::poll_once;
+use super::services::Services;
 use super::session::Session;
 use super::{NodeError, NodeOptions, RunSummary, ros_err};
 
@@ -258,6 +259,7 @@ pub(super) fn run(
     node: &mut r2r::Node,
     options: &NodeOptions,
     stop: &Arc<AtomicBool>,
+    services: &mut Services,
 ) -> Result<RunSummary, NodeError> {
     let qos = QosProfile::services_default();
     let mut change_state = node
@@ -340,6 +342,7 @@ pub(super) fn run(
             .session
             .as_mut()
             .and_then(|s| s.turn(node, options, &mut cx));
+        services.serve(lifecycle.session.as_mut(), &mut cx);
         if let Some(gone) = gone
             && let Some(session) = lifecycle.session.take()
         {

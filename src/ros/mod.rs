@@ -9,6 +9,9 @@
 //! | `lookout-infer` | the [`InferenceLoop`](crate::runtime::inference::InferenceLoop) | ONNX Runtime `Run`; parks when idle |
 //! | `lookout-publish` | builds and publishes `Detection2DArray` | the bounded output channel |
 //!
+//! The node's own services (`~/capture`, `~/load_model`) are in [`services`]; the lifecycle
+//! services of `--managed` in [`lifecycle`].
+//!
 //! Subscriptions use `subscribe_native`: the middleware deserialises into the C message and the
 //! frame bytes are copied once from it into a preallocated slot. Publishing happens on its own
 //! thread through r2r's publisher (an atomic weak-pointer upgrade and `rcl_publish`), so the
@@ -36,6 +39,7 @@ mod input;
 mod lifecycle;
 mod log;
 mod publish;
+mod services;
 mod session;
 
 pub use log::RosLogLayer;
@@ -221,8 +225,9 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
     let ctx = r2r::Context::create().map_err(ros_err("initialise rcl"))?;
     let mut node = r2r::Node::create(ctx, "lookout", "").map_err(ros_err("create node"))?;
     let _ = log::ROS_LOGGER.set(node.logger().to_string());
+    let mut services = services::Services::offer(&mut node)?;
     if options.managed {
-        return lifecycle::run(&mut node, options, &stop);
+        return lifecycle::run(&mut node, options, &stop, &mut services);
     }
     let mut session = Session::configure(&mut node, options)?;
     session.activate(&mut node)?;
@@ -235,6 +240,7 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
             gone = Some(name);
             break;
         }
+        services.serve(Some(&mut session), &mut cx);
     }
     session.finish(&mut node, gone)
 }

@@ -24,6 +24,7 @@ use crate::config::names::resolve_topic;
 use crate::config::{Config, ImageKind};
 use crate::runtime::deadline::{RosClock, StatsSnapshot};
 use crate::runtime::health::Status;
+use crate::runtime::swap::{SwapError, SwapOutcome};
 use crate::runtime::{Runtime, RuntimeError, Timing};
 
 type ClockStream =
@@ -50,6 +51,8 @@ pub(super) struct Session {
     running_model: PathBuf,
     capture_asked: Arc<AtomicBool>,
     reload_asked: Arc<AtomicBool>,
+    /// The last swap outcome, for `~/load_model` to answer with.
+    swap_outcome: Option<SwapOutcome>,
     execution_provider: &'static str,
 }
 
@@ -245,6 +248,7 @@ impl Session {
             next_report: now + period,
             capture_asked,
             reload_asked,
+            swap_outcome: None,
             execution_provider: engine_info.execution_provider,
         })
     }
@@ -307,8 +311,8 @@ impl Session {
             );
         }
         while let Some(outcome) = self.runtime.poll_swap() {
-            match outcome {
-                crate::runtime::swap::SwapOutcome::Swapped {
+            match &outcome {
+                SwapOutcome::Swapped {
                     new,
                     old_sha256,
                     load_ms,
@@ -316,17 +320,14 @@ impl Session {
                 } => {
                     tracing::warn!(model = %new.name, sha256 = %new.sha256, old_sha256 = %old_sha256, load_ms = load_ms.round(), "model swapped in between two frames")
                 }
-                crate::runtime::swap::SwapOutcome::Refused { path, reason } => {
+                SwapOutcome::Refused { path, reason } => {
                     tracing::error!(manifest = %path.display(), %reason, "model refused; the running model stays");
                 }
             }
+            self.swap_outcome = Some(outcome);
         }
-        if self.capture_asked.swap(false, Ordering::Relaxed)
-            && let Some(trigger) = self.runtime.capture_trigger()
-        {
-            use crate::runtime::capture::{ALL_CAMERAS, NEWEST_FRAME, Reason};
-            trigger.request(Reason::Requested, ALL_CAMERAS, NEWEST_FRAME);
-            tracing::info!("incident capture asked for (SIGUSR1)");
+        if self.capture_asked.swap(false, Ordering::Relaxed) {
+            let _ = self.ask_capture("SIGUSR1");
         }
         // Supervision: a worker that ended while the node runs leaves it headless.
         if let Some(name) = self.runtime.first_gone() {
@@ -367,6 +368,50 @@ impl Session {
             }
         }
         None
+    }
+
+    /// Asks for an incident capture of every camera around its newest frame (`via`: what asked,
+    /// for the log). Errors say why none was asked for.
+    pub(super) fn ask_capture(&self, via: &str) -> Result<String, String> {
+        use crate::runtime::capture::{ALL_CAMERAS, NEWEST_FRAME, Reason};
+        let Some(trigger) = self.runtime.capture_trigger() else {
+            return Err("incident capture is off: set capture.dir".into());
+        };
+        if !trigger.request(Reason::Requested, ALL_CAMERAS, NEWEST_FRAME) {
+            tracing::info!(
+                via,
+                "incident capture not asked for: another request is waiting"
+            );
+            return Err("another capture request is waiting to be taken".into());
+        }
+        tracing::info!(via, "incident capture asked for");
+        Ok(format!(
+            "incident capture asked for: every camera, {} s before and {} s after its newest frame, into {} (at most {} per hour; captures_written and captures_suppressed on /diagnostics)",
+            self.config.capture.before_s,
+            self.config.capture.after_s,
+            self.config
+                .capture
+                .dir
+                .as_deref()
+                .map_or_else(String::new, |d| d.display().to_string()),
+            self.config.capture.max_per_hour
+        ))
+    }
+
+    /// Asks for the model package at `manifest` to be loaded and swapped in; its outcome comes
+    /// from [`Self::take_swap_outcome`].
+    pub(super) fn request_model(&self, manifest: PathBuf) -> Result<(), SwapError> {
+        self.runtime.request_model(manifest)
+    }
+
+    /// What became of the last load asked for, once (set by [`Self::turn`]).
+    pub(super) fn take_swap_outcome(&mut self) -> Option<SwapOutcome> {
+        self.swap_outcome.take()
+    }
+
+    /// sha256 of the model running now.
+    pub(super) fn model_sha256(&self) -> &str {
+        &self.runtime.model().sha256
     }
 
     /// Stops the runtime (the inference loop, then the publisher drains what is left) and frees

@@ -166,6 +166,9 @@ pub enum Step {
     Idle,
     /// A frame was processed (its result sent, or dropped and counted if the sink was full).
     Processed,
+    /// No frame was queued (or none for [`crate::runtime::swap::STARVED_AFTER`]): the step ran
+    /// one warm-up inference of a model waiting to be swapped in.
+    WarmedUp,
     /// A frame was rejected as bad input, was too old, or its inference failed or timed out
     /// (counted).
     Failed,
@@ -445,13 +448,15 @@ impl InferenceLoop {
     /// engine up to [`Self::batch`] frames of different cameras in one inference run.
     pub fn step(&mut self) -> Step {
         let mut frames: [Option<Frame>; MAX_BATCH] = Default::default();
-        if let Some(slot) = self.swap.as_mut()
-            && slot.poll(&mut self.detector)
-        {
-            let input = &self.detector.model().manifest.input;
-            let (w, h) = (input.width() as u32, input.height() as u32);
-            for decoder in self.decoders.iter_mut().flatten() {
-                decoder.retarget(w, h);
+        if let Some(slot) = self.swap.as_mut() {
+            if slot.poll(&mut self.detector) {
+                let input = &self.detector.model().manifest.input;
+                let (w, h) = (input.width() as u32, input.height() as u32);
+                for decoder in self.decoders.iter_mut().flatten() {
+                    decoder.retarget(w, h);
+                }
+            } else if slot.warm_up(false) {
+                return Step::WarmedUp;
             }
         }
         if let Some(shadow) = self.shadow.as_mut() {
@@ -471,6 +476,11 @@ impl InferenceLoop {
             .scheduler
             .next_batch(&mut self.cameras, &mut frames[..batch]);
         if taken == 0 {
+            if let Some(slot) = self.swap.as_mut()
+                && slot.warm_up(true)
+            {
+                return Step::WarmedUp;
+            }
             return Step::Idle;
         }
         let before = self.frames_taken;

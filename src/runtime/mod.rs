@@ -482,19 +482,25 @@ impl Runtime {
             let handle = std::thread::Builder::new()
                 .name("lookout-shadow".into())
                 .spawn(move || {
-                    if !shadow::yield_to_everything() {
-                        tracing::warn!("lookout-shadow: SCHED_IDLE refused; the shadow model runs at normal priority");
-                    }
+                    realtime::idle_priority("lookout-shadow");
                     part.worker.run(&part.jobs, &part.back, &s);
                 })
                 .map_err(|e| start("lookout-shadow", e))?;
             sinks.push("lookout-shadow", handle);
         }
         if let Some(mut loader) = self.swap.as_mut().and_then(|(_, l)| l.take()) {
+            // Started from this thread, so at the priority the detector's threads had at start.
+            let (spawner, factory) = crate::core::threads::Spawner::start(Arc::clone(&stop))
+                .map_err(|e| start("lookout-spawn", e))?;
+            sinks.push("lookout-spawn", factory);
             let s = Arc::clone(&stop);
             let handle = std::thread::Builder::new()
                 .name("lookout-load".into())
-                .spawn(move || loader.run(&s))
+                .spawn(move || {
+                    realtime::idle_priority("lookout-load");
+                    let _threads = spawner.enter();
+                    loader.run(&s);
+                })
                 .map_err(|e| start("lookout-load", e))?;
             sinks.push("lookout-load", handle);
         }

@@ -71,6 +71,23 @@ pub fn background(thread: &str) -> bool {
     rc == 0
 }
 
+/// Puts the calling thread under `SCHED_IDLE`: it runs only on CPU time no other thread wants
+/// (the shadow model, a model being loaded for a swap). An unprivileged thread cannot leave it
+/// again, and threads it starts inherit it (see [`crate::core::threads`]). Returns whether the
+/// OS agreed; a refusal is logged once here as WARN and changes nothing else.
+pub fn idle_priority(thread: &str) -> bool {
+    // SAFETY: sched_param is a plain struct (priority 0 is the only valid one for SCHED_IDLE);
+    // sched_setscheduler(0, ..) changes only the calling thread and reads the struct.
+    let rc = unsafe {
+        let param = libc::sched_param { sched_priority: 0 };
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param)
+    };
+    if rc != 0 {
+        tracing::warn!(thread, error = %std::io::Error::last_os_error(), "SCHED_IDLE refused; the thread runs at normal priority");
+    }
+    rc == 0
+}
+
 /// Returns the heap's free pages to the OS (glibc `malloc_trim`): loading a model frees tens of
 /// MB in the middle of the heap (parsed copies of the graph and weights) that the allocator
 /// would otherwise keep resident for the life of the process. Call after start-up, never per

@@ -1,22 +1,33 @@
-//! Hot model swap: a new model package is loaded, checked (sha256, the same classes) and warmed
-//! up on `lookout-load` while the old one keeps running; the inference loop swaps it in between
-//! two runs (a pointer move) and hands the old detector back to `lookout-load` to be dropped
-//! there. A package that fails any check is refused and the old model keeps running.
+//! Hot model swap: a new model package is loaded and checked (sha256, the same classes) on
+//! `lookout-load` while the old one keeps running; the inference loop warms it up between frames
+//! and swaps it in between two runs (a pointer move), and hands the old detector back to
+//! `lookout-load` to be dropped there. A package that fails any check, or its warm-up, is
+//! refused and the old model keeps running.
 //!
 //! ```text
-//!  front end ── request(path) ──► lookout-load: Model::load (sha256), Detector::new (warm-up)
+//!  front end ── request(path) ──► lookout-load (SCHED_IDLE): Model::load (sha256),
+//!                                   Detector::unwarmed (session build)
 //!                                      │ ready (bounded 1)
 //!                                      ▼
-//!                          InferenceLoop::step: swap between runs ──► old detector ──► dropped
+//!                          InferenceLoop::step: warm-up runs while no frame is queued,
+//!                          then the swap between two runs ──► old detector ──► dropped
 //!  front end ◄── outcomes (swapped / refused, with both sha256) ◄──────┘
 //! ```
 //!
+//! Why this split: on a machine whose cores all run inference, a load beside it takes cores
+//! from the frames. `lookout-load` therefore runs under `SCHED_IDLE` (CPU time no other thread
+//! wants); the threads the new session and pre-processor start go through
+//! [`crate::core::threads::Spawner`], so they do not inherit that priority. The warm-up runs
+//! need the new session's threads at full priority, so they run on the inference thread itself
+//! when no frame is queued: each delays a frame that arrives during it by at most one
+//! inference. A loop that is never idle warms the model up between frames after
+//! [`STARVED_AFTER`].
+//!
 //! Contract: requesting never blocks (a request while another is loading or waiting to be
-//! swapped in is refused as busy).
-//! Loading allocates and uses the CPU on `lookout-load` (on a CPU-only machine the warm-up runs
-//! compete with inference for the cores); the loop's part is a `try_recv` per step and, once, a
-//! move. A swap keeps the class list, because the publishers and every consumer downstream name
-//! classes by it: a package with other classes is refused (restart to change them).
+//! swapped in is refused as busy). Loading allocates on `lookout-load`; the loop's part is a
+//! `try_recv` per step, the warm-up runs, and once a move. A swap keeps the class list, because
+//! the publishers and every consumer downstream name classes by it: a package with other
+//! classes is refused (restart to change them).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,37 +64,117 @@ pub enum SwapOutcome {
     },
 }
 
-/// A new detector on its way to the loop, with the outcome to report once it runs.
+/// A loop that has not been idle for this long since a model became ready to be warmed up
+/// warms it up between frames anyway (an overloaded node still gets its new model).
+pub const STARVED_AFTER: Duration = Duration::from_secs(5);
+
+/// A new detector on its way to the loop, with what to report once it runs.
 pub struct Loaded {
     detector: Detector,
-    outcome: SwapOutcome,
+    path: PathBuf,
+    new: ModelInfo,
+    engine: EngineInfo,
+    old_sha256: String,
+    requested: Instant,
+}
+
+/// A detector the loop is done with, for `lookout-load` to drop.
+pub enum Retired {
+    /// The model that ran until a swap.
+    Replaced(Detector),
+    /// A new model whose warm-up failed.
+    Refused(Detector),
+}
+
+/// A loaded detector in the loop, being warmed up.
+struct Pending {
+    loaded: Loaded,
+    since: Instant,
+    warm: bool,
 }
 
 /// The loop's side: new detectors in, old ones out, outcomes to the front end.
 pub struct SwapSlot {
     ready: Receiver<Loaded>,
-    retired: Sender<Detector>,
+    pending: Option<Pending>,
+    retired: Sender<Retired>,
     outcomes: Sender<SwapOutcome>,
     busy: Arc<AtomicBool>,
 }
 
 impl SwapSlot {
-    /// A detector ready to replace `current`: swapped in (taking over its run control), the old
-    /// one sent to `lookout-load` to be dropped. Returns true when it swapped. Allocates nothing.
+    /// Takes a newly loaded detector in, and swaps a warmed-up one in for `current` (taking over
+    /// its run control), sending the old one to `lookout-load` to be dropped. Returns true when
+    /// it swapped. Allocates nothing.
     pub fn poll(&mut self, current: &mut Detector) -> bool {
-        let Ok(mut loaded) = self.ready.try_recv() else {
+        if self.pending.is_none()
+            && let Ok(loaded) = self.ready.try_recv()
+        {
+            self.pending = Some(Pending {
+                loaded,
+                since: Instant::now(),
+                warm: false,
+            });
+        }
+        if !self.pending.as_ref().is_some_and(|p| p.warm) {
+            return false;
+        }
+        let Some(Pending { loaded, .. }) = self.pending.take() else {
             return false;
         };
-        loaded.detector.adopt_run_control(&current.run_control());
-        let old = std::mem::replace(current, loaded.detector);
-        // Dropping a session takes milliseconds: not on this thread (the channel has room for
-        // it: one swap at a time).
+        let Loaded {
+            mut detector,
+            new,
+            engine,
+            old_sha256,
+            requested,
+            ..
+        } = loaded;
+        detector.adopt_run_control(&current.run_control());
+        let old = std::mem::replace(current, detector);
+        self.retire(Retired::Replaced(old));
+        let _ = self.outcomes.try_send(SwapOutcome::Swapped {
+            new,
+            engine,
+            old_sha256,
+            load_ms: requested.elapsed().as_secs_f64() * 1e3,
+        });
+        self.busy.store(false, Ordering::Release);
+        true
+    }
+
+    /// Runs one warm-up inference of the detector waiting to be swapped in, when the loop is
+    /// `idle` (no frame queued) or has not been idle for [`STARVED_AFTER`]. Returns whether it
+    /// ran one. A failed warm-up refuses the model (the old one keeps running).
+    pub fn warm_up(&mut self, idle: bool) -> bool {
+        let Some(p) = self.pending.as_mut().filter(|p| !p.warm) else {
+            return false;
+        };
+        if !idle && p.since.elapsed() < STARVED_AFTER {
+            return false;
+        }
+        match p.loaded.detector.warm_up_step() {
+            Ok(done) => p.warm = done,
+            Err(e) => {
+                if let Some(p) = self.pending.take() {
+                    let _ = self.outcomes.try_send(SwapOutcome::Refused {
+                        path: p.loaded.path,
+                        reason: format!("its warm-up failed: {e}"),
+                    });
+                    self.retire(Retired::Refused(p.loaded.detector));
+                }
+                self.busy.store(false, Ordering::Release);
+            }
+        }
+        true
+    }
+
+    /// Dropping a session takes milliseconds: not on the inference thread (the channel has room
+    /// for it: one swap at a time).
+    fn retire(&self, old: Retired) {
         if let Err(e) = self.retired.try_send(old) {
             drop(e.into_inner());
         }
-        let _ = self.outcomes.try_send(loaded.outcome);
-        self.busy.store(false, Ordering::Release);
-        true
     }
 }
 
@@ -131,11 +222,14 @@ impl ModelSwap {
 pub struct Loader {
     requests: Receiver<PathBuf>,
     ready: Sender<Loaded>,
-    retired: Receiver<Detector>,
+    retired: Receiver<Retired>,
     outcomes: Sender<SwapOutcome>,
     config: Config,
     cameras: usize,
+    /// The model the loop runs.
     current: ModelInfo,
+    /// The model handed to the loop and not yet swapped in or refused.
+    loading: Option<ModelInfo>,
     busy: Arc<AtomicBool>,
 }
 
@@ -159,6 +253,7 @@ pub fn swap_parts(
         },
         SwapSlot {
             ready: ready_rx,
+            pending: None,
             retired: retired_tx,
             outcomes: outcomes_tx.clone(),
             busy: Arc::clone(&busy),
@@ -171,6 +266,7 @@ pub fn swap_parts(
             config: config.clone(),
             cameras,
             current: current.clone(),
+            loading: None,
             busy,
         },
     )
@@ -181,20 +277,19 @@ impl Loader {
     /// `stop`.
     pub fn run(&mut self, stop: &AtomicBool) {
         while !stop.load(Ordering::Relaxed) {
-            while let Ok(old) = self.retired.try_recv() {
-                drop(old);
-            }
+            self.drop_retired();
             let path = match self.requests.recv_timeout(Duration::from_millis(100)) {
                 Ok(p) => p,
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
             };
+            // The loop retires a detector before it clears `busy`: what the last request
+            // became is known before this one is checked against the running model.
+            self.drop_retired();
             let requested = Instant::now();
             match self.load(&path, requested) {
                 Ok(loaded) => {
-                    if let SwapOutcome::Swapped { new, .. } = &loaded.outcome {
-                        self.current = new.clone();
-                    }
+                    self.loading = Some(loaded.new.clone());
                     // Waits for the loop to take it (between two runs), or for the stop.
                     let mut pending = loaded;
                     loop {
@@ -220,7 +315,26 @@ impl Loader {
         }
     }
 
-    /// Loads, checks and warms up the package at `path` (its errors as text).
+    /// Drops the detectors the loop handed back, and follows which model runs.
+    fn drop_retired(&mut self) {
+        while let Ok(retired) = self.retired.try_recv() {
+            match retired {
+                Retired::Replaced(old) => {
+                    if let Some(new) = self.loading.take() {
+                        self.current = new;
+                    }
+                    drop(old);
+                }
+                Retired::Refused(new) => {
+                    self.loading = None;
+                    drop(new);
+                }
+            }
+        }
+    }
+
+    /// Loads and checks the package at `path` and builds its session, without the warm-up
+    /// (its errors as text).
     fn load(&self, path: &Path, requested: Instant) -> Result<Loaded, String> {
         if let Some(profile) = &self.config.monitor.profile {
             return Err(format!(
@@ -257,18 +371,17 @@ impl Loader {
             max_detections: self.current.max_detections,
         };
         let mut detector =
-            Detector::with_batch_cap(model, &self.config.engine, Some(thresholds), self.cameras)
+            Detector::unwarmed(model, &self.config.engine, Some(thresholds), self.cameras)
                 .map_err(|e| e.to_string())?;
         detector.set_input_health(self.config.monitor.input_health.enabled);
         let engine = detector.engine_info();
         Ok(Loaded {
             detector,
-            outcome: SwapOutcome::Swapped {
-                new,
-                engine,
-                old_sha256: self.current.sha256.clone(),
-                load_ms: requested.elapsed().as_secs_f64() * 1e3,
-            },
+            path: path.to_path_buf(),
+            new,
+            engine,
+            old_sha256: self.current.sha256.clone(),
+            requested,
         })
     }
 }

@@ -110,6 +110,34 @@ pub struct Engine {
     input_name: String,
     provider: Provider,
     fallback_reason: Option<String>,
+    warmup: WarmUp,
+}
+
+/// Warm-up runs asked for and done.
+struct WarmUp {
+    /// `engine.warmup_runs`: runs of each batch size.
+    runs_per_batch: u32,
+    /// Runs done so far.
+    done: u32,
+}
+
+/// Starts ONNX Runtime's intra-op threads through [`crate::core::threads::spawn`]: named
+/// `lookout-ort`, and at the process's normal priority even when the session is built on a
+/// background thread (hot swap).
+struct OrtThreads;
+
+impl ort::environment::ThreadManager for OrtThreads {
+    type Thread = std::thread::JoinHandle<()>;
+
+    fn create(&self, work: impl FnOnce() + Send + 'static) -> ort::Result<Self::Thread> {
+        crate::core::threads::spawn("lookout-ort", work).map_err(|e| ort::Error::new(e.to_string()))
+    }
+
+    fn join(thread: Self::Thread) -> ort::Result<()> {
+        thread
+            .join()
+            .map_err(|_| ort::Error::new("an ONNX Runtime thread panicked"))
+    }
 }
 
 /// Why a session with a given first provider could not be built.
@@ -136,6 +164,19 @@ impl Engine {
     /// As [`Self::new`], with runs of at most `max_frames` frames whatever the model and
     /// `engine.max_batch` allow (a front end with fewer cameras needs no larger tensors).
     pub fn with_batch_cap(
+        model: &Model,
+        config: &EngineConfig,
+        max_frames: usize,
+    ) -> Result<Self, EngineError> {
+        let mut engine = Self::unwarmed(model, config, max_frames)?;
+        while !engine.warm_up_step()? {}
+        Ok(engine)
+    }
+
+    /// As [`Self::with_batch_cap`] without the warm-up: [`Self::warm_up_step`] runs it one
+    /// inference at a time, so that a model loaded beside a running one (hot swap) is warmed up
+    /// by the inference thread between two frames instead of competing with them for the cores.
+    pub fn unwarmed(
         model: &Model,
         config: &EngineConfig,
         max_frames: usize,
@@ -237,7 +278,7 @@ impl Engine {
             model: model.onnx_path.clone(),
             reason: "run options unavailable".into(),
         })?;
-        let mut engine = Self {
+        Ok(Self {
             run_options,
             control,
             io,
@@ -246,14 +287,27 @@ impl Engine {
             input_name: m.input.name.clone(),
             provider,
             fallback_reason,
-        };
-        // Every batch size is warmed up: ONNX Runtime plans memory per input shape.
-        for frames in 1..=batch {
-            for _ in 0..config.warmup_runs {
-                engine.run_frames(frames, None, |_| ())?;
-            }
+            warmup: WarmUp {
+                runs_per_batch: config.warmup_runs,
+                done: 0,
+            },
+        })
+    }
+
+    /// Runs the next warm-up inference, if one is left, and returns whether the warm-up is
+    /// complete: `warmup_runs` runs of every batch size (ONNX Runtime plans its memory per
+    /// input shape). Blocks for one inference; allocates only what ONNX Runtime allocates on a
+    /// first run.
+    pub fn warm_up_step(&mut self) -> Result<bool, EngineError> {
+        let per = self.warmup.runs_per_batch;
+        let total = per.saturating_mul(self.io.batch() as u32);
+        if self.warmup.done >= total {
+            return Ok(true);
         }
-        Ok(engine)
+        let frames = (self.warmup.done / per) as usize + 1;
+        self.run_frames(frames, None, |_| ())?;
+        self.warmup.done += 1;
+        Ok(self.warmup.done >= total)
     }
 
     /// Replaces the ONNX Runtime session with a new one built from `model` and `config` as
@@ -277,6 +331,7 @@ impl Engine {
         self.session = fresh.session;
         self.provider = fresh.provider;
         self.fallback_reason = fresh.fallback_reason;
+        self.warmup = fresh.warmup;
         Ok(())
     }
 
@@ -409,7 +464,10 @@ fn build_session(
     let Some(&first) = providers.first() else {
         return Err(Attempt::Register("no provider".into()));
     };
-    let mut builder = Session::builder(env).map_err(|e| Attempt::Commit(e.to_string()))?;
+    let mut builder = Session::builder(env)
+        .map_err(|e| Attempt::Commit(e.to_string()))?
+        .with_thread_manager(OrtThreads)
+        .map_err(|e| Attempt::Commit(e.to_string()))?;
     if config.intra_op_threads > 0 {
         builder = builder
             .with_intra_threads(config.intra_op_threads)

@@ -61,32 +61,32 @@ impl Helper {
     pub fn start() -> Option<Self> {
         let shared = Arc::new(Shared::default());
         let theirs = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("lookout-preprocess".into())
-            .spawn(move || {
-                let shared = &*theirs;
-                let _gone = Gone(shared);
-                loop {
-                    let job = {
-                        let mut s = shared.lock();
-                        loop {
-                            if s.quit {
-                                return;
-                            }
-                            if let Some(job) = s.job.take() {
-                                break job;
-                            }
-                            s = shared.job_ready.wait(s).unwrap_or_else(|p| p.into_inner());
+        // Through the spawner when one is entered: a model loaded at idle priority for a swap
+        // must not pass that priority to the thread that pre-processes every frame after it.
+        let thread = crate::core::threads::spawn("lookout-preprocess", move || {
+            let shared = &*theirs;
+            let _gone = Gone(shared);
+            loop {
+                let job = {
+                    let mut s = shared.lock();
+                    loop {
+                        if s.quit {
+                            return;
                         }
-                    };
-                    // SAFETY: `join` keeps the closure alive and unaliased until it sees `done`,
-                    // which is set only after this call returns.
-                    unsafe { (*job.0)() };
-                    shared.lock().done = true;
-                    shared.job_done.notify_one();
-                }
-            })
-            .ok()?;
+                        if let Some(job) = s.job.take() {
+                            break job;
+                        }
+                        s = shared.job_ready.wait(s).unwrap_or_else(|p| p.into_inner());
+                    }
+                };
+                // SAFETY: `join` keeps the closure alive and unaliased until it sees `done`,
+                // which is set only after this call returns.
+                unsafe { (*job.0)() };
+                shared.lock().done = true;
+                shared.job_done.notify_one();
+            }
+        })
+        .ok()?;
         Some(Self {
             shared,
             thread: Some(thread),

@@ -254,17 +254,19 @@ impl CaptureTrigger {
 
     /// Says that `reason` holds on `camera` at `stamp_ns` (the frame's stamp, ROS time; or
     /// [`NEWEST_FRAME`]). A new incident is asked for if `reason` is enabled and no request is
-    /// waiting. Never blocks or allocates.
-    pub fn request(&self, reason: Reason, camera: usize, stamp_ns: i64) {
+    /// waiting. Returns whether this request is the one waiting now (false: the reason is not
+    /// a trigger, the incident is still open, or another request waits). Never blocks or
+    /// allocates.
+    pub fn request(&self, reason: Reason, camera: usize, stamp_ns: i64) -> bool {
         if self.enabled & (1 << reason as u8) == 0 {
-            return;
+            return false;
         }
         if reason != Reason::Requested
             && let Some(last) = self.last_ns.get(camera * REASONS + reason as usize)
         {
             let before = last.swap(stamp_ns, Ordering::Relaxed);
             if before != i64::MIN && stamp_ns.saturating_sub(before) < self.rearm_ns {
-                return;
+                return false;
             }
         }
         self.incidents.fetch_add(1, Ordering::Relaxed);
@@ -276,7 +278,9 @@ impl CaptureTrigger {
             self.stamp_ns.store(stamp_ns, Ordering::Release);
             let code = reason as u64 | ((camera.min(0xff_ffff) as u64) << 8);
             self.pending.store(code, Ordering::Release);
+            return true;
         }
+        false
     }
 
     /// Takes the waiting request: its reason, camera and stamp.

@@ -432,15 +432,3 @@ impl ShadowLink {
         }
     }
 }
-
-/// The `lookout-shadow` thread's scheduling: `SCHED_IDLE`, so that it runs only on CPU time no
-/// other thread wants. Returns whether it was applied.
-pub fn yield_to_everything() -> bool {
-    // SAFETY: sched_param is a plain struct (priority 0 is the only valid one for SCHED_IDLE);
-    // sched_setscheduler(0, ..) changes only the calling thread and reads the struct.
-    let rc = unsafe {
-        let param = libc::sched_param { sched_priority: 0 };
-        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param)
-    };
-    rc == 0
-}
