@@ -205,10 +205,12 @@ built_pythonpath=()
 built=(lookout_msgs)
 [[ -z "$external_vm" ]] && built+=(vision_msgs)
 for name in "${built[@]}"; do
-  [[ -d "$site_packages/$name" ]] && continue
+  if [[ -d "$site_packages/$name" ]]; then continue; fi
   init=$(find "$venv" -path "*/$name/srv/__init__.py" -not -path "$site_packages/*" 2>/dev/null | head -n 1)
-  [[ -n "$init" ]] || init=$(find "$venv" -path "*/$name/msg/__init__.py" -not -path "$site_packages/*" 2>/dev/null | head -n 1)
-  [[ -n "$init" ]] && built_pythonpath+=("$(dirname "$(dirname "$(dirname "$init")")")")
+  if [[ -z "$init" ]]; then
+    init=$(find "$venv" -path "*/$name/msg/__init__.py" -not -path "$site_packages/*" 2>/dev/null | head -n 1)
+  fi
+  if [[ -n "$init" ]]; then built_pythonpath+=("$(dirname "$(dirname "$(dirname "$init")")")"); fi
 done
 
 # The runtime loader should find the same libpython the Rust binary is linked against

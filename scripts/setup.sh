@@ -145,7 +145,10 @@ if ((sourced_ros)); then
     echo "# Written by scripts/setup.sh: a sourced ROS 2 is used; this adds lookout's own pieces."
     [[ -n "$overlay" ]] && echo "export AMENT_PREFIX_PATH=\"\$AMENT_PREFIX_PATH:$overlay\""
     [[ -n "$overlay" ]] && echo "export LD_LIBRARY_PATH=\"$overlay/lib\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}\""
-    [[ -n "$overlay" ]] && echo "export PYTHONPATH=\"$overlay/lib/python3.11/site-packages\${PYTHONPATH:+:\$PYTHONPATH}\""
+    # The Python of the sourced ROS 2 (3.12 for Jazzy on Ubuntu 24.04), where cmake put the code.
+    for site in "$overlay"/lib/python3*/site-packages; do
+      if [[ -d "$site" ]]; then echo "export PYTHONPATH=\"$site\${PYTHONPATH:+:\$PYTHONPATH}\""; fi
+    done
     echo "export LOOKOUT_ROS_LINK_DIRS=\"\""
   } >"$home/ros_env.sh.new"
   mv "$home/ros_env.sh.new" "$home/ros_env.sh"

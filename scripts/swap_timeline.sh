@@ -39,6 +39,7 @@ YAML
 params_for "$repo/models/yolov3-tiny/manifest.yaml" "$work/params.yaml"
 params_for "$repo/models/yolov3-tiny-batch/manifest.yaml" "$work/second.yaml"
 params_for "$work/corrupt/manifest.yaml" "$work/third.yaml"
+grep '^cpu ' /proc/stat >"$work/stat0"
 NO_COLOR=1 "${LOOKOUT_BIN:-target/release/lookout}" run --params-file "$work/params.yaml" 2>"$work/lookout.log" &
 pid=$!
 for _ in $(seq 600); do grep -q "lookout running" "$work/lookout.log" && break; sleep 0.1; done
@@ -48,7 +49,8 @@ for _ in $(seq 600); do grep -q "lookout running" "$work/lookout.log" && break; 
   --exec "75:cp $work/third.yaml $work/params.yaml && date +%s.%N >$work/hup2 && kill -HUP $pid" \
   --out "$work/peer.json"
 kill -INT "$pid"; wait "$pid"
-grep -E "^[0-9].*(SIGHUP|model swapped|model refused)" "$work/lookout.log" | sed -E 's/ (old_)?sha256=([0-9a-f]{8})[0-9a-f]+/ \1sha256=\2…/g' | cut -c1-300
+grep '^cpu ' /proc/stat >"$work/stat1"
+grep -E "^[0-9].*(SIGHUP|model swapped|model refused)" "$work/lookout.log" | sed -E 's/ (old_)?sha256=([0-9a-f]{8})[0-9a-f]+/ \1sha256=\2…/g' | cut -c1-300 || true
 "$LOOKOUT_PYTHON" - "$work" "$budget" <<'PY'
 import datetime, json, re, sys
 import numpy as np
@@ -78,6 +80,11 @@ for name, lo, hi in windows:
           f"{lat.max():>7.1f} {int((lat > budget).sum()):>11}")
 shas = [s["values"].get("model_sha256", "")[:8] for m in d["diagnostics"] for s in m["status"]
         if s["name"] == "lookout: inference engine"]
+# CPU time the hypervisor took from this VM during the run (steal), as a share of all CPU time.
+t0 = [int(x) for x in open(f"{work}/stat0").read().split()[1:]]
+t1 = [int(x) for x in open(f"{work}/stat1").read().split()[1:]]
+d = [b - a for a, b in zip(t0, t1)]
+print(f"steal during the run: {100 * d[7] / max(1, sum(d[:8])):.1f} % of CPU time")
 print("model_sha256 on /diagnostics:", " -> ".join(x for i, x in enumerate(shas) if i == 0 or shas[i - 1] != x))
 PY
-grep "lookout: summary" "$work/lookout.log" | cut -c1-400
+grep "lookout: summary" "$work/lookout.log" | cut -c1-400 || true

@@ -1,7 +1,7 @@
 //! Hot model swap in the live runtime, without ROS: a package is loaded on `lookout-load`
-//! (under `SCHED_IDLE`), warmed up by the inference loop while no frame is queued, and swapped
-//! in; the threads the new model starts run at normal priority; the loader follows which model
-//! runs (the same package again is refused, the first one is taken back).
+//! (nice 19), warmed up by the inference loop while no frame is queued, and swapped in; the
+//! threads the new model starts run at normal priority; the loader follows which model runs
+//! (the same package again is refused, the first one is taken back).
 
 mod common;
 
@@ -14,11 +14,8 @@ use lookout::runtime::queue::{RawHeader, Stamp};
 use lookout::runtime::swap::SwapOutcome;
 use lookout::runtime::{Runtime, Timing};
 
-const SCHED_OTHER: u32 = 0;
-const SCHED_IDLE: u32 = 5;
-
-/// (name, scheduling policy) of every thread of this process.
-fn threads() -> Vec<(String, u32)> {
+/// (name, nice value) of every thread of this process.
+fn threads() -> Vec<(String, i32)> {
     let mut out = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").unwrap() {
         let path = task.unwrap().path();
@@ -28,10 +25,10 @@ fn threads() -> Vec<(String, u32)> {
         ) else {
             continue; // ended meanwhile
         };
-        // Field 41 of stat is the policy; fields 3.. follow the ")" that ends the name.
+        // Field 19 of stat is the nice value; fields 3.. follow the ")" that ends the name.
         let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let policy = after.split(' ').nth(41 - 3).unwrap().parse().unwrap();
-        out.push((comm.trim().to_string(), policy));
+        let nice = after.split(' ').nth(19 - 3).unwrap().parse().unwrap();
+        out.push((comm.trim().to_string(), nice));
     }
     out
 }
@@ -108,22 +105,24 @@ fn a_swapped_in_model_runs_at_normal_priority_and_the_loader_follows_the_running
     // Same network: the same detections from the new model.
     assert_eq!(detect(&mut runtime), before);
 
-    // The loader runs at idle priority; nothing it started does.
+    // The loader runs at nice 19; nothing it started does.
     let all = threads();
     // The kernel keeps 15 bytes of a thread's name.
-    let policy_of = |name: &str| -> Vec<u32> {
+    let nice_of = |name: &str| -> Vec<i32> {
         all.iter()
             .filter(|(n, _)| name.starts_with(n.as_str()) && n.len() == name.len().min(15))
             .map(|(_, p)| *p)
             .collect()
     };
-    assert_eq!(policy_of("lookout-load"), [SCHED_IDLE], "{all:?}");
-    let ort = policy_of("lookout-ort");
+    let normal = nice_of("lookout-infer");
+    assert_eq!(normal.len(), 1, "{all:?}");
+    assert_eq!(nice_of("lookout-load"), [19], "{all:?}");
+    let ort = nice_of("lookout-ort");
     assert!(!ort.is_empty(), "{all:?}");
-    assert!(ort.iter().all(|p| *p == SCHED_OTHER), "{all:?}");
-    let pre = policy_of("lookout-preprocess");
+    assert!(ort.iter().all(|n| *n == normal[0]), "{all:?}");
+    let pre = nice_of("lookout-preprocess");
     assert!(!pre.is_empty(), "{all:?}");
-    assert!(pre.iter().all(|p| *p == SCHED_OTHER), "{all:?}");
+    assert!(pre.iter().all(|n| *n == normal[0]), "{all:?}");
 
     // The loader knows the batch package runs now: asked again, it is refused ...
     runtime.request_model(common::batch_manifest()).unwrap();

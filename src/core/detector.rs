@@ -98,11 +98,15 @@ impl Detector {
     ) -> Result<Self, EngineError> {
         let mut detector = Self::unwarmed(model, engine_config, thresholds, max_frames)?;
         while !detector.warm_up_step()? {}
+        // Loading parsed and copied the model more than once; give what was freed back.
+        crate::runtime::realtime::release_free_memory();
         Ok(detector)
     }
 
     /// As [`Self::with_batch_cap`] without the engine's warm-up, which [`Self::warm_up_step`]
-    /// then runs one inference at a time ([`Engine::unwarmed`]). Detect nothing before it is
+    /// then runs one inference at a time ([`Engine::unwarmed`]), and without returning the
+    /// freed heap memory to the OS (the caller does, on a thread of its choice:
+    /// [`crate::runtime::realtime::release_free_memory`]). Detect nothing before the warm-up is
     /// complete: the first runs are the slow ones.
     pub fn unwarmed(
         model: Model,
@@ -123,8 +127,6 @@ impl Detector {
         );
         let meter = InputMeter::new(&m.input);
         let engine = Engine::unwarmed(&model, engine_config, max_frames)?;
-        // Loading parsed and copied the model more than once; give what was freed back.
-        crate::runtime::realtime::release_free_memory();
         Ok(Self {
             model,
             pre,

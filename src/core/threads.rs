@@ -2,8 +2,8 @@
 //! helper), and where they take their scheduling from.
 //!
 //! On Linux a new thread inherits its creator's scheduling policy and nice value. A model loaded
-//! in the background for a hot swap is built on `lookout-load`, which runs under `SCHED_IDLE` so
-//! that the load takes no core from inference. The threads that model's session and
+//! in the background for a hot swap is built on `lookout-load`, which runs at nice 19 so that the
+//! load takes little of the cores inference wants. The threads that model's session and
 //! pre-processor start must not inherit that: after the swap they run every frame, and an
 //! unprivileged process cannot raise a thread's priority again. While a [`SpawnerGuard`] is held
 //! on a thread, [`spawn`] there hands the start to the `lookout-spawn` thread ([`Spawner`]),
@@ -69,7 +69,9 @@ impl Spawner {
     /// process's normal priority); it ends when `stop` is set. Returns the spawner and the
     /// thread's handle.
     pub fn start(stop: Arc<AtomicBool>) -> io::Result<(Self, JoinHandle<()>)> {
-        let (requests, incoming) = crossbeam_channel::bounded(1);
+        // A rendezvous: a request is either taken by `lookout-spawn` or fails as disconnected
+        // once it has stopped; none can be left in a buffer with its requester waiting.
+        let (requests, incoming) = crossbeam_channel::bounded(0);
         let handle = std::thread::Builder::new()
             .name("lookout-spawn".into())
             .spawn(move || serve(&incoming, &stop))?;

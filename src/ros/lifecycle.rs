@@ -296,7 +296,14 @@ pub(super) fn run(
         node.spin_once(Duration::from_millis(20));
         while let Some(request) = poll_once(&mut change_state, &mut cx) {
             let success = match resolve(&request.message.transition, lifecycle.state) {
-                Some(t) => lifecycle.change(t, node, options)?,
+                Some(t) => {
+                    let had = lifecycle.session.is_some();
+                    let done = lifecycle.change(t, node, options)?;
+                    if had && lifecycle.session.is_none() {
+                        services.abandon("the node was cleaned up before the model ran");
+                    }
+                    done
+                }
                 None => {
                     tracing::warn!(transition = %request.message.transition.label, id = request.message.transition.id, state = state_label(lifecycle.state), "transition refused: not available from this state");
                     false
@@ -346,9 +353,11 @@ pub(super) fn run(
         if let Some(gone) = gone
             && let Some(session) = lifecycle.session.take()
         {
+            services.abandon("the node is stopping: a worker thread ended");
             return session.finish(node, Some(gone));
         }
     }
+    services.abandon("the node is shutting down");
     // Let the last responses and events leave.
     node.spin_once(Duration::from_millis(50));
     lifecycle.free(node)?;

@@ -242,5 +242,6 @@ pub fn run(options: &NodeOptions, stop: Arc<AtomicBool>) -> Result<RunSummary, N
         }
         services.serve(Some(&mut session), &mut cx);
     }
+    services.abandon("the node is shutting down");
     session.finish(&mut node, gone)
 }

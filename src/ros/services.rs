@@ -129,7 +129,7 @@ impl Services {
             );
         }
         while let Some(request) = poll_once(&mut self.load_model, cx) {
-            let Some(s) = session.as_deref() else {
+            let Some(s) = session.as_deref_mut() else {
                 answer_load(request, refused("the node is not configured".into(), ""));
                 continue;
             };
@@ -146,6 +146,11 @@ impl Services {
             }
             match s.request_model(manifest.clone()) {
                 Ok(()) => {
+                    // The outcome of a load asked for otherwise (SIGHUP) is queued before the
+                    // runtime takes a new request: take it now, so that it does not answer this
+                    // one.
+                    s.poll_swap_outcomes();
+                    let _ = s.take_swap_outcome();
                     tracing::info!(manifest = %manifest.display(), "~/load_model: loading the model in the background");
                     self.waiting = Some(request);
                 }
@@ -154,6 +159,16 @@ impl Services {
                     answer_load(request, refused(e.to_string(), s.model_sha256()));
                 }
             }
+        }
+    }
+}
+
+impl Services {
+    /// Answers a `~/load_model` call still waiting with `success: false` and `why` (the session
+    /// it asked is being freed or the node stops).
+    pub(super) fn abandon(&mut self, why: &str) {
+        if let Some(request) = self.waiting.take() {
+            answer_load(request, refused(why.to_string(), ""));
         }
     }
 }

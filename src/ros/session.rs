@@ -310,6 +310,20 @@ impl Session {
                 &self.runtime,
             );
         }
+        self.poll_swap_outcomes();
+        if self.capture_asked.swap(false, Ordering::Relaxed) {
+            let _ = self.ask_capture("SIGUSR1");
+        }
+        // Supervision: a worker that ended while the node runs leaves it headless.
+        if let Some(name) = self.runtime.first_gone() {
+            return Some(name);
+        }
+        self.turn_rest(node, cx)
+    }
+
+    /// Logs each swap outcome the runtime has and keeps the last for
+    /// [`Self::take_swap_outcome`].
+    pub(super) fn poll_swap_outcomes(&mut self) {
         while let Some(outcome) = self.runtime.poll_swap() {
             match &outcome {
                 SwapOutcome::Swapped {
@@ -326,13 +340,10 @@ impl Session {
             }
             self.swap_outcome = Some(outcome);
         }
-        if self.capture_asked.swap(false, Ordering::Relaxed) {
-            let _ = self.ask_capture("SIGUSR1");
-        }
-        // Supervision: a worker that ended while the node runs leaves it headless.
-        if let Some(name) = self.runtime.first_gone() {
-            return Some(name);
-        }
+    }
+
+    /// The rest of a turn: frames into the queues, /clock, graph checks and /diagnostics.
+    fn turn_rest(&mut self, node: &r2r::Node, cx: &mut TaskContext<'_>) -> Option<&'static str> {
         for input in &mut self.inputs {
             input.drain(cx);
         }

@@ -166,8 +166,9 @@ pub enum Step {
     Idle,
     /// A frame was processed (its result sent, or dropped and counted if the sink was full).
     Processed,
-    /// No frame was queued (or none for [`crate::runtime::swap::STARVED_AFTER`]): the step ran
-    /// one warm-up inference of a model waiting to be swapped in.
+    /// No frame was queued: the step ran one warm-up inference of a model waiting to be swapped
+    /// in (a loop that is never idle runs them after frames instead, see
+    /// [`crate::runtime::swap::STARVED_AFTER`]).
     WarmedUp,
     /// A frame was rejected as bad input, was too old, or its inference failed or timed out
     /// (counted).
@@ -448,15 +449,13 @@ impl InferenceLoop {
     /// engine up to [`Self::batch`] frames of different cameras in one inference run.
     pub fn step(&mut self) -> Step {
         let mut frames: [Option<Frame>; MAX_BATCH] = Default::default();
-        if let Some(slot) = self.swap.as_mut() {
-            if slot.poll(&mut self.detector) {
-                let input = &self.detector.model().manifest.input;
-                let (w, h) = (input.width() as u32, input.height() as u32);
-                for decoder in self.decoders.iter_mut().flatten() {
-                    decoder.retarget(w, h);
-                }
-            } else if slot.warm_up(false) {
-                return Step::WarmedUp;
+        if let Some(slot) = self.swap.as_mut()
+            && slot.poll(&mut self.detector)
+        {
+            let input = &self.detector.model().manifest.input;
+            let (w, h) = (input.width() as u32, input.height() as u32);
+            for decoder in self.decoders.iter_mut().flatten() {
+                decoder.retarget(w, h);
             }
         }
         if let Some(shadow) = self.shadow.as_mut() {
@@ -519,6 +518,11 @@ impl InferenceLoop {
                 tap.keep(&mut frame, detections.map(Vec::as_slice));
             }
             self.cameras[frame.camera].recycle(frame);
+        }
+        // A loop that is never idle warms a new model up anyway: one run after each frame step
+        // once it has waited `STARVED_AFTER`, never two in a row.
+        if let Some(slot) = self.swap.as_mut() {
+            slot.warm_up(false);
         }
         result
     }

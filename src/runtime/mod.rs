@@ -492,17 +492,20 @@ impl Runtime {
             // Started from this thread, so at the priority the detector's threads had at start.
             let (spawner, factory) = crate::core::threads::Spawner::start(Arc::clone(&stop))
                 .map_err(|e| start("lookout-spawn", e))?;
-            sinks.push("lookout-spawn", factory);
             let s = Arc::clone(&stop);
             let handle = std::thread::Builder::new()
                 .name("lookout-load".into())
                 .spawn(move || {
-                    realtime::idle_priority("lookout-load");
+                    // Nice 19: the load takes the time no frame wants, and a sliver of the rest
+                    // (so it ends even on cores that stay busy).
+                    realtime::background("lookout-load");
                     let _threads = spawner.enter();
                     loader.run(&s);
                 })
                 .map_err(|e| start("lookout-load", e))?;
+            // Joined in this order: the loader first, while threads can still be started for it.
             sinks.push("lookout-load", handle);
+            sinks.push("lookout-spawn", factory);
         }
         if self.timing == Timing::Live
             && let Some(mut worker) = self.capture.as_mut().and_then(|c| c.worker.take())

@@ -60,13 +60,21 @@ pub fn apply(thread: &str, config: &ThreadConfig) -> Applied {
 /// keep ahead (reading a bag) and must not take a core from the frame being processed. Returns
 /// whether the OS agreed; a refusal is logged at debug level and changes nothing else.
 pub fn background(thread: &str) -> bool {
+    nice(thread, 19)
+}
+
+/// Sets the calling thread's nice value (0 normal .. 19 lowest): under CFS a thread at nice 10
+/// gets about a tenth of a core another thread at nice 0 wants, and all the time nobody wants.
+/// Threads it starts inherit the value, and an unprivileged thread cannot lower it again.
+/// Returns whether the OS agreed; a refusal is logged at debug level and changes nothing else.
+pub fn nice(thread: &str, value: i32) -> bool {
     // SAFETY: gettid has no preconditions and returns the calling thread's id.
     let tid = unsafe { libc::gettid() };
     // SAFETY: a plain system call on this thread's id; no memory is passed. On Linux,
     // PRIO_PROCESS with a thread id sets that one thread's nice value.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) };
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, value) };
     if rc != 0 {
-        tracing::debug!(thread, error = %std::io::Error::last_os_error(), "lowering the thread's priority refused");
+        tracing::debug!(thread, value, error = %std::io::Error::last_os_error(), "changing the thread's nice value refused");
     }
     rc == 0
 }

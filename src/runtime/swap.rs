@@ -1,27 +1,29 @@
 //! Hot model swap: a new model package is loaded and checked (sha256, the same classes) on
 //! `lookout-load` while the old one keeps running; the inference loop warms it up between frames
 //! and swaps it in between two runs (a pointer move), and hands the old detector back to
-//! `lookout-load` to be dropped there. A package that fails any check, or its warm-up, is
+//! `lookout-load`, which has it dropped on a short-lived `lookout-drop` thread at normal
+//! priority. A package that fails any check, or its warm-up, is
 //! refused and the old model keeps running.
 //!
 //! ```text
-//!  front end ── request(path) ──► lookout-load (SCHED_IDLE): Model::load (sha256),
+//!  front end ── request(path) ──► lookout-load (nice 19): Model::load (sha256),
 //!                                   Detector::unwarmed (session build)
 //!                                      │ ready (bounded 1)
 //!                                      ▼
 //!                          InferenceLoop::step: warm-up runs while no frame is queued,
-//!                          then the swap between two runs ──► old detector ──► dropped
+//!                          then the swap between two runs ──► old detector ──► lookout-drop
 //!  front end ◄── outcomes (swapped / refused, with both sha256) ◄──────┘
 //! ```
 //!
 //! Why this split: on a machine whose cores all run inference, a load beside it takes cores
-//! from the frames. `lookout-load` therefore runs under `SCHED_IDLE` (CPU time no other thread
-//! wants); the threads the new session and pre-processor start go through
-//! [`crate::core::threads::Spawner`], so they do not inherit that priority. The warm-up runs
-//! need the new session's threads at full priority, so they run on the inference thread itself
-//! when no frame is queued: each delays a frame that arrives during it by at most one
-//! inference. A loop that is never idle warms the model up between frames after
-//! [`STARVED_AFTER`].
+//! from the frames. `lookout-load` therefore runs at nice 19 (the time no frame wants, and about
+//! 1.5 % of a core inference wants; not `SCHED_IDLE`, under which a machine busy with anything
+//! could hold the load off for ever); the threads the new session and pre-processor start go
+//! through [`crate::core::threads::Spawner`], so they do not inherit that priority. The warm-up
+//! runs need the new session's threads at full priority, so they run on the inference thread
+//! itself when no frame is queued: each delays a frame that arrives during it by at most one
+//! inference. A loop that is never idle runs one warm-up after each frame step once the model
+//! has waited [`STARVED_AFTER`].
 //!
 //! Contract: requesting never blocks (a request while another is loading or waiting to be
 //! swapped in is refused as busy). Loading allocates on `lookout-load`; the loop's part is a
@@ -30,8 +32,8 @@
 //! classes is refused (restart to change them).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -143,9 +145,10 @@ impl SwapSlot {
         true
     }
 
-    /// Runs one warm-up inference of the detector waiting to be swapped in, when the loop is
-    /// `idle` (no frame queued) or has not been idle for [`STARVED_AFTER`]. Returns whether it
-    /// ran one. A failed warm-up refuses the model (the old one keeps running).
+    /// Runs one warm-up inference of the detector waiting to be swapped in: when the loop is
+    /// `idle` (no frame queued), or, called after a frame step with `idle` false, once the
+    /// detector has waited [`STARVED_AFTER`]. Returns whether it ran one. A failed warm-up
+    /// refuses the model (the old one keeps running).
     pub fn warm_up(&mut self, idle: bool) -> bool {
         let Some(p) = self.pending.as_mut().filter(|p| !p.warm) else {
             return false;
@@ -230,6 +233,8 @@ pub struct Loader {
     current: ModelInfo,
     /// The model handed to the loop and not yet swapped in or refused.
     loading: Option<ModelInfo>,
+    /// `lookout-drop` threads dropping retired detectors.
+    dropping: Vec<std::thread::JoinHandle<()>>,
     busy: Arc<AtomicBool>,
 }
 
@@ -267,6 +272,7 @@ pub fn swap_parts(
             cameras,
             current: current.clone(),
             loading: None,
+            dropping: Vec::new(),
             busy,
         },
     )
@@ -276,6 +282,13 @@ impl Loader {
     /// The thread's body: loads each requested package and drops retired detectors, until
     /// `stop`.
     pub fn run(&mut self, stop: &AtomicBool) {
+        self.serve(stop);
+        for handle in self.dropping.drain(..) {
+            let _ = handle.join();
+        }
+    }
+
+    fn serve(&mut self, stop: &AtomicBool) {
         while !stop.load(Ordering::Relaxed) {
             self.drop_retired();
             let path = match self.requests.recv_timeout(Duration::from_millis(100)) {
@@ -317,18 +330,36 @@ impl Loader {
 
     /// Drops the detectors the loop handed back, and follows which model runs.
     fn drop_retired(&mut self) {
+        self.dropping.retain(|h| !h.is_finished());
         while let Ok(retired) = self.retired.try_recv() {
-            match retired {
+            let detector = match retired {
                 Retired::Replaced(old) => {
                     if let Some(new) = self.loading.take() {
                         self.current = new;
                     }
-                    drop(old);
+                    old
                 }
                 Retired::Refused(new) => {
                     self.loading = None;
-                    drop(new);
+                    new
                 }
+            };
+            // Dropping frees the memory the detector took at start, in the heap arenas the
+            // frame threads allocate from: not at idle priority, where a preempted `free`
+            // could hold an arena's lock while they wait. A short-lived thread started at
+            // normal priority (through the spawner) drops it and gives the memory back to the
+            // OS; inline only if no thread can be started.
+            let ours = Arc::new(Mutex::new(Some(detector)));
+            let theirs = Arc::clone(&ours);
+            let take = |cell: &Mutex<Option<Detector>>| {
+                cell.lock().unwrap_or_else(|p| p.into_inner()).take()
+            };
+            match crate::core::threads::spawn("lookout-drop", move || {
+                drop(take(&theirs));
+                crate::runtime::realtime::release_free_memory();
+            }) {
+                Ok(handle) => self.dropping.push(handle),
+                Err(_) => drop(take(&ours)),
             }
         }
     }

@@ -536,10 +536,7 @@ pub fn build(
 /// `lookout-capture` runs at nice 10: under load, inference keeps the CPU and the capture
 /// writes a little behind (frames it could not keep are counted).
 pub fn lower_priority() {
-    // SAFETY: setpriority(PRIO_PROCESS, 0, ..) changes the nice value of the calling thread
-    // only (Linux threads are tasks); it reads nothing from memory.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
-    if rc != 0 {
+    if !crate::runtime::realtime::nice("lookout-capture", 10) {
         tracing::warn!("lookout-capture: could not lower its priority; it runs at normal priority");
     }
 }
