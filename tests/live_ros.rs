@@ -1661,6 +1661,11 @@ fn load_model_swaps_the_model_between_frames_and_a_corrupt_package_by_sighup_is_
         log.contains("model refused; the running model stays"),
         "{log}"
     );
+    // The node's own count first (a loss there is the node's, not the peer's).
+    let cam = statuses(&report, "lookout: camera front");
+    let (_, _, _, values) = cam.last().unwrap();
+    assert_eq!(values["frames_published"], "120", "{values}");
+    assert_eq!(values["dropped_ring_full"], "0", "{values}");
     // No frame lost: every one came back, bus and persons (both packages are the same network).
     let got = assert_round_trip(&report, "/cam/compressed", "/front/detections");
     assert_eq!(got.len(), 120);

@@ -111,7 +111,9 @@ def main():
 
     rclpy.init()
     node = Node("lookout_test_peer")
-    qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=5)
+    # Subscriptions keep up to 200 unread results: a peer slowed by a loaded machine must not lose
+    # what the node sent (the test measures the node, not this Python process).
+    qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=200)
     pub_qos = QoSProfile(
         reliability=ReliabilityPolicy.BEST_EFFORT if args.best_effort else ReliabilityPolicy.RELIABLE,
         history=HistoryPolicy.KEEP_LAST,
