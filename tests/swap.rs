@@ -5,10 +5,8 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lookout::config::Config;
 use lookout::runtime::deadline::RosClock;
 use lookout::runtime::queue::{RawHeader, Stamp};
 use lookout::runtime::swap::SwapOutcome;
@@ -50,8 +48,7 @@ fn a_swapped_in_model_runs_at_normal_priority_and_the_loader_follows_the_running
         "lookout:\n  ros__parameters:\n    model: {}\n    engine:\n      execution_providers: [cpu]\n      preprocess_threads: 2\n    cameras: [front]\n    camera:\n      front: {{topic: /front/image_raw}}\n",
         common::default_manifest().display()
     );
-    let params = Config::parameters_from_str(&yaml, Path::new("test.yaml"), "/lookout").unwrap();
-    let config = Config::from_parameters(&params).unwrap();
+    let config = common::config_from_yaml(&yaml);
     let mut runtime = Runtime::new(&config, Timing::Live, RosClock::System).unwrap();
     runtime.enable_model_swap(&config);
     let thread = runtime

@@ -9,10 +9,8 @@
 mod common;
 mod counting;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lookout::config::Config;
 use lookout::runtime::deadline::RosClock;
 use lookout::runtime::queue::{RawHeader, Stamp};
 use lookout::runtime::{Runtime, Timing};
@@ -26,8 +24,7 @@ fn frames_through_queue_loop_and_results_allocate_nothing_on_any_thread() {
         "lookout:\n  ros__parameters:\n    model: {}\n    engine:\n      execution_providers: [cpu]\n      preprocess_threads: 2\n    cameras: [front, left]\n    camera:\n      front: {{topic: /front/image_raw, hard_timeout_ms: 5000, max_width: 1280, max_height: 720}}\n      left: {{topic: /left/image_raw, weight: 2, max_width: 1280, max_height: 720}}\n",
         common::default_manifest().display()
     );
-    let params = Config::parameters_from_str(&yaml, Path::new("test.yaml"), "/lookout").unwrap();
-    let config = Config::from_parameters(&params).unwrap();
+    let config = common::config_from_yaml(&yaml);
     let mut runtime = Runtime::new(&config, Timing::Live, RosClock::System).unwrap();
     let thread = runtime
         .start(&config.realtime.inference, Duration::from_millis(5))

@@ -8,11 +8,9 @@
 mod common;
 mod counting;
 
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use lookout::config::Config;
 use lookout::runtime::deadline::RosClock;
 use lookout::runtime::queue::{RawHeader, Stamp};
 use lookout::runtime::{Runtime, Timing};
@@ -29,8 +27,7 @@ fn the_shadow_and_capture_paths_allocate_nothing() {
         m = model.display(),
         d = incidents.display()
     );
-    let params = Config::parameters_from_str(&yaml, Path::new("test.yaml"), "/lookout").unwrap();
-    let config = Config::from_parameters(&params).unwrap();
+    let config = common::config_from_yaml(&yaml);
     let mut runtime = Runtime::new(&config, Timing::Live, RosClock::System).unwrap();
     let thread = runtime
         .start(&config.realtime.inference, Duration::from_millis(5))

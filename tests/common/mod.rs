@@ -139,6 +139,15 @@ pub fn vtest_clip(out_dir: &Path, frames: usize, extra: &[&str]) {
     );
 }
 
+/// The node's configuration from a parameters file's text (node `/lookout`), as `lookout run`
+/// reads it.
+pub fn config_from_yaml(yaml: &str) -> lookout::config::Config {
+    let params =
+        lookout::config::Config::parameters_from_str(yaml, Path::new("test.yaml"), "/lookout")
+            .unwrap();
+    lookout::config::Config::from_parameters(&params).unwrap()
+}
+
 /// Engine settings for tests: CPU only, so results do not depend on the machine's GPUs.
 pub fn cpu_engine() -> lookout::core::engine::EngineConfig {
     lookout::core::engine::EngineConfig {
